@@ -1,0 +1,1 @@
+"""Prefect flows and tasks: orchestration only. Each task runs a DVC stage in a child process."""

@@ -1,0 +1,543 @@
+"""Typed parameters: `params.yaml` → one loader → frozen objects every stage is handed.
+
+A wrong key or value stops with one line naming its key path, before any work starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_PARAMS_PATH = Path("params.yaml")
+
+_SLUG = r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$"
+Slug = Annotated[str, Field(pattern=_SLUG)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+LearningRate = Annotated[float, Field(gt=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class ParamsError(ValueError):
+    """A params file that cannot be used; each line of the message names one key path."""
+
+
+class _Section(BaseModel):
+    # Strict: `epochs: "3"` or `auto_promote: "no"` is a mistake in a config file, not a value.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# --- crawl ----------------------------------------------------------------------------------
+
+
+class DemoShopParams(_Section):
+    products: PositiveInt = 600
+    seed: int = 7
+    difficulty: Literal["easy", "medium", "hard"] = "medium"
+
+
+class CrawlParams(_Section):
+    sources: Annotated[tuple[Slug, ...], Field(strict=False, min_length=1)]
+    user_agent: Annotated[str, Field(min_length=1)]
+    obey_robots: bool = True
+    concurrent_requests_per_domain: PositiveInt = 4
+    download_delay_s: Annotated[float, Field(ge=0.0)] = 0.25
+    autothrottle: bool = True
+    retry_times: Annotated[int, Field(ge=0)] = 3
+    max_pages: PositiveInt = 5000
+    max_images: PositiveInt = 20000
+    min_image_side_px: PositiveInt = 64
+    max_image_pixels: PositiveInt = 40_000_000
+    demo_shop: DemoShopParams = DemoShopParams()
+
+
+# --- validation and labels ------------------------------------------------------------------
+
+
+class ValidationParams(_Section):
+    allowed_formats: Annotated[
+        tuple[Literal["jpeg", "png", "webp", "gif", "bmp"], ...], Field(strict=False, min_length=1)
+    ]
+    min_width: PositiveInt = 64
+    min_height: PositiveInt = 64
+    aspect_ratio: Annotated[tuple[float, float], Field(strict=False)] = (0.33, 3.0)
+    blank_std_max: Annotated[float, Field(ge=0.0)] = 4.0
+    near_duplicate_hamming: Annotated[int, Field(ge=0, le=64)] = 6
+    source_drop_ratio: Fraction = 0.5
+    min_examples_per_class: PositiveInt = 20
+
+    @model_validator(mode="after")
+    def _aspect_range(self) -> Self:
+        low, high = self.aspect_ratio
+        if not 0 < low < high:
+            raise ValueError(f"aspect_ratio must be [low, high] with 0 < low < high, got [{low}, {high}]")
+        return self
+
+
+class SplitParams(_Section):
+    train: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.8
+    val: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    test: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Self:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1, got {total:g}")
+        return self
+
+
+class LabelParams(_Section):
+    split: SplitParams = SplitParams()
+    seed: int = 17
+
+
+# --- detector and crop ----------------------------------------------------------------------
+
+
+class DetectorParams(_Section):
+    experiment: Literal["maskrcnn_resnetfpn_coco", "maskrcnn_mobilenet_coco"] = "maskrcnn_resnetfpn_coco"
+    resnet_depth: Literal[18, 34, 50, 101] = 50
+    categories: Annotated[tuple[Slug, ...], Field(strict=False, min_length=1)]
+    image_size: Annotated[int, Field(ge=64, le=2048)] = 640
+    min_level: Annotated[int, Field(ge=2, le=7)] = 2
+    max_level: Annotated[int, Field(ge=3, le=7)] = 6
+    anchor_size: Annotated[float, Field(gt=0.0)] = 8.0
+    decoder_filters: PositiveInt = 256
+    batch_size: PositiveInt = 8
+    steps: PositiveInt = 20000
+    warmup_steps: Annotated[int, Field(ge=0)] = 500
+    learning_rate: LearningRate = 0.01
+    clip_norm: Annotated[float, Field(gt=0.0)] = 10.0
+    score_threshold: Fraction = 0.5
+    init_checkpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _levels_fit_the_image(self) -> Self:
+        if self.min_level >= self.max_level:
+            raise ValueError(f"min_level ({self.min_level}) must be below max_level ({self.max_level})")
+        stride = 2**self.max_level
+        if self.image_size % stride:
+            # Model Garden's FPN crashes on inputs that the coarsest level does not divide.
+            raise ValueError(
+                f"image_size {self.image_size} must be a multiple of 2**max_level = {stride}"
+            )
+        if len(set(self.categories)) != len(self.categories):
+            raise ValueError("categories must not repeat")
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+        return self
+
+
+CropMode = Literal["bbox", "mask", "mask_alpha", "annotation", "none"]
+
+
+class CropParams(_Section):
+    mode: CropMode = "bbox"
+    size: Annotated[int, Field(ge=32, le=1024)] = 224
+    on_no_detection: Literal["skip", "full_image"] = "skip"
+
+
+# --- classifier training --------------------------------------------------------------------
+
+
+class FrozenPhaseParams(_Section):
+    epochs: Annotated[int, Field(ge=0)] = 20
+    learning_rate: LearningRate = 1e-4
+
+
+class FineTunePhaseParams(_Section):
+    epochs: Annotated[int, Field(ge=0)] = 20
+    learning_rate: LearningRate = 1e-5
+    unfreeze_from: Annotated[int, Field(ge=0)] = 0
+
+
+class AugmentationParams(_Section):
+    horizontal_flip: bool = True
+    shift: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
+    zoom: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    rotation: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    fill_mode: Literal["nearest", "reflect", "constant", "wrap"] = "nearest"
+
+
+class TrainingParams(_Section):
+    backbone: Literal["densenet121", "vgg16", "resnet50"] = "densenet121"
+    weights: Literal["imagenet"] | None = "imagenet"
+    # DenseNet121, VGG16 and ResNet50 all refuse inputs below 32 px.
+    image_size: Annotated[int, Field(ge=32, le=1024)] = 224
+    batch_size: PositiveInt = 16
+    loss: Literal["categorical_crossentropy", "mse"] = "categorical_crossentropy"
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.3
+    early_stopping_patience: PositiveInt = 5
+    class_weights: Literal["balanced", "none"] = "balanced"
+    seed: int = 42
+    frozen: FrozenPhaseParams = FrozenPhaseParams()
+    fine_tune: FineTunePhaseParams = FineTunePhaseParams()
+    augmentation: AugmentationParams = AugmentationParams()
+
+    @model_validator(mode="after")
+    def _trains_at_all(self) -> Self:
+        if self.frozen.epochs + self.fine_tune.epochs == 0:
+            raise ValueError("frozen.epochs + fine_tune.epochs must be at least 1")
+        return self
+
+
+Item = Literal["shirt", "jeans"]
+_REGIONS_OF_ITEM: dict[str, frozenset[str]] = {
+    "shirt": frozenset({"shirt", "collar"}),
+    "jeans": frozenset({"jeans"}),
+}
+
+
+class ComponentParams(_Section):
+    item: Item
+    classes: Annotated[tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], ...], Field(strict=False, min_length=2)]
+    crop_region: Literal["collar", "shirt", "jeans"]
+    training: TrainingParams
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must not repeat")
+        if self.crop_region not in _REGIONS_OF_ITEM[self.item]:
+            allowed = ", ".join(sorted(_REGIONS_OF_ITEM[self.item]))
+            raise ValueError(f"crop_region {self.crop_region!r} is not a region of a {self.item} (expected {allowed})")
+        return self
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+class RegistryParams(_Section):
+    tracking_uri: Annotated[str, Field(min_length=1)] = "sqlite:///mlflow/mlflow.db"
+    artifact_root: Annotated[str, Field(min_length=1)] = "mlflow/artifacts"
+    gate_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    min_improvement: Fraction = 0.0
+    min_class_recall: Fraction = 0.5
+    auto_promote: bool = False
+
+
+# --- the whole file -------------------------------------------------------------------------
+
+_COMPONENT_NAME = re.compile(r"^(shirt|jeans)-[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+class Params(_Section):
+    """Parameters with one profile applied: what every stage receives."""
+
+    profile: Slug
+    crawl: CrawlParams
+    validation: ValidationParams
+    labels: LabelParams
+    detector: DetectorParams
+    crop: CropParams
+    training: TrainingParams
+    components: Annotated[dict[str, ComponentParams], Field(min_length=1)]
+    registry: RegistryParams
+
+    @model_validator(mode="after")
+    def _components_fit(self) -> Self:
+        # Raised at the root, so each message starts with the key path it is about.
+        for name, component in self.components.items():
+            if not _COMPONENT_NAME.match(name) or not name.startswith(f"{component.item}-"):
+                raise ValueError(
+                    f"components.{name}: a component's name must be "
+                    f"'{component.item}-<attribute>' in lower case"
+                )
+            if component.crop_region not in self.detector.categories:
+                raise ValueError(
+                    f"components.{name}.crop_region: {component.crop_region!r} is not one of "
+                    f"detector.categories ({', '.join(self.detector.categories)})"
+                )
+        return self
+
+    def component(self, name: str) -> ComponentParams:
+        """The named component, or a ParamsError listing the known ones."""
+        try:
+            return self.components[name]
+        except KeyError:
+            known = ", ".join(self.components)
+            raise ParamsError(f"unknown component {name!r} (expected one of: {known})") from None
+
+
+# Keys a profile may not set: it is itself chosen by `profile` and cannot nest profiles.
+_FILE_ONLY_KEYS = ("profile", "profiles")
+
+
+def read_params_file(path: Path) -> dict[str, Any]:
+    """The raw YAML mapping of a params file, or a ParamsError saying what is wrong with it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such params file") from None
+    except OSError as error:
+        raise ParamsError(f"{path}: cannot read ({error.strerror})") from None
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ParamsError(f"{where}: malformed YAML: {problem}") from None
+    if not isinstance(tree, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top, got {type(tree).__name__}")
+    return tree
+
+
+def profile_names(tree: Mapping[str, Any]) -> list[str]:
+    """The profiles a raw params tree defines."""
+    profiles = tree.get("profiles") or {}
+    return list(profiles) if isinstance(profiles, dict) else []
+
+
+def resolve_params(tree: Mapping[str, Any], profile: str | None = None, *, source: str = "params.yaml") -> Params:
+    """Apply one profile to a raw params tree and validate the result.
+
+    `profile` None means the tree's own `profile` key. Every problem found becomes one line of
+    the ParamsError, each naming the key path as written in the file.
+    """
+    problems = list(_unknown_keys(tree))
+    if problems:
+        raise ParamsError("\n".join(f"{source}: {line}" for line in problems))
+
+    chosen = profile if profile is not None else tree.get("profile")
+    profiles = tree.get("profiles") or {}
+    if not isinstance(chosen, str) or chosen not in profiles:
+        known = ", ".join(profiles) or "none defined"
+        where = "--profile" if profile is not None else "profile"
+        raise ParamsError(f"{source}: {where}: unknown profile {chosen!r} (expected one of: {known})")
+
+    overrides = profiles[chosen] or {}
+    merged = _apply_profile(tree, overrides, chosen)
+    try:
+        return Params.model_validate(merged)
+    except ValidationError as error:
+        problems = _without_echoes(error.errors())
+        lines = list(dict.fromkeys(_describe(problem, tree, chosen) for problem in problems))
+        raise ParamsError("\n".join(f"{source}: {line}" for line in lines)) from None
+
+
+def load_params(path: Path = DEFAULT_PARAMS_PATH, profile: str | None = None) -> Params:
+    """Read, merge and validate a params file for one profile."""
+    return resolve_params(read_params_file(path), profile, source=str(path))
+
+
+def check_all_profiles(path: Path = DEFAULT_PARAMS_PATH) -> list[str]:
+    """Validate every profile of a params file; returns the profile names, raises on the first bad one."""
+    tree = read_params_file(path)
+    names = profile_names(tree)
+    if not names:
+        raise ParamsError(f"{path}: profiles: at least one profile must be defined")
+    for name in names:
+        resolve_params(tree, name, source=str(path))
+    return names
+
+
+# --- merging --------------------------------------------------------------------------------
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _apply_profile(tree: Mapping[str, Any], overrides: Mapping[str, Any], profile: str) -> dict[str, Any]:
+    base = {key: value for key, value in tree.items() if key not in _FILE_ONLY_KEYS}
+    merged = _deep_merge(base, {key: value for key, value in overrides.items() if key != "components"})
+    merged["profile"] = profile
+
+    # A profile's general training beats a component's base override: `demo` must be able to
+    # shrink every component at once without undoing each paper-specific value by hand.
+    general = _mapping(tree.get("training"))
+    profile_general = _mapping(overrides.get("training"))
+    profile_components = _mapping(overrides.get("components"))
+    components: dict[str, Any] = {}
+    for name, spec in _mapping(tree.get("components")).items():
+        spec = _mapping(spec)
+        profile_spec = _mapping(profile_components.get(name))
+        training = _deep_merge(general, _mapping(spec.get("training")))
+        training = _deep_merge(training, profile_general)
+        training = _deep_merge(training, _mapping(profile_spec.get("training")))
+        merged_spec = _deep_merge(spec, {k: v for k, v in profile_spec.items() if k != "training"})
+        merged_spec["training"] = training
+        components[name] = merged_spec
+    merged["components"] = components
+    return merged
+
+
+# --- unknown keys, found before values so a typo is named where it was typed ----------------
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _is_mapping_of_models(annotation: Any) -> bool:
+    for candidate in (annotation, *get_args(annotation)):
+        if get_origin(candidate) is dict:
+            return True
+    return False
+
+
+def _unknown_in(tree: Any, model: type[BaseModel], path: str) -> Iterator[str]:
+    if not isinstance(tree, Mapping):
+        return
+    fields = model.model_fields
+    for key, value in tree.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            yield _unknown_key_line(key_path, str(key), list(fields))
+            continue
+        annotation = fields[key].annotation
+        child = _model_of(annotation)
+        if child is None:
+            continue
+        if _is_mapping_of_models(annotation):
+            for name, entry in _mapping(value).items():
+                yield from _unknown_in(entry, child, f"{key_path}.{name}")
+        else:
+            yield from _unknown_in(value, child, key_path)
+
+
+def _unknown_key_line(key_path: str, key: str, expected: list[str]) -> str:
+    close = difflib.get_close_matches(key, expected, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{key_path}: unknown key ({hint}expected one of: {', '.join(expected)})"
+
+
+def _unknown_keys(tree: Mapping[str, Any]) -> Iterator[str]:
+    file_fields = [*Params.model_fields, "profiles"]
+    for key in tree:
+        if key not in file_fields:
+            yield _unknown_key_line(str(key), str(key), file_fields)
+    base = {key: value for key, value in tree.items() if key in Params.model_fields}
+    yield from _unknown_in(base, Params, "")
+
+    components = _mapping(tree.get("components"))
+    profiles = tree.get("profiles")
+    if profiles is None:
+        return
+    if not isinstance(profiles, Mapping):
+        yield f"profiles: expected a mapping of profile name to overrides, got {type(profiles).__name__}"
+        return
+    for name, overrides in profiles.items():
+        if overrides is None:
+            continue
+        if not isinstance(overrides, Mapping):
+            yield f"profiles.{name}: expected a mapping of overrides, got {type(overrides).__name__}"
+            continue
+        for key in overrides:
+            if key in _FILE_ONLY_KEYS:
+                yield f"profiles.{name}.{key}: cannot be set inside a profile"
+        for component in _mapping(overrides.get("components")):
+            if component not in components:
+                yield _unknown_key_line(
+                    f"profiles.{name}.components.{component}", str(component), list(components)
+                ).replace("unknown key", "unknown component")
+        allowed = {key: value for key, value in overrides.items() if key not in _FILE_ONLY_KEYS}
+        yield from _unknown_in(allowed, Params, f"profiles.{name}")
+
+
+# --- value errors, reported at the key the winning value came from --------------------------
+
+
+def _has_path(tree: Any, keys: tuple[Any, ...]) -> bool:
+    node = tree
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _origin(loc: tuple[Any, ...], tree: Mapping[str, Any], profile: str, kind: str) -> str:
+    """The key path in the file whose value won at `loc` of the merged tree.
+
+    A problem with a whole section (two keys that disagree) names the section and the profile,
+    since either the file or the profile may hold the key to change.
+    """
+    if not loc:
+        return ""
+    if kind == "value_error" and _is_section(loc):
+        return ".".join(str(key) for key in loc) + f" (profile {profile})"
+    profile_tree = _mapping(_mapping(tree.get("profiles")).get(profile))
+    candidates: list[tuple[Any, tuple[Any, ...], str]]
+    if len(loc) >= 3 and loc[0] == "components" and loc[2] == "training":
+        name, rest = loc[1], loc[3:]
+        candidates = [
+            (profile_tree, ("components", name, "training", *rest), f"profiles.{profile}."),
+            (profile_tree, ("training", *rest), f"profiles.{profile}."),
+            (tree, ("components", name, "training", *rest), ""),
+            (tree, ("training", *rest), ""),
+        ]
+    else:
+        candidates = [(profile_tree, loc, f"profiles.{profile}."), (tree, loc, "")]
+    for source, keys, prefix in candidates:
+        if keys and _has_path(source, keys):
+            return prefix + ".".join(str(key) for key in keys)
+    return ".".join(str(key) for key in loc)
+
+
+def _is_section(loc: tuple[Any, ...]) -> bool:
+    model: type[BaseModel] | None = Params
+    keys = list(loc)
+    while keys and model is not None:
+        key = keys.pop(0)
+        field = model.model_fields.get(str(key))
+        if field is None:
+            return False
+        if _is_mapping_of_models(field.annotation):
+            if not keys:
+                return False
+            keys.pop(0)
+        model = _model_of(field.annotation)
+    return model is not None
+
+
+def _without_echoes(problems: list[Any]) -> list[Any]:
+    """Drop the copies of a general `training` problem that every component inherits."""
+    general = {(tuple(p["loc"][1:]), p["msg"]) for p in problems if p["loc"][:1] == ("training",)}
+    return [
+        p
+        for p in problems
+        if not (
+            len(p["loc"]) >= 3
+            and p["loc"][0] == "components"
+            and p["loc"][2] == "training"
+            and (tuple(p["loc"][3:]), p["msg"]) in general
+        )
+    ]
+
+
+def _describe(problem: Mapping[str, Any], tree: Mapping[str, Any], profile: str) -> str:
+    loc = tuple(problem["loc"])
+    # Drop the Literal/union branch names pydantic appends (e.g. 'literal['imagenet']').
+    loc = tuple(key for key in loc if not (isinstance(key, str) and ("[" in key or key in {"none", "str"})))
+    kind = str(problem.get("type", ""))
+    path = _origin(loc, tree, profile, kind)
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind in {"value_error", "assertion_error"}:
+        return f"{path}: {message}" if path else message
+    return f"{path}: {message} (got {problem.get('input')!r})"

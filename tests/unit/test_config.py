@@ -1,0 +1,249 @@
+"""The params loader: shipped profiles resolve, resolution order holds, every mistake is named."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+import yaml
+
+from pipelines.config import (
+    ParamsError,
+    check_all_profiles,
+    load_params,
+    read_params_file,
+    resolve_params,
+)
+
+
+@pytest.fixture
+def tree(shipped_params_path: Path) -> dict[str, Any]:
+    return read_params_file(shipped_params_path)
+
+
+def test_shipped_file_resolves_every_profile(shipped_params_path: Path) -> None:
+    assert sorted(check_all_profiles(shipped_params_path)) == ["demo", "paper"]
+
+
+def test_paper_profile_carries_the_papers_settings(tree: dict[str, Any]) -> None:
+    params = resolve_params(tree, "paper")
+    fit = params.component("jeans-fit").training
+    assert (fit.image_size, fit.weights, fit.backbone) == (224, "imagenet", "densenet121")
+    assert fit.fine_tune.unfreeze_from == 52
+    assert (fit.frozen.epochs, fit.fine_tune.epochs) == (18, 14)
+    assert params.component("jeans-washing").training.loss == "mse"
+    assert params.component("jeans-damage").training.frozen.learning_rate == pytest.approx(1e-3)
+    assert params.component("shirt-pattern").classes == ("check", "dot", "floral", "solid", "stripe")
+    assert params.crop.size == 224
+
+
+def test_demo_profile_is_sized_for_a_cpu_without_downloads(tree: dict[str, Any]) -> None:
+    params = resolve_params(tree, "demo")
+    for component in params.components.values():
+        assert component.training.weights is None
+        assert component.training.image_size <= 96
+    # The demo profile's general value beats the paper's component-level choice.
+    assert params.component("jeans-fit").training.fine_tune.unfreeze_from == 0
+    # A component-level method choice the profile does not touch survives.
+    assert params.component("jeans-damage").training.loss == "mse"
+    assert params.detector.image_size % 2**params.detector.max_level == 0
+
+
+def test_default_profile_comes_from_the_file(tree: dict[str, Any]) -> None:
+    tree = copy.deepcopy(tree)
+    tree["profile"] = "paper"
+    assert resolve_params(tree).profile == "paper"
+
+
+def _layered_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    tree = copy.deepcopy(tree)
+    tree["training"]["batch_size"] = 1
+    tree["training"]["seed"] = 1
+    tree["training"]["dropout"] = 0.1
+    tree["components"]["shirt-collar"]["training"] = {"batch_size": 2, "seed": 2, "early_stopping_patience": 2}
+    tree["profiles"]["paper"] = {
+        "training": {"batch_size": 3, "dropout": 0.3},
+        "components": {"shirt-collar": {"training": {"batch_size": 4}}},
+    }
+    return tree
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("batch_size", 4),  # profile component override wins over everything
+        ("dropout", 0.3),  # profile general beats the file's general
+        ("seed", 2),  # component override beats the file's general
+        ("early_stopping_patience", 2),
+    ],
+)
+def test_resolution_order(tree: dict[str, Any], field: str, expected: float) -> None:
+    training = resolve_params(_layered_tree(tree), "paper").component("shirt-collar").training
+    assert getattr(training, field) == expected
+
+
+def test_other_components_keep_the_general_values(tree: dict[str, Any]) -> None:
+    training = resolve_params(_layered_tree(tree), "paper").component("shirt-pattern").training
+    assert (training.batch_size, training.seed) == (3, 1)
+
+
+def test_resolved_params_are_frozen(tree: dict[str, Any]) -> None:
+    params = resolve_params(tree, "demo")
+    with pytest.raises(pydantic.ValidationError):
+        params.training.batch_size = 99  # type: ignore[misc]
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+BAD_CASES: list[tuple[str, Mutation, str, str]] = [
+    ("typo at the top", lambda t: t.update(registy={}), "registy: unknown key", "did you mean 'registry'"),
+    ("typo in a section", lambda t: t["training"].update(weigths=None), "training.weigths: unknown key", "weights"),
+    (
+        "typo inside a profile",
+        lambda t: t["profiles"]["demo"]["training"]["frozen"].update(epocs=3),
+        "profiles.demo.training.frozen.epocs: unknown key",
+        "epochs",
+    ),
+    (
+        "typo in a component override",
+        lambda t: t["components"]["jeans-fit"]["training"].update(dropuot=0.1),
+        "components.jeans-fit.training.dropuot: unknown key",
+        "dropout",
+    ),
+    (
+        "unknown component in a profile",
+        lambda t: t["profiles"]["demo"].update(components={"jeans-fitt": {}}),
+        "profiles.demo.components.jeans-fitt: unknown component",
+        "jeans-fit",
+    ),
+    (
+        "value out of range, set by the profile",
+        lambda t: t["profiles"]["demo"]["training"].update(dropout=1.5),
+        "profiles.demo.training.dropout",
+        "less than 1",
+    ),
+    (
+        "wrong type",
+        lambda t: t["profiles"]["demo"]["training"].update(batch_size="32"),
+        "profiles.demo.training.batch_size",
+        "valid integer",
+    ),
+    (
+        "value not in the choices",
+        lambda t: t["components"]["jeans-fit"]["training"].update(loss="hinge"),
+        "components.jeans-fit.training.loss",
+        "'categorical_crossentropy' or 'mse'",
+    ),
+    (
+        "missing required key",
+        lambda t: t["components"]["jeans-fit"].pop("classes"),
+        "components.jeans-fit.classes",
+        "required key is missing",
+    ),
+    (
+        "repeated class",
+        lambda t: t["components"]["jeans-color"].update(classes=["light", "light"]),
+        "components.jeans-color",
+        "classes must not repeat",
+    ),
+    (
+        "region of the wrong item",
+        lambda t: t["components"]["jeans-fit"].update(crop_region="collar"),
+        "components.jeans-fit",
+        "not a region of a jeans",
+    ),
+    (
+        "detector input the FPN cannot divide",
+        lambda t: t["profiles"]["demo"]["detector"].update(image_size=160),
+        "detector",
+        "multiple of 2**max_level = 64",
+    ),
+    (
+        "splits that do not add up",
+        lambda t: t["labels"]["split"].update(train=0.5),
+        "labels.split",
+        "must be 1",
+    ),
+    (
+        "component region the detector does not find",
+        lambda t: t["detector"].update(categories=["shirt", "jeans"]),
+        "components.shirt-collar.crop_region",
+        "detector.categories",
+    ),
+    (
+        "component named for another item",
+        lambda t: t["components"].update({"shirt-fit": copy.deepcopy(t["components"]["jeans-fit"])}),
+        "components.shirt-fit",
+        "'jeans-<attribute>'",
+    ),
+    (
+        "a profile that sets the profile",
+        lambda t: t["profiles"]["demo"].update(profile="paper"),
+        "profiles.demo.profile",
+        "cannot be set inside a profile",
+    ),
+    (
+        "a phase plan that trains nothing",
+        lambda t: t["profiles"]["demo"]["training"]["fine_tune"].update(epochs=0),
+        "training",
+        "at least 1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "mutate", "path", "reason"), BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_each_mistake_is_one_line_naming_its_key(
+    tree: dict[str, Any], case: str, mutate: Mutation, path: str, reason: str
+) -> None:
+    broken = copy.deepcopy(tree)
+    mutate(broken)
+    with pytest.raises(ParamsError) as raised:
+        resolve_params(broken, "demo")
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1, message
+    assert f"params.yaml: {path}" in message
+    assert reason in message
+
+
+def test_general_training_problem_is_reported_once_not_per_component(tree: dict[str, Any]) -> None:
+    tree = copy.deepcopy(tree)
+    tree["training"]["dropout"] = 2
+    with pytest.raises(ParamsError) as raised:
+        resolve_params(tree, "paper")
+    assert str(raised.value).splitlines() == ["params.yaml: training.dropout: Input should be less than 1 (got 2)"]
+
+
+def test_unknown_profile_lists_the_known_ones(tree: dict[str, Any]) -> None:
+    with pytest.raises(ParamsError, match=r"--profile: unknown profile 'prod' \(expected one of: paper, demo\)"):
+        resolve_params(tree, "prod")
+
+
+def test_unknown_component_lookup_names_the_known_ones(tree: dict[str, Any]) -> None:
+    with pytest.raises(ParamsError, match="unknown component 'shirt-sleeve'.*shirt-collar"):
+        resolve_params(tree, "demo").component("shirt-sleeve")
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("training:\n  batch_size: [16\n  dropout: 0.3\n")
+    with pytest.raises(ParamsError) as raised:
+        load_params(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}:3:") and "malformed YAML" in message
+    assert len(message.splitlines()) == 1
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(ParamsError, match="expected a mapping of sections"):
+        load_params(path)
