@@ -29,11 +29,16 @@ test: install ## Run the test suite (unit, integration, e2e)
 bench: install ## Run every benchmark under bench/ (each prints ratios measured side by side)
 	@set -e; for script in bench/*.py; do echo "==> $$script"; $(BIN)/python $$script; done
 
+SHOP_DIR ?= data/demo_shop
+
 demo: install ## Install, then run what the pipeline has so far on the embedded defaults
 	$(BIN)/seamline params check
-	$(BIN)/seamline params show --profile demo --component shirt-collar
-	@echo "==> demo: params are valid for every profile. The weekly pipeline (crawl, validate,"
-	@echo "    label, detect, crop, train, register) joins this target as its stages land."
+	$(BIN)/seamline demo-shop build --out $(SHOP_DIR)
+	$(BIN)/seamline demo-shop sheet $(SHOP_DIR)
+	@echo "==> demo: params checked; the synthetic shop is in $(SHOP_DIR) (contact sheets in"
+	@echo "    $(SHOP_DIR)/sheets). Browse it with: $(BIN)/seamline demo-shop serve $(SHOP_DIR)"
+	@echo "    The weekly pipeline (crawl, validate, label, detect, crop, train, register) joins"
+	@echo "    this target as its stages land."
 
 lock: ## Re-resolve the dependency ranges in pyproject.toml into requirements.lock
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -36,6 +36,11 @@ demo_shop_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(demo_shop_app, name="demo-shop")
+sources_app = typer.Typer(
+    help="List and try out crawl sources: one YAML file per shop in crawlers/sources/.",
+    no_args_is_help=True,
+)
+app.add_typer(sources_app, name="sources")
 
 out_console = Console()
 err = Console(stderr=True)
@@ -183,7 +188,7 @@ def demo_shop_build(
         f"built {summary.products} products ({summary.images} images, {summary.pages} pages) "
         f"at {chosen} difficulty, seed {shop_seed} into {out}\nplanted faults: {faults}"
     )
-    out_console.print(console_line, highlight=False)
+    out_console.print(console_line, highlight=False, soft_wrap=True)
 
 
 @demo_shop_app.command("serve")
@@ -226,6 +231,133 @@ def demo_shop_sheet(
         fail(f"{shop}: not a built demo shop (no ground_truth.jsonl)")
     for path in write_contact_sheets(shop, out or shop / "sheets", per_class, tile):
         out_console.print(str(path), highlight=False)
+
+
+SourcesDir = Annotated[
+    Path | None,
+    typer.Option("--sources-dir", help="Folder of source YAML files. Default: crawlers/sources/.", file_okay=False),
+]
+
+
+def _run_crawler(arguments: list[str]) -> int:
+    """Scrapy in a child process: Twisted's reactor cannot be restarted within one process."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "crawlers.run", *arguments], check=False).returncode
+
+
+@sources_app.command("list")
+def sources_list(sources_dir: SourcesDir = None, params_file: ParamsFile = DEFAULT_PARAMS_PATH) -> None:
+    """Every source file: its spider, extraction methods, start URL, and whether the weekly
+    crawl includes it (params.yaml crawl.sources). Invalid files are listed with their problem."""
+    from rich.table import Table
+
+    from crawlers.sources import SOURCES_DIR, SourceError, list_source_files, load_source
+
+    try:
+        scheduled = set(load_params(params_file).crawl.sources)
+    except ParamsError as error:
+        fail(str(error))
+    table = Table("source", "spider", "extract", "start", "weekly", "status")
+    for path in list_source_files(sources_dir or SOURCES_DIR):
+        try:
+            source = load_source(path)
+        except SourceError as error:
+            table.add_row(path.stem, "", "", "", "yes" if path.stem in scheduled else "", f"[red]{str(error).splitlines()[0]}[/]")
+            continue
+        start = (source.start_urls or source.sitemap_urls or ("",))[0]
+        methods = ", ".join(source.extract.methods) if source.spider != "shopify" else "products.json"
+        table.add_row(source.name, source.spider, methods, start, "yes" if source.name in scheduled else "", "ok")
+    out_console.print(table)
+
+
+@sources_app.command("check")
+def sources_check(
+    name: Annotated[str, typer.Argument(help="Source name (crawlers/sources/NAME.yaml).")],
+    products: Annotated[int, typer.Option("--products", "-n", help="Products to extract before stopping.", min=1, max=100)] = 5,
+    sources_dir: SourcesDir = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Fetch a handful of pages and show what would be extracted, flagging empty fields.
+
+    Nothing is stored: no images are downloaded and no manifest is written.
+    """
+    import json
+    import tempfile
+
+    from rich.table import Table
+
+    with tempfile.TemporaryDirectory(prefix="seamline-check-") as scratch:
+        out = Path(scratch) / "products.jsonl"
+        arguments = ["check", name, "--products", str(products), "--out", str(out), "--params", str(params_file)]
+        if sources_dir:
+            arguments += ["--sources-dir", str(sources_dir)]
+        code = _run_crawler(arguments)
+        if code:
+            raise typer.Exit(code)
+        lines = out.read_text(encoding="utf-8").splitlines() if out.exists() else []
+        # Requests already in flight when the limit is reached still land: show only what was asked.
+        rows = [json.loads(line) for line in lines][:products]
+    if not rows:
+        fail(f"{name}: no product was extracted; check start_urls and the links.products patterns")
+    table = Table("title", "breadcrumb", "price", "item", "images", "empty fields", show_lines=False)
+    empty_counts: dict[str, int] = {}
+    for row in rows:
+        empty = [f for f in ("title", "breadcrumb", "price", "item_hint", "image_urls") if row.get(f) in (None, "", [])]
+        for field in empty:
+            empty_counts[field] = empty_counts.get(field, 0) + 1
+        table.add_row(row["title"] or "—", row["breadcrumb"] or "—", "—" if row["price"] is None else f"{row['price']:.2f}",
+                      row["item_hint"] or "—", str(len(row["image_urls"])), f"[yellow]{', '.join(empty)}[/]" if empty else "")
+    out_console.print(table)
+    if empty_counts:
+        summary = ", ".join(f"{field} empty on {n}/{len(rows)}" for field, n in empty_counts.items())
+        out_console.print(f"[yellow]warning:[/] {summary}", highlight=False)
+    else:
+        out_console.print(f"{len(rows)} products extracted with every field filled", highlight=False)
+
+
+@app.command("crawl")
+def crawl(
+    name: Annotated[str, typer.Argument(help="Source name (crawlers/sources/NAME.yaml).")],
+    max_pages: Annotated[int | None, typer.Option("--max-pages", help="Stop after this many pages (default: the source's or params' limit).", min=1)] = None,
+    data_root: Annotated[Path, typer.Option("--data-root", help="Where crawls write: DATA_ROOT/NAME/{images/, manifest.jsonl}.")] = Path("data/raw"),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Scrapy's INFO log.")] = False,
+    sources_dir: SourcesDir = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Params profile.", envvar="SEAMLINE_PROFILE")] = None,
+) -> None:
+    """Crawl one source: new images stored once by content under DATA_ROOT/NAME/images/, one
+    manifest row each; images already in the manifest are not fetched again. Prints a summary."""
+    import json
+
+    from rich.table import Table
+
+    arguments = ["crawl", name, "--data-root", str(data_root), "--params", str(params_file),
+                 "--log-level", "INFO" if verbose else "WARNING"]
+    if max_pages:
+        arguments += ["--max-pages", str(max_pages)]
+    if sources_dir:
+        arguments += ["--sources-dir", str(sources_dir)]
+    if profile:
+        arguments += ["--profile", profile]
+    code = _run_crawler(arguments)
+    summary_path = data_root / name / "crawl_summary.json"
+    if code == 0 and summary_path.exists():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        images = summary["images"]
+        table = Table("crawl of " + name, "count", show_header=True)
+        for label, value in [("pages", summary["pages"]), ("products", summary["products"]),
+                             ("images new", images["new"]), ("images duplicate", images["duplicate"]),
+                             ("images already known (not fetched)", images["known_url"]),
+                             *((f"images rejected: {k}", v) for k, v in images["rejected"].items()),
+                             *((f"products dropped: {k}", v) for k, v in summary["products_dropped"].items()),
+                             *((f"error: {k}", v) for k, v in summary["errors"].items()),
+                             ("duration (s)", summary["duration_s"])]:
+            table.add_row(label, str(value))
+        out_console.print(table)
+        out_console.print(f"summary: {summary_path}", highlight=False)
+    if code:
+        raise typer.Exit(code)
 
 
 if __name__ == "__main__":

@@ -269,12 +269,12 @@ class Params(_Section):
 _FILE_ONLY_KEYS = ("profile", "profiles")
 
 
-def read_params_file(path: Path) -> dict[str, Any]:
-    """The raw YAML mapping of a params file, or a ParamsError saying what is wrong with it."""
+def read_yaml_mapping(path: Path, what: str = "params file") -> dict[str, Any]:
+    """The YAML mapping in `path`, or a ParamsError naming the file (and line) and the problem."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ParamsError(f"{path}: no such params file") from None
+        raise ParamsError(f"{path}: no such {what}") from None
     except OSError as error:
         raise ParamsError(f"{path}: cannot read ({error.strerror})") from None
     try:
@@ -285,8 +285,39 @@ def read_params_file(path: Path) -> dict[str, Any]:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ParamsError(f"{where}: malformed YAML: {problem}") from None
     if not isinstance(tree, dict):
-        raise ParamsError(f"{path}: expected a mapping of sections at the top, got {type(tree).__name__}")
+        raise ParamsError(f"{path}: expected a mapping of keys at the top, got {type(tree).__name__}")
     return tree
+
+
+def read_params_file(path: Path) -> dict[str, Any]:
+    """The raw YAML mapping of a params file, or a ParamsError saying what is wrong with it."""
+    return read_yaml_mapping(path, "params file")
+
+
+def validation_lines(error: ValidationError) -> list[str]:
+    """One `key.path: problem` line per problem of a plain (profile-less) model validation."""
+    lines = []
+    for problem in error.errors():
+        path = ".".join(str(key) for key in _plain_loc(problem["loc"]))
+        lines.append(_problem_line(path, problem))
+    return list(dict.fromkeys(lines))
+
+
+def _plain_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the Literal/union branch names pydantic appends (e.g. `literal['imagenet']`)."""
+    return tuple(key for key in loc if not (isinstance(key, str) and ("[" in key or key in {"none", "str"})))
+
+
+def _problem_line(path: str, problem: Mapping[str, Any]) -> str:
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    kind = str(problem.get("type", ""))
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key"
+    if kind in {"value_error", "assertion_error"}:
+        return f"{path}: {message}" if path else message
+    return f"{path}: {message} (got {problem.get('input')!r})"
 
 
 def profile_names(tree: Mapping[str, Any]) -> list[str]:
@@ -530,14 +561,5 @@ def _without_echoes(problems: list[Any]) -> list[Any]:
 
 
 def _describe(problem: Mapping[str, Any], tree: Mapping[str, Any], profile: str) -> str:
-    loc = tuple(problem["loc"])
-    # Drop the Literal/union branch names pydantic appends (e.g. 'literal['imagenet']').
-    loc = tuple(key for key in loc if not (isinstance(key, str) and ("[" in key or key in {"none", "str"})))
     kind = str(problem.get("type", ""))
-    path = _origin(loc, tree, profile, kind)
-    message = str(problem["msg"]).removeprefix("Value error, ")
-    if kind == "missing":
-        return f"{path}: required key is missing"
-    if kind in {"value_error", "assertion_error"}:
-        return f"{path}: {message}" if path else message
-    return f"{path}: {message} (got {problem.get('input')!r})"
+    return _problem_line(_origin(_plain_loc(tuple(problem["loc"])), tree, profile, kind), problem)

@@ -101,6 +101,19 @@ class Pose:
         x, y = points[:, 0], points[:, 1]
         return np.stack([self.scale * (c * x - s * y) + self.tx, self.scale * (s * x + c * y) + self.ty], axis=1)
 
+    def wave(self, height: int, width: int, ku: float, kv: float) -> np.ndarray:
+        """sin(ku·u + kv·v) over the image, for (u, v) the garment frame: a plane wave in pixel
+        space too, so it is built from 1-D sines by sin(a + b) = sin a cos b + cos a sin b."""
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        # u = (c·(x − tx) + s·(y − ty)) / scale,  v = (−s·(x − tx) + c·(y − ty)) / scale
+        alpha = (ku * c - kv * s) / self.scale
+        beta = (ku * s + kv * c) / self.scale
+        x = alpha * (np.arange(width, dtype=np.float64) - self.tx)
+        y = beta * (np.arange(height, dtype=np.float64) - self.ty)
+        sin_x, cos_x = np.sin(x).astype(np.float32), np.cos(x).astype(np.float32)
+        sin_y, cos_y = np.sin(y).astype(np.float32), np.cos(y).astype(np.float32)
+        return sin_y[:, None] * cos_x[None, :] + cos_y[:, None] * sin_x[None, :]
+
     def frame_grid(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Garment-frame coordinates (u, v) of every pixel, for textures that move with the garment."""
         ys, xs = _pixel_grid(height, width)
@@ -269,7 +282,7 @@ def _fabric_colour(rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
 
 
-def _pattern_texture(pattern: str, u: np.ndarray, v: np.ndarray, rng: np.random.Generator, contrast: float) -> np.ndarray:
+def _pattern_texture(pattern: str, pose: Pose, u: np.ndarray, v: np.ndarray, rng: np.random.Generator, contrast: float) -> np.ndarray:
     """Fabric colour of every pixel, from its garment-frame coordinates."""
     base = _fabric_colour(rng)
     accent = _fabric_colour(rng)
@@ -307,7 +320,8 @@ def _pattern_texture(pattern: str, u: np.ndarray, v: np.ndarray, rng: np.random.
     elif pattern != "solid":
         raise ValueError(f"unknown pattern {pattern!r}")
     # Woven texture: a faint high-frequency grain every real fabric shows.
-    grain = 1.0 + 0.025 * np.sin(u * 420) * np.sin(v * 410)
+    height, width = u.shape
+    grain = 1.0 + 0.025 * pose.wave(height, width, 420, 0) * pose.wave(height, width, 0, 410)
     return out * grain[..., None]
 
 
@@ -350,7 +364,7 @@ def _draw_shirt(canvas, spec: GarmentSpec, style, scene, knobs: SceneKnobs, view
     zoom, focus = (scene.uniform(1.9, 2.5), (0.0, 0.12)) if view == "detail" else (1.0, None)
     pose = _pose(scene, knobs, SHIRT_EXTENT, height, width, zoom, focus)
     u, v = pose.frame_grid(height, width)
-    texture = _pattern_texture(spec.labels["pattern"], u, v, pattern_rng, contrast)
+    texture = _pattern_texture(spec.labels["pattern"], pose, u, v, pattern_rng, contrast)
     texture = texture * _fold_shading(u, v, scene, 0.12)[..., None]
     line_px = max(1, int(round(pose.scale * 0.006)))
     on_model = scene.random() < knobs.skin_distractor_p
@@ -408,13 +422,14 @@ def _draw_shirt(canvas, spec: GarmentSpec, style, scene, knobs: SceneKnobs, view
 # --- jeans ----------------------------------------------------------------------------------
 
 
-def _denim(shade: str, u: np.ndarray, v: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
+def _denim(shade: str, pose: Pose, height: int, width: int, rng: np.random.Generator, jitter: float) -> np.ndarray:
     ranges = DENIM_SHADES[shade]
     colour = np.array([rng.uniform(lo, hi) for lo, hi in ranges], dtype=np.float32)
     colour *= 1.0 + rng.uniform(-jitter, jitter)
-    twill = 1.0 + 0.07 * np.sin((u + v) * 260.0) + 0.03 * np.sin(u * 900.0)
-    streaks = 1.0 + 0.03 * np.sin(u * 90.0 + np.sin(v * 7.0))
-    return colour[None, None, :] * (twill * streaks)[..., None]
+    # Diagonal twill weave, fine warp threads and faint vertical streaks of uneven dye.
+    weave = 0.07 * pose.wave(height, width, 260, 260) + 0.03 * pose.wave(height, width, 900, 0)
+    weave += 0.03 * pose.wave(height, width, 90, 0)
+    return colour[None, None, :] * (1.0 + weave)[..., None]
 
 
 def _brushed_fading(pose: Pose, u, v, left_leg, right_leg, rng) -> np.ndarray:
@@ -468,7 +483,7 @@ def _draw_jeans(canvas, spec: GarmentSpec, style, scene, knobs: SceneKnobs, view
     zoom, focus = (scene.uniform(1.5, 1.9), (0.0, 0.9)) if view == "detail" else (1.0, None)
     pose = _pose(scene, knobs, JEANS_EXTENT, height, width, zoom, focus)
     u, v = pose.frame_grid(height, width)
-    texture = _denim(labels["color"], u, v, denim_rng, knobs.geometry_jitter)
+    texture = _denim(labels["color"], pose, height, width, denim_rng, knobs.geometry_jitter)
     base_colour = texture.mean(axis=(0, 1))
     if labels["washing"] == "brush":
         fade = _brushed_fading(pose, u, v, left_leg, right_leg, fade_rng)

@@ -11,12 +11,17 @@ from contextlib import contextmanager
 from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from email.utils import parsedate_to_datetime
+from io import BytesIO
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from crawlers.demo_shop.site import ORIGIN
 
 HOST = "127.0.0.1"
-_TEXT_TYPES = (".html", ".xml", ".txt")
+_TEXT_TYPES = (".html", ".xml", ".txt", ".json")
+_EMPTY_SHOPIFY_PAGE = b'{"products": []}'
+
 
 
 class ShopRequestHandler(SimpleHTTPRequestHandler):
@@ -25,23 +30,53 @@ class ShopRequestHandler(SimpleHTTPRequestHandler):
     server: ShopServer
 
     def send_head(self):  # type: ignore[override]
+        self.path = shopify_route(self.path)
         path = Path(self.translate_path(self.path))
+        if self.path.startswith("/products/") and self.path.endswith(".json") and not path.is_file():
+            return self._send_bytes(_EMPTY_SHOPIFY_PAGE, "application/json")  # past the last page
         if path.is_dir():
             path = path / "index.html"
         if path.suffix not in _TEXT_TYPES or not path.is_file():
             return super().send_head()
         body = path.read_bytes().replace(ORIGIN.encode(), self.server.origin.encode())
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", self.guess_type(str(path)))
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        from io import BytesIO
+        return self._send_bytes(body, self.guess_type(str(path)), path.stat().st_mtime)
 
+    def _send_bytes(self, body: bytes, content_type: str, mtime: float | None = None) -> BytesIO | None:
+        if mtime is not None:
+            since = self.headers.get("If-Modified-Since")
+            if since and _not_modified(since, mtime):
+                self.send_response(HTTPStatus.NOT_MODIFIED)
+                self.end_headers()
+                return None
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if mtime is not None:
+            self.send_header("Last-Modified", self.date_time_string(int(mtime)))
+        self.end_headers()
         return BytesIO(body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         if self.server.verbose:
             super().log_message(format, *args)
+
+
+def shopify_route(request_path: str) -> str:
+    """Shopify URLs onto the built files: `/products.json?page=N` and `/products/<handle>`."""
+    parsed = urlsplit(request_path)
+    if parsed.path == "/products.json":
+        page = parse_qs(parsed.query).get("page", ["1"])[0]
+        return f"/products/page-{int(page) if page.isdigit() else 0}.json"
+    if parsed.path.startswith("/products/") and not parsed.path.endswith(".json"):
+        return f"/p/{parsed.path.removeprefix('/products/')}.html"
+    return request_path
+
+
+def _not_modified(since: str, mtime: float) -> bool:
+    try:
+        return int(mtime) <= parsedate_to_datetime(since).timestamp()
+    except (TypeError, ValueError):
+        return False
 
 
 class ShopServer(ThreadingHTTPServer):

@@ -19,7 +19,7 @@ import json
 import multiprocessing
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from html import escape
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from crawlers.demo_shop.render import RenderedImage, render_view
 
 ORIGIN = "{{ORIGIN}}"
 PAGE_SIZE = 24
+SHOPIFY_PAGE_SIZE = 50
 THUMB_SIZE = (180, 240)
 HUGE_SIZE = (6000, 7200)  # 43.2 Mpx: past the crawl's decompression-bomb limit
 OFF_DOMAIN = "https://social.example.com/seamline-demo"
@@ -50,7 +51,7 @@ class ImageFile:
     url: str
     view: str
     fmt: str
-    data: bytes
+    data: bytes  # emptied once written, so workers send back only what the pages need
     regions: list[dict]  # Labelme shapes, empty for faulty files
     width: int
     height: int
@@ -61,7 +62,6 @@ class ImageFile:
 class ProductFiles:
     product: Product
     images: list[ImageFile]
-    extra: dict[str, bytes] = field(default_factory=dict)  # thumbnails and srcset sizes
 
 
 # --- planning -------------------------------------------------------------------------------
@@ -110,9 +110,9 @@ def _labelme_shapes(image: RenderedImage) -> list[dict]:
     ]
 
 
-def render_product(task: tuple[int, int, str, str | None]) -> ProductFiles:
-    """Render and encode one product's photos (runs in a worker process)."""
-    index, seed, difficulty, fault = task
+def render_product(task: tuple[int, int, str, str | None, Path]) -> ProductFiles:
+    """Render, encode and write one product's photos under `site` (runs in a worker process)."""
+    index, seed, difficulty, fault, site = task
     product = make_product(index, seed)
     fmt = image_format(product, seed)
     files = ProductFiles(product, [])
@@ -124,12 +124,14 @@ def render_product(task: tuple[int, int, str, str | None]) -> ProductFiles:
         image = ImageFile(url, view, fmt, data, _labelme_shapes(rendered), width, height)
         if number == 2 and fault in ("broken_link", "corrupt_image", "not_an_image", "huge_image"):
             image = _plant(image, fault, rendered.pixels)
-        files.images.append(image)
+        if image.fault != "broken_link":
+            _write(site, image.url, image.data)
+        files.images.append(replace(image, data=b""))
         if number == 1:
-            thumb = cv2.resize(rendered.pixels, THUMB_SIZE, interpolation=cv2.INTER_AREA)
-            files.extra[f"/img/{product.id}/thumb.jpg"] = _encode(thumb, "jpeg")
+            thumb = _encode(cv2.resize(rendered.pixels, THUMB_SIZE, interpolation=cv2.INTER_AREA), "jpeg")
+            _write(site, f"/img/{product.id}/thumb.jpg", thumb)
             if product.template == "plain":
-                files.extra[f"/img/{product.id}/1-180w.jpg"] = files.extra[f"/img/{product.id}/thumb.jpg"]
+                _write(site, f"/img/{product.id}/1-180w.jpg", thumb)
     return files
 
 
@@ -291,6 +293,25 @@ def listing_pages(name: str, base: str, products: list[tuple[Product, str]], ext
     return pages
 
 
+def shopify_pages(rendered: list[ProductFiles]) -> dict[str, str]:
+    """The shop's catalogue as Shopify's `/products.json` would page it (the server maps
+    `/products.json?page=N` to `/products/page-N.json`)."""
+    products = []
+    for files in rendered:
+        product = files.product
+        products.append({
+            "id": int(product.id[2:]),
+            "title": product.title,
+            "handle": product.slug,
+            "product_type": product.breadcrumb[-1],
+            "tags": list(product.breadcrumb[1:-1]),
+            "variants": [{"price": f"{product.price:.2f}"}],
+            "images": [{"src": ORIGIN + image.url} for image in files.images],
+        })
+    chunks = [products[i : i + SHOPIFY_PAGE_SIZE] for i in range(0, len(products), SHOPIFY_PAGE_SIZE)]
+    return {f"/products/page-{n}.json": json.dumps({"products": chunk}, ensure_ascii=False) for n, chunk in enumerate(chunks, 1)}
+
+
 def sitemap(paths: Iterable[str]) -> str:
     urls = "\n".join(f"  <url><loc>{ORIGIN}{escape(path)}</loc></url>" for path in paths)
     return f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n{urls}\n</urlset>\n'
@@ -332,16 +353,20 @@ def build_shop(
     staging = out.with_name(out.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
     faults = plan_faults(products, seed)
-    tasks = [(index, seed, difficulty, faults.get(index)) for index in range(products)]
+    tasks = [(index, seed, difficulty, faults.get(index), staging / "site") for index in range(products)]
     rendered: list[ProductFiles] = []
     processes = max(1, min(workers or multiprocessing.cpu_count(), products))
-    # spawn, not fork: the caller may hold threads (TensorFlow, a server) a fork would copy mid-lock.
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        for files in pool.imap(render_product, tasks, chunksize=4):
-            rendered.append(files)
-            if progress:
-                progress(1)
-    summary = _write_shop(staging, rendered, faults, seed, difficulty)
+    try:
+        # spawn, not fork: the caller may hold threads (TensorFlow, a server) a fork would copy mid-lock.
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            for files in pool.imap(render_product, tasks, chunksize=4):
+                rendered.append(files)
+                if progress:
+                    progress(1)
+        summary = _write_shop(staging, rendered, faults, seed, difficulty)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
@@ -366,11 +391,8 @@ def _write_shop(root: Path, rendered: list[ProductFiles], faults: dict[int, str]
     image_count = 0
     for index, files in enumerate(rendered):
         product = files.product
-        for url, data in files.extra.items():
-            _write(site, url, data)
         for image in files.images:
             if image.fault != "broken_link":
-                _write(site, image.url, image.data)
                 image_count += 1
             if image.fault:
                 fault_records.append({"kind": image.fault, "url": image.url, "product": product.id})
@@ -382,9 +404,9 @@ def _write_shop(root: Path, rendered: list[ProductFiles], faults: dict[int, str]
         if faults.get(index) == "duplicate_product":
             sale_path = f"/sale{product.path}"
             copies = [_sale_copy(image) for image in files.images]
-            for copy in copies:
+            for image, copy in zip(files.images, copies):
                 if copy.fault != "broken_link":
-                    _write(site, copy.url, copy.data)
+                    _copy(site, image.url, copy.url)
             pages[sale_path] = product_page(product, sale_path, copies)
             sale.append((product, sale_path))
             also_at.append(sale_path)
@@ -406,6 +428,8 @@ def _write_shop(root: Path, rendered: list[ProductFiles], faults: dict[int, str]
     pages["/account/"] = _page("Account", "<h1>Sign in</h1>")
     for path, html in pages.items():
         _write(site, path, html)
+    for url, document in shopify_pages([files for files in rendered]).items():
+        _write(site, url, document)
     _write(site, "/robots.txt", ROBOTS)
     _write(site, "/sitemap.xml", sitemap(p for p in pages if not p.startswith(("/cart", "/account"))))
     _write(site, "/static/placeholder.gif", PLACEHOLDER_GIF)
@@ -419,6 +443,12 @@ def _write_shop(root: Path, rendered: list[ProductFiles], faults: dict[int, str]
             "images": image_count, "pages": len(pages), "faults": counts}
     (root / "shop.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return BuildSummary(root, len(rendered), image_count, len(pages), counts)
+
+
+def _copy(root: Path, source_url: str, target_url: str) -> None:
+    target = root / target_url.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(root / source_url.lstrip("/"), target)
 
 
 def _sale_copy(image: ImageFile) -> ImageFile:

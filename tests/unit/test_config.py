@@ -245,5 +245,5 @@ def test_missing_file_is_one_line(tmp_path: Path) -> None:
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump([1, 2]))
-    with pytest.raises(ParamsError, match="expected a mapping of sections"):
+    with pytest.raises(ParamsError, match="expected a mapping of keys"):
         load_params(path)

@@ -1,0 +1,54 @@
+"""Scrapy settings shared by every source. Per-source values (politeness, limits, storage) come
+from the source YAML and params.yaml, applied by `SourceSpider.from_crawler`."""
+
+BOT_NAME = "seamline"
+SPIDER_MODULES = ["crawlers.spiders"]
+NEWSPIDER_MODULE = "crawlers.spiders"
+
+USER_AGENT = "SeamlineBot/0.1 (+https://github.com/seamline/seamline)"
+ROBOTSTXT_OBEY = True
+
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 4
+DOWNLOAD_DELAY = 0.25
+DOWNLOAD_TIMEOUT = 30
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.25
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+
+RETRY_ENABLED = True
+RETRY_TIMES = 3
+BACKOFF_BASE_S = 0.5  # retry n waits BACKOFF_BASE_S * 2**(n-1) before going out again
+BACKOFF_MAX_S = 30.0
+
+# Pages are revalidated (If-Modified-Since) instead of re-downloaded; images skip the cache and
+# are skipped altogether when the manifest already holds their URL.
+HTTPCACHE_ENABLED = True
+HTTPCACHE_POLICY = "scrapy.extensions.httpcache.RFC2616Policy"
+HTTPCACHE_IGNORE_HTTP_CODES = [500, 502, 503, 504, 408, 429]
+
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "crawlers.middlewares.BackoffRetryMiddleware": 550,
+}
+ITEM_PIPELINES = {
+    "crawlers.pipelines.RequireProductFieldsPipeline": 100,
+    "crawlers.pipelines.ContentAddressedImagesPipeline": 200,
+    "crawlers.pipelines.ManifestPipeline": 300,
+}
+EXTENSIONS = {
+    "crawlers.extensions.CrawlSummary": 500,
+}
+
+# Where crawls write: <SEAMLINE_DATA_ROOT>/<source>/{images/,manifest.jsonl,...}
+SEAMLINE_DATA_ROOT = "data/raw"
+SEAMLINE_CACHE_ROOT = "data/cache"
+SEAMLINE_MIN_IMAGE_SIDE = 64
+SEAMLINE_MAX_IMAGE_PIXELS = 40_000_000
+SEAMLINE_DRY_RUN = False  # `sources check`: extract and report, store nothing
+
+LOG_LEVEL = "INFO"
+TELNETCONSOLE_ENABLED = False
+REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
+FEED_EXPORT_ENCODING = "utf-8"
+SEAMLINE_SUMMARY_DIR = ""  # default: <SEAMLINE_DATA_ROOT>/<source>

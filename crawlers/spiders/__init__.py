@@ -1,0 +1,1 @@
+"""Generic spiders, one per file; each reads its shop from a source YAML file."""
