@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -32,6 +33,30 @@ def project_settings(overrides: dict[str, object]) -> Settings:
     return settings
 
 
+# Progress lines worth showing even when only warnings are asked for.
+_PROGRESS_LOGGERS = frozenset({"scrapy.extensions.logstats"})
+
+
+def _log_to_stderr(level: str) -> None:
+    """Our own stderr handler instead of Scrapy's (LOG_ENABLED is off): warnings and errors as
+    one line each, no tracebacks (a refused connection is an outcome to report, not a crash;
+    `--log-level DEBUG` keeps them), plus the periodic progress line."""
+    threshold = logging.getLevelName(level)
+
+    def keep(record: logging.LogRecord) -> bool:
+        if record.levelno < threshold and not (record.name in _PROGRESS_LOGGERS and record.levelno >= logging.INFO):
+            return False
+        if threshold > logging.DEBUG:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(name)s] %(levelname)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(keep)
+    logging.getLogger().addHandler(handler)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         params_path = Path(args.params)
@@ -44,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {
         "SEAMLINE_DATA_ROOT": str(data_root),
         "SEAMLINE_CACHE_ROOT": str(Path(args.cache_root).resolve() if args.cache_root else data_root.parent / "cache"),
-        "LOG_LEVEL": args.log_level,
+        "LOG_LEVEL": "DEBUG" if args.log_level == "DEBUG" else "INFO",
+        "LOG_ENABLED": False,
         "LOGSTATS_INTERVAL": 10.0,
     }
     if args.command == "check":
@@ -62,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         summary_dir = data_root / source.name
         max_pages = args.max_pages
     process = CrawlerProcess(project_settings(overrides))
+    _log_to_stderr(args.log_level)
     process.crawl(
         SPIDERS[source.spider],
         source=source.name,

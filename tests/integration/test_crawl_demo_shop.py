@@ -1,0 +1,207 @@
+"""Crawling the demo shop for real: its server and each crawl run as separate processes, as a
+data engineer runs them, and every outcome is checked against the shop's ground truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from crawlers.demo_shop.site import build_shop
+from crawlers.sources import SOURCES_DIR
+from pipelines.manifest import read_manifest
+
+pytestmark = pytest.mark.slow
+SEAMLINE = str(Path(sys.executable).with_name("seamline"))
+PRODUCTS = 60
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("crawl") / "shop"
+    build_shop(out, PRODUCTS, seed=11, difficulty="medium", workers=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(origin, request log) of `seamline demo-shop serve` running in its own process."""
+    log = tmp_path_factory.mktemp("serverlog") / "requests.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([SEAMLINE, "demo-shop", "serve", str(shop), "--port", "0", "--verbose"],
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True)
+        line = process.stdout.readline()
+        origin = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
+        try:
+            yield origin, log
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def crawl(origin: str, data_root: Path, source: str = "demo", *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": origin}
+    return subprocess.run([SEAMLINE, "crawl", source, "--data-root", str(data_root), *extra],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def truth(shop: Path) -> list[dict]:
+    return [json.loads(line) for line in (shop / "ground_truth.jsonl").read_text().splitlines()]
+
+
+def clean_images(shop: Path) -> int:
+    return sum(1 for p in truth(shop) for i in p["images"] if not i["fault"])
+
+
+def summary(data_root: Path, source: str = "demo") -> dict:
+    return json.loads((data_root / source / "crawl_summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def first_crawl(server: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    data_root = tmp_path_factory.mktemp("raw")
+    return data_root, crawl(server[0], data_root)
+
+
+def test_every_product_found_and_every_image_stored_once(shop: Path, first_crawl) -> None:
+    data_root, result = first_crawl
+    assert result.returncode == 0, result.stderr
+    rows = read_manifest(data_root / "demo" / "manifest.jsonl").rows
+    products = truth(shop)
+    # The product listed twice is recorded under whichever of its URLs was crawled first.
+    canonical = {copy: p["url"] for p in products for copy in p["also_at"]}
+    paths = {re.sub(r"^https?://[^/]+", "", row.product_url) for row in rows}
+    assert {canonical.get(path, path) for path in paths} == {p["url"] for p in products}
+    assert len(rows) == len({row.sha256 for row in rows}) == clean_images(shop)
+    stored = list((data_root / "demo" / "images").iterdir())
+    assert len(stored) == len(rows)
+    assert {p.name.split(".")[0] for p in stored} == {row.sha256 for row in rows}
+    by_id = {p["id"]: p["item"] for p in products}
+    for row in rows:
+        assert row.item_hint == by_id[re.search(r"sl\d{5}", row.product_url).group(0).upper()]
+    assert "images new" in result.stdout  # the printed summary table
+
+
+def test_each_planted_fault_is_counted_under_its_reason(shop: Path, first_crawl) -> None:
+    data_root, _ = first_crawl
+    report = summary(data_root)
+    assert report["images"]["rejected"] == {"http_404": 3, "truncated": 1, "not_an_image": 1, "too_large": 1}
+    duplicate = next(p for p in truth(shop) if p["also_at"])
+    assert report["images"]["duplicate"] == sum(1 for i in duplicate["images"] if not i["fault"])
+    assert report["errors"]["offsite_filtered"] >= 1
+
+
+def test_no_request_leaves_the_shop_or_enters_disallowed_pages(first_crawl, server) -> None:
+    data_root, _ = first_crawl
+    report = summary(data_root)
+    requests = [line for line in server[1].read_text().splitlines() if '"GET ' in line]
+    served = len([line for line in requests if "/robots.txt" not in line])
+    # Every request the crawler made is one the shop's own server answered.
+    images = report["images"]
+    assert report["requests"] - 1 == served - 0 == report["pages"] + images["new"] + images["duplicate"] + sum(images["rejected"].values())
+    assert not any("/cart/" in line or "/account/" in line for line in requests)
+
+
+def test_second_crawl_of_an_unchanged_shop_fetches_almost_nothing_and_adds_nothing(shop: Path, server, first_crawl) -> None:
+    data_root, _ = first_crawl
+    before = (data_root / "demo" / "manifest.jsonl").read_bytes()
+    result = crawl(server[0], data_root)
+    assert result.returncode == 0, result.stderr
+    report = summary(data_root)
+    assert report["images"]["new"] == 0
+    assert report["images"]["known_url"] == clean_images(shop)
+    fetched = report["images"]["duplicate"] + sum(report["images"]["rejected"].values())
+    assert fetched <= 8  # only the planted faults and the sale copy's images are tried again
+    assert (data_root / "demo" / "manifest.jsonl").read_bytes() == before
+    history = (data_root / "demo" / "crawls.jsonl").read_text().splitlines()
+    assert len(history) == 2
+
+
+def test_css_only_source_finds_the_same_images(shop: Path, server, first_crawl, tmp_path: Path) -> None:
+    result = crawl(server[0], tmp_path, "demo_css")
+    assert result.returncode == 0, result.stderr
+    css_rows = read_manifest(tmp_path / "demo_css" / "manifest.jsonl").rows
+    demo_rows = read_manifest(first_crawl[0] / "demo" / "manifest.jsonl").rows
+    assert {r.sha256 for r in css_rows} == {r.sha256 for r in demo_rows}
+    assert all(r.title and r.breadcrumb and r.price for r in css_rows)
+
+
+@pytest.mark.parametrize("source", ["demo_sitemap", "demo_shopify"])
+def test_sitemap_and_shopify_spiders_find_every_product(shop: Path, server, tmp_path: Path, source: str) -> None:
+    result = crawl(server[0], tmp_path, source)
+    assert result.returncode == 0, result.stderr
+    rows = read_manifest(tmp_path / source / "manifest.jsonl").rows
+    assert len(rows) == clean_images(shop)
+    assert summary(tmp_path, source)["products"] >= PRODUCTS
+
+
+def test_a_killed_crawl_leaves_a_valid_manifest_and_the_next_one_completes(shop: Path, server, tmp_path: Path) -> None:
+    slow_sources = tmp_path / "sources"
+    slow_sources.mkdir()
+    tree = yaml.safe_load((SOURCES_DIR / "demo.yaml").read_text())
+    tree["politeness"] = {"concurrent_requests_per_domain": 1, "download_delay_s": 0.05, "autothrottle": False}
+    (slow_sources / "demo.yaml").write_text(yaml.safe_dump(tree))
+    data_root = tmp_path / "raw"
+    manifest = data_root / "demo" / "manifest.jsonl"
+    env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": server[0]}
+    process = subprocess.Popen([sys.executable, "-m", "crawlers.run", "crawl", "demo", "--data-root", str(data_root),
+                                "--sources-dir", str(slow_sources)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not manifest.exists() or len(manifest.read_bytes().splitlines()) < 20):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+    half = read_manifest(manifest)
+    assert 20 <= len(half.rows) < clean_images(shop), "the crawl was not killed half-way"
+    assert half.skipped_lines in ([], [len(half.rows) + 1])  # at most one torn last line
+    for row in half.rows:
+        assert (data_root / row.path).is_file()  # an image is stored before its row is written
+
+    result = subprocess.run([sys.executable, "-m", "crawlers.run", "crawl", "demo", "--data-root", str(data_root)],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    done = read_manifest(manifest)
+    assert len(done.rows) == len({r.sha256 for r in done.rows}) == clean_images(shop)
+    assert {r.sha256 for r in half.rows} <= {r.sha256 for r in done.rows}
+
+
+def test_sources_check_shows_products_and_stores_nothing(server, tmp_path: Path, shipped_params_path: Path) -> None:
+    env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": server[0]}
+    result = subprocess.run([SEAMLINE, "sources", "check", "demo", "--products", "3", "--params", str(shipped_params_path)],
+                            env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "products extracted" in result.stdout or "warning:" in result.stdout
+    assert result.stdout.count("Jeans") + result.stdout.count("Shirt") >= 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_shop_is_one_clear_error_and_keeps_the_manifest(first_crawl, tmp_path: Path) -> None:
+    data_root, _ = first_crawl
+    before = (data_root / "demo" / "manifest.jsonl").read_bytes()
+    result = crawl("http://127.0.0.1:9", data_root)  # discard port: nothing listens
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: no page of demo could be fetched")
+    assert (data_root / "demo" / "manifest.jsonl").read_bytes() == before
+
+
+def test_bad_source_file_fails_before_any_request(server, tmp_path: Path) -> None:
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "broken.yaml").write_text("name: broken\nspider: listing\nstart_urls: [http://127.0.0.1:1/]\nallowed_domains: [127.0.0.1]\nlinks: {produts: []}\n")
+    result = subprocess.run([SEAMLINE, "crawl", "broken", "--sources-dir", str(sources), "--data-root", str(tmp_path / "raw")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "links.produts: unknown key" in result.stderr
+    assert not (tmp_path / "raw").exists()
