@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 
 from parsel import Selector
 
-from crawlers.sources import ExtractRules, LinkRules, SelectorRules
+from crawlers.source_config import ExtractRules, LinkRules, SelectorRules
 
 _SEPARATORS = {"›", ">", "/", "|", "»", "→", "•", "·"}
 

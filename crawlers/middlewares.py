@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.http import Request
 from scrapy.settings import BaseSettings
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 
 BACKOFF_META = "seamline_backoff_s"
 
@@ -31,8 +32,11 @@ class BackoffRetryMiddleware(RetryMiddleware):
             retry.meta[BACKOFF_META] = backoff_delay(retry.meta.get("retry_times", 1), self.base_s, self.max_s)
         return retry
 
-    async def process_request(self, request: Request, spider: Any = None) -> None:
+    def process_request(self, request: Request, spider: Any = None) -> Deferred[None] | None:
+        # Plain (not async) so the common no-wait path costs no task per request.
         delay = request.meta.pop(BACKOFF_META, 0.0)
         if delay:
-            await asyncio.sleep(delay)
+            from twisted.internet import reactor
+
+            return deferLater(reactor, delay, lambda: None)
         return None

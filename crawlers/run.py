@@ -17,7 +17,7 @@ from scrapy.settings import Settings
 
 from crawlers.extensions import SUMMARY_NAME
 from crawlers.source_spider import PROJECT_ROOT
-from crawlers.sources import SOURCES_DIR, SourceError, load_source, source_file
+from crawlers.source_config import SOURCES_DIR, SourceError, load_source, source_file
 from crawlers.spiders.listing import ListingSpider
 from crawlers.spiders.shopify import ShopifySpider
 from crawlers.spiders.sitemap import SourceSitemapSpider

@@ -25,6 +25,7 @@ BACKOFF_MAX_S = 30.0
 # are skipped altogether when the manifest already holds their URL.
 HTTPCACHE_ENABLED = True
 HTTPCACHE_POLICY = "scrapy.extensions.httpcache.RFC2616Policy"
+HTTPCACHE_STORAGE = "scrapy.extensions.httpcache.DbmCacheStorage"  # one file, not five per page
 HTTPCACHE_IGNORE_HTTP_CODES = [500, 502, 503, 504, 408, 429]
 
 DOWNLOADER_MIDDLEWARES = {
@@ -32,9 +33,9 @@ DOWNLOADER_MIDDLEWARES = {
     "crawlers.middlewares.BackoffRetryMiddleware": 550,
 }
 ITEM_PIPELINES = {
-    "crawlers.pipelines.RequireProductFieldsPipeline": 100,
-    "crawlers.pipelines.ContentAddressedImagesPipeline": 200,
-    "crawlers.pipelines.ManifestPipeline": 300,
+    "crawlers.item_pipelines.RequireProductFieldsPipeline": 100,
+    "crawlers.item_pipelines.ContentAddressedImagesPipeline": 200,
+    "crawlers.item_pipelines.ManifestPipeline": 300,
 }
 EXTENSIONS = {
     "crawlers.extensions.CrawlSummary": 500,

@@ -13,7 +13,7 @@ from scrapy.http import Request, Response
 
 from crawlers.extract import ProductFields, extract_product
 from crawlers.items import ProductItem
-from crawlers.sources import SOURCES_DIR, SourceConfig, item_hint, load_source, source_file
+from crawlers.source_config import SOURCES_DIR, SourceConfig, item_hint, load_source, source_file
 from pipelines.config import load_params
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -252,7 +252,7 @@ def sources_list(sources_dir: SourcesDir = None, params_file: ParamsFile = DEFAU
     crawl includes it (params.yaml crawl.sources). Invalid files are listed with their problem."""
     from rich.table import Table
 
-    from crawlers.sources import SOURCES_DIR, SourceError, list_source_files, load_source
+    from crawlers.source_config import SOURCES_DIR, SourceError, list_source_files, load_source
 
     try:
         scheduled = set(load_params(params_file).crawl.sources)

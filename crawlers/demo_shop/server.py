@@ -81,6 +81,9 @@ def _not_modified(since: str, mtime: float) -> bool:
 
 class ShopServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops connections under a crawler's concurrency, and
+    # a dropped SYN costs the client a one-second retransmit.
+    request_queue_size = 128
 
     def __init__(self, site: Path, port: int = 0, verbose: bool = False) -> None:
         self.verbose = verbose

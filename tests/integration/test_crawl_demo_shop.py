@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from crawlers.demo_shop.site import build_shop
-from crawlers.sources import SOURCES_DIR
+from crawlers.source_config import SOURCES_DIR
 from pipelines.manifest import read_manifest
 
 pytestmark = pytest.mark.slow

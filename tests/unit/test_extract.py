@@ -16,7 +16,7 @@ from crawlers.extract import (
     parse_price,
     products_from_shopify,
 )
-from crawlers.sources import ExtractRules, LinkRules, SelectorRules
+from crawlers.source_config import ExtractRules, LinkRules, SelectorRules
 
 BASE = "https://shop.example/p/oxford-shirt.html"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crawlers.sources import (
+from crawlers.source_config import (
     ItemHint,
     SourceError,
     expand_environment,

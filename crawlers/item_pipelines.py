@@ -1,4 +1,5 @@
-"""Item pipelines: drop products with nothing to learn from, store images once by content, and
+"""Item pipelines (not `pipelines.py`: run from this folder, that name would shadow the
+`pipelines` package): drop products with nothing to learn from, store images once by content, and
 append new images to the source's manifest."""
 
 from __future__ import annotations
@@ -6,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import UTC, datetime
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -90,18 +90,25 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
     async def media_downloaded(self, response: Response, request: Request, info: Any, *, item: Any = None) -> dict[str, Any]:
         # A rejection is an expected outcome, not an error: it comes back as a result, so
         # Scrapy's media pipeline does not log it as a failure with a traceback.
+        if response.status != 200:
+            return {"url": request.url, "rejected": f"http_{response.status}", "detail": ""}
+        # Inline, not in a worker thread: measured slower on two cores (bench/crawl_throughput.py).
+        return {"url": request.url, **self._check_and_store(response.body)}
+
+    def _check_and_store(self, body: bytes) -> dict[str, Any]:
         try:
-            if response.status != 200:
-                raise ImageRejected(f"http_{response.status}")
-            facts = inspect_image(response.body, min_side=self.min_side, max_pixels=self.max_pixels)
+            facts = inspect_image(body, min_side=self.min_side, max_pixels=self.max_pixels)
         except ImageRejected as rejection:
-            return {"url": request.url, "rejected": rejection.reason, "detail": str(rejection)}
-        digest = hashlib.sha256(response.body).hexdigest()
+            return {"rejected": rejection.reason, "detail": str(rejection)}
+        digest = hashlib.sha256(body).hexdigest()
         path = f"{self.source}/images/{digest}.{EXTENSIONS[facts.format]}"
-        if not (self.data_root / path).exists():
-            self.store.persist_file(path, BytesIO(response.body), info)
+        target = self.data_root / path
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            partial.write_bytes(body)
+            partial.replace(target)  # a reader never sees half an image
         return {
-            "url": request.url,
             "path": path,
             "checksum": digest,
             "status": "downloaded",
@@ -109,7 +116,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             "height": facts.height,
             "format": facts.format,
             "phash": facts.phash,
-            "bytes": len(response.body),
+            "bytes": len(body),
         }
 
     def media_failed(self, failure: Failure, request: Request, info: Any) -> None:
