@@ -41,6 +41,7 @@ def summarise(stats: dict[str, Any], source: str, duration_s: float) -> dict[str
             "new": int(stats.get("seamline/images/new", 0)),
             "duplicate": int(stats.get("seamline/images/duplicate", 0)),
             "known_url": int(stats.get("seamline/images/known_url", 0)),
+            "over_limit": int(stats.get("seamline/images/over_limit", 0)),
             "rejected": grouped("seamline/images/rejected/"),
         },
         "requests": int(stats.get("downloader/request_count", 0)),
@@ -48,6 +49,11 @@ def summarise(stats: dict[str, Any], source: str, duration_s: float) -> dict[str
         "http_cache_hits": int(stats.get("httpcache/hit", 0)),
         "errors": errors,
     }
+
+
+def stores_images(settings: Any) -> bool:
+    """Whether this crawl writes to the data root (`scrapy check` turns item pipelines off)."""
+    return "crawlers.item_pipelines.ManifestPipeline" in settings.getdict("ITEM_PIPELINES")
 
 
 class CrawlSummary:
@@ -66,6 +72,9 @@ class CrawlSummary:
         self.started = time.monotonic()
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
+        settings = self.crawler.settings
+        if not settings["SEAMLINE_SUMMARY_DIR"] and not stores_images(settings):
+            return  # `scrapy check` and other runs that store nothing leave no summary either
         source = getattr(getattr(spider, "source", None), "name", spider.name)
         stats = dict(self.crawler.stats.get_stats())
         stats["finish_reason"] = reason

@@ -65,6 +65,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         self.min_side = settings.getint("SEAMLINE_MIN_IMAGE_SIDE", 64)
         self.max_pixels = settings.getint("SEAMLINE_MAX_IMAGE_PIXELS", 40_000_000)
         self.data_root = Path(store_uri)
+        self.max_images = settings.getint("SEAMLINE_MAX_IMAGES", 0) or None
         assert crawler.spider is not None  # the spider is made before its pipelines
         self.source = crawler.spider.source.name
         self.known_urls = {row.image_url for row in read_manifest(manifest_path(self.data_root, self.source)).rows}
@@ -80,8 +81,13 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             if url in self.known_urls:
                 self.stats.inc_value("seamline/images/known_url")
                 continue
+            if self.max_images is not None and self.stats.get_value("seamline/images/requested", 0) >= self.max_images:
+                self.stats.inc_value("seamline/images/over_limit")
+                continue
+            self.stats.inc_value("seamline/images/requested")
             # Images bypass the HTTP cache: their bytes live in the image store already.
             requests.append(Request(url, callback=NO_CALLBACK, meta={"dont_cache": True, "seamline_image": True}))
+        item.requested = [request.url for request in requests]  # results come back in this order
         return requests
 
     def media_to_download(self, request: Request, info: Any, *, item: Any = None) -> None:
@@ -125,7 +131,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         raise ImageRejected(f"network_{type(failure.value).__name__}", str(failure.value))
 
     def item_completed(self, results: list[tuple[bool, Any]], item: ProductItem, info: Any) -> ProductItem:
-        urls = [url for url in item.image_urls if url not in self.known_urls]
+        urls = item.requested
         for url, (ok, result) in zip(urls, results):
             if ok and "rejected" not in result:
                 item.images.append(result)

@@ -17,3 +17,4 @@ class ProductItem:
     image_urls: list[str]
     images: list[dict[str, Any]] = field(default_factory=list)  # stored image facts, per URL
     rejected: list[dict[str, str]] = field(default_factory=list)  # {"url", "reason"}
+    requested: list[str] = field(default_factory=list)  # image URLs requested, in request order

@@ -53,3 +53,6 @@ TELNETCONSOLE_ENABLED = False
 REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
 FEED_EXPORT_ENCODING = "utf-8"
 SEAMLINE_SUMMARY_DIR = ""  # default: <SEAMLINE_DATA_ROOT>/<source>
+
+# `scrapy check`: callbacks carry `@demo_url PATH` contracts run against the served demo shop.
+SPIDER_CONTRACTS = {"crawlers.contracts.DemoShopUrlContract": 10}

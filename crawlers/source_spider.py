@@ -11,9 +11,10 @@ import scrapy
 from scrapy.crawler import Crawler
 from scrapy.http import Request, Response
 
+from crawlers.extensions import stores_images
 from crawlers.extract import ProductFields, extract_product
 from crawlers.items import ProductItem
-from crawlers.source_config import SOURCES_DIR, SourceConfig, item_hint, load_source, source_file
+from crawlers.source_config import SOURCES_DIR, SourceConfig, item_hint, list_source_files, load_source, source_file
 from pipelines.config import load_params
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -45,12 +46,25 @@ def apply_source_settings(crawler: Crawler, source: SourceConfig, params_path: P
     cache_root = Path(settings.get("SEAMLINE_CACHE_ROOT"))
     settings.set("HTTPCACHE_DIR", str((cache_root if cache_root.is_absolute() else PROJECT_ROOT / cache_root) / source.name), priority="spider")
     settings.set("SEAMLINE_MAX_IMAGES", source.limits.max_images or crawl.max_images, priority="spider")
+    if not stores_images(settings):
+        settings.set("HTTPCACHE_ENABLED", False, priority="cmdline")  # a dry run leaves no cache behind
     return source.limits.max_pages or crawl.max_pages
+
+
+def default_source(spider: str, scheduled: tuple[str, ...], sources_dir: Path) -> SourceConfig:
+    """For `scrapy crawl SPIDER` / `scrapy check` without `-a source=`: the first weekly source
+    for this spider, else the first source file for it."""
+    candidates = [source_file(name, sources_dir) for name in scheduled] + list_source_files(sources_dir)
+    for path in candidates:
+        source = load_source(path)
+        if source.spider == spider:
+            return source
+    raise ValueError(f"no source in {sources_dir} uses the {spider!r} spider; pass -a source=NAME")
 
 
 class SourceSpider(scrapy.Spider):
     """Base of the generic spiders: `-a source=NAME` picks crawlers/sources/NAME.yaml (default:
-    the first source in params.yaml), `-a max_pages=N` caps the pages fetched."""
+    see `default_source`), `-a max_pages=N` caps the pages fetched."""
 
     source: SourceConfig
     max_pages: int
@@ -60,8 +74,12 @@ class SourceSpider(scrapy.Spider):
         params_path = Path(kwargs.pop("params", None) or crawler.settings.get("SEAMLINE_PARAMS") or PROJECT_ROOT / "params.yaml")
         profile = kwargs.pop("profile", None)
         sources_dir = Path(kwargs.pop("sources_dir", None) or SOURCES_DIR)
-        name = kwargs.pop("source", None) or load_params(params_path, profile).crawl.sources[0]
-        source = load_source(source_file(name, sources_dir))
+        name = kwargs.pop("source", None)
+        source = (
+            load_source(source_file(name, sources_dir))
+            if name
+            else default_source(cls.name, load_params(params_path, profile).crawl.sources, sources_dir)
+        )
         if source.spider != cls.name:
             raise ValueError(f"source {name!r} is for spider {source.spider!r}, not {cls.name!r}")
         page_limit = apply_source_settings(crawler, source, params_path, profile)
@@ -74,8 +92,10 @@ class SourceSpider(scrapy.Spider):
         return spider
 
     def page_request(self, url: str, callback: Callable[[Response], Any]) -> Request | None:
-        """A request for a page not yet scheduled, or None once the page limit is reached."""
+        """A request for a page not yet scheduled, or None once the page or image limit is reached."""
         if url in self.scheduled_pages or len(self.scheduled_pages) >= self.max_pages:
+            return None
+        if self.crawler.stats.get_value("seamline/images/over_limit"):
             return None
         self.scheduled_pages.add(url)
         return Request(url, callback=callback)

@@ -56,12 +56,11 @@ KNOBS: dict[str, SceneKnobs] = {
 SKIN_TONES = np.array(
     [(182, 203, 240), (150, 178, 226), (118, 150, 205), (84, 112, 160), (58, 76, 112)], dtype=np.float32
 )
-DENIM_SHADES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
-    # (B, G, R) ranges on 0-255: pale washed blue, mid blue, dark indigo.
-    "light": ((196, 226), (166, 192), (128, 158)),
-    "middle": ((146, 176), (100, 124), (56, 80)),
-    "deep": ((84, 110), (46, 64), (22, 38)),
-}
+# Denim depth runs from a pale washed blue (0) to dark indigo (1); each colour class is a band of
+# depth, and neighbouring bands overlap a little, as shop photos of "mid" and "dark" wash do.
+DENIM_PALEST = np.array([226.0, 196.0, 160.0], dtype=np.float32)  # BGR
+DENIM_DARKEST = np.array([78.0, 40.0, 16.0], dtype=np.float32)
+DENIM_DEPTH: dict[str, tuple[float, float]] = {"light": (0.0, 0.37), "middle": (0.31, 0.69), "deep": (0.63, 1.0)}
 
 
 @lru_cache(maxsize=4)
@@ -423,9 +422,9 @@ def _draw_shirt(canvas, spec: GarmentSpec, style, scene, knobs: SceneKnobs, view
 
 
 def _denim(shade: str, pose: Pose, height: int, width: int, rng: np.random.Generator, jitter: float) -> np.ndarray:
-    ranges = DENIM_SHADES[shade]
-    colour = np.array([rng.uniform(lo, hi) for lo, hi in ranges], dtype=np.float32)
-    colour *= 1.0 + rng.uniform(-jitter, jitter)
+    depth = np.float32(rng.uniform(*DENIM_DEPTH[shade]))
+    colour = DENIM_PALEST + (DENIM_DARKEST - DENIM_PALEST) * depth
+    colour *= np.float32(1.0 + rng.uniform(-jitter, jitter))
     # Diagonal twill weave, fine warp threads and faint vertical streaks of uneven dye.
     weave = 0.07 * pose.wave(height, width, 260, 260) + 0.03 * pose.wave(height, width, 900, 0)
     weave += 0.03 * pose.wave(height, width, 90, 0)
@@ -435,7 +434,7 @@ def _denim(shade: str, pose: Pose, height: int, width: int, rng: np.random.Gener
 def _brushed_fading(pose: Pose, u, v, left_leg, right_leg, rng) -> np.ndarray:
     """How much each pixel fades toward white: worn thighs and knees, and whiskers at the hips."""
     fade = np.zeros_like(u)
-    strength = rng.uniform(0.35, 0.55)
+    strength = rng.uniform(0.22, 0.5)
     for leg in (left_leg, right_leg):
         for index, spread in ((2, 0.16), (7, 0.13)):  # upper thigh and knee
             cx, cy = leg[index]
@@ -487,7 +486,9 @@ def _draw_jeans(canvas, spec: GarmentSpec, style, scene, knobs: SceneKnobs, view
     base_colour = texture.mean(axis=(0, 1))
     if labels["washing"] == "brush":
         fade = _brushed_fading(pose, u, v, left_leg, right_leg, fade_rng)
-        texture = texture * (1 - fade[..., None]) + np.array([238.0, 232.0, 222.0]) * fade[..., None]
+    else:  # one-wash denim is even, but never perfectly: a faint, broad unevenness
+        fade = np.float32(fade_rng.uniform(0.0, 0.08)) * (0.5 + 0.5 * pose.wave(height, width, 3.0, 2.0))
+    texture = texture * (1 - fade[..., None]) + np.array([238.0, 232.0, 222.0], np.float32) * fade[..., None]
     texture = texture * _fold_shading(u, v, scene, 0.1)[..., None]
 
     body = pose.apply(outline)

@@ -23,8 +23,8 @@ class ListingSpider(SourceSpider):
     def parse(self, response: Response) -> Iterator[Any]:
         """Route a listing page: product links to parse_product, other listings back here.
 
-        @url http://127.0.0.1:8765/
-        @returns requests 1
+        @demo_url /
+        @returns requests 2
         """
         self.count_page()
         assert self.source.links is not None  # guaranteed for listing sources

@@ -32,7 +32,13 @@ class ShopifySpider(SourceSpider):
                 yield request
 
     def parse(self, response: Response, shop_url: str = "", number: int = 1) -> Iterator[Any]:
-        """Route one products.json page: its products as items, then the next page."""
+        """Route one products.json page: its products as items, then the next page.
+
+        @demo_url /products.json?limit=250&page=1
+        @returns items 1
+        @returns requests 1 1
+        @scrapes title product_url image_urls
+        """
         self.count_page()
         products = products_from_shopify(json.loads(response.text), shop_url or response.url)
         for url, fields in products:

@@ -205,3 +205,29 @@ def test_bad_source_file_fails_before_any_request(server, tmp_path: Path) -> Non
     assert result.returncode == 2
     assert "links.produts: unknown key" in result.stderr
     assert not (tmp_path / "raw").exists()
+
+
+def test_scrapy_list_and_check_work_in_the_scrapy_project(server, tmp_path: Path) -> None:
+    scrapy = str(Path(sys.executable).with_name("scrapy"))
+    crawlers_dir = SOURCES_DIR.parent
+    env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": server[0]}
+    listed = subprocess.run([scrapy, "list"], cwd=crawlers_dir, env=env, capture_output=True, text=True, timeout=120)
+    assert listed.stdout.split() == ["listing", "shopify", "sitemap"]
+    checked = subprocess.run([scrapy, "check"], cwd=crawlers_dir, env=env, capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stderr
+    assert re.search(r"Ran [1-9]\d* contracts", checked.stderr) and "OK" in checked.stderr
+
+
+def test_limits_stop_the_crawl_early(server, tmp_path: Path) -> None:
+    pages = crawl(server[0], tmp_path / "pages", "demo", "--max-pages", "5")
+    assert pages.returncode == 0, pages.stderr
+    assert summary(tmp_path / "pages")["pages"] <= 5
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    tree = yaml.safe_load((SOURCES_DIR / "demo.yaml").read_text())
+    tree["limits"] = {"max_images": 10}
+    (sources / "demo.yaml").write_text(yaml.safe_dump(tree))
+    images = crawl(server[0], tmp_path / "images", "demo", "--sources-dir", str(sources))
+    assert images.returncode == 0, images.stderr
+    report = summary(tmp_path / "images")
+    assert report["images"]["new"] <= 10 and report["images"]["over_limit"] >= 1

@@ -17,7 +17,7 @@ def test_summary_groups_outcomes_and_errors() -> None:
         "robotstxt/forbidden": 3, "offsite/filtered": 2, "downloader/request_count": 33, "finish_reason": "finished",
     }
     summary = summarise(stats, "demo", 1.234)
-    assert summary["images"] == {"new": 12, "duplicate": 1, "known_url": 0, "rejected": {"http_404": 2, "truncated": 1}}
+    assert summary["images"] == {"new": 12, "duplicate": 1, "known_url": 0, "over_limit": 0, "rejected": {"http_404": 2, "truncated": 1}}
     assert summary["products_dropped"] == {"no_images": 1}
     assert summary["errors"] == {
         "twisted.internet.error.ConnectionRefusedError": 1, "http_404": 2, "robots_disallowed": 3, "offsite_filtered": 2,
