@@ -30,15 +30,22 @@ bench: install ## Run every benchmark under bench/ (each prints ratios measured 
 	@set -e; for script in bench/*.py; do echo "==> $$script"; $(BIN)/python $$script; done
 
 SHOP_DIR ?= data/demo_shop
+SHOP_PORT ?= 8765
 
 demo: install ## Install, then run what the pipeline has so far on the embedded defaults
 	$(BIN)/seamline params check
 	$(BIN)/seamline demo-shop build --out $(SHOP_DIR)
 	$(BIN)/seamline demo-shop sheet $(SHOP_DIR)
-	@echo "==> demo: params checked; the synthetic shop is in $(SHOP_DIR) (contact sheets in"
-	@echo "    $(SHOP_DIR)/sheets). Browse it with: $(BIN)/seamline demo-shop serve $(SHOP_DIR)"
-	@echo "    The weekly pipeline (crawl, validate, label, detect, crop, train, register) joins"
-	@echo "    this target as its stages land."
+	@# Serve the shop for the crawl and stop it afterwards, whatever the crawl's outcome.
+	@set -e; $(BIN)/seamline demo-shop serve $(SHOP_DIR) --port $(SHOP_PORT) & server=$$!; \
+	  trap "kill $$server 2>/dev/null" EXIT; \
+	  for i in $$(seq 60); do $(BIN)/python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$(SHOP_PORT)/')" 2>/dev/null && break; sleep 0.5; done; \
+	  SEAMLINE_DEMO_SHOP_URL=http://127.0.0.1:$(SHOP_PORT) $(BIN)/seamline crawl demo
+	@echo "==> demo: params checked; shop in $(SHOP_DIR) (contact sheets in $(SHOP_DIR)/sheets);"
+	@echo "    crawled into data/raw/demo/ (manifest.jsonl, images/, crawl_summary.json)."
+	@echo "    Browse the shop: $(BIN)/seamline demo-shop serve $(SHOP_DIR) --port $(SHOP_PORT)"
+	@echo "    The rest of the weekly pipeline (validate, label, detect, crop, train, register)"
+	@echo "    joins this target as its stages land."
 
 lock: ## Re-resolve the dependency ranges in pyproject.toml into requirements.lock
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

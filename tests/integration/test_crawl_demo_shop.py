@@ -16,20 +16,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crawlers.demo_shop.site import build_shop
 from crawlers.source_config import SOURCES_DIR
 from pipelines.manifest import read_manifest
+from tests.conftest import DEMO_SHOP_PRODUCTS as PRODUCTS
+from tests.shop_truth import clean_image_count as clean_images
+from tests.shop_truth import products as truth
 
 pytestmark = pytest.mark.slow
 SEAMLINE = str(Path(sys.executable).with_name("seamline"))
-PRODUCTS = 60
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("crawl") / "shop"
-    build_shop(out, PRODUCTS, seed=11, difficulty="medium", workers=2)
-    return out
+def shop(demo_shop: Path) -> Path:
+    return demo_shop
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +51,6 @@ def crawl(origin: str, data_root: Path, source: str = "demo", *extra: str) -> su
     env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": origin}
     return subprocess.run([SEAMLINE, "crawl", source, "--data-root", str(data_root), *extra],
                           env=env, capture_output=True, text=True, timeout=300)
-
-
-def truth(shop: Path) -> list[dict]:
-    return [json.loads(line) for line in (shop / "ground_truth.jsonl").read_text().splitlines()]
-
-
-def clean_images(shop: Path) -> int:
-    return sum(1 for p in truth(shop) for i in p["images"] if not i["fault"])
 
 
 def summary(data_root: Path, source: str = "demo") -> dict:

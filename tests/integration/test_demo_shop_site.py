@@ -21,16 +21,15 @@ from PIL import Image
 
 from crawlers.demo_shop.server import running_shop
 from crawlers.demo_shop.site import build_shop
+from tests.conftest import DEMO_SHOP_PRODUCTS as PRODUCTS
+from tests.shop_truth import products as truth
 
 SEAMLINE = str(Path(sys.executable).with_name("seamline"))
-PRODUCTS = 60  # enough shirts and jeans for a second listing page
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("shops") / "shop"
-    build_shop(out, PRODUCTS, seed=11, difficulty="medium", workers=2)
-    return out
+def shop(demo_shop: Path) -> Path:
+    return demo_shop
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +86,6 @@ def crawl(origin: str) -> dict[str, bytes]:
             seen.add(url.path)
             queue.append(url.path)
     return pages
-
-
-def truth(shop: Path) -> list[dict]:
-    return [json.loads(line) for line in (shop / "ground_truth.jsonl").read_text().splitlines()]
 
 
 def test_every_product_is_reachable_by_following_links(shop: Path, origin: str) -> None:
