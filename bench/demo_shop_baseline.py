@@ -42,9 +42,9 @@ COMPONENTS: dict[str, tuple[str, str, str, float]] = {
     "jeans-damage": ("jeans", "damage", "jeans", 0.05),
 }
 # Region crops each item's render yields (one render serves every component of that item).
-CROPS: dict[str, dict[str, float]] = {}
-for _item, _attr, _region, _margin in COMPONENTS.values():
-    CROPS.setdefault(_item, {})[_region] = _margin
+CROPS: dict[str, dict[str, float]] = {
+    item: {region: margin for i, _, region, margin in COMPONENTS.values() if i == item} for item in ("shirt", "jeans")
+}
 
 
 @dataclass
