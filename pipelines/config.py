@@ -92,9 +92,17 @@ class SplitParams(_Section):
         return self
 
 
+Phrases = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False, min_length=1)]
+KeywordRules = dict[str, dict[str, Phrases]]  # component -> class -> phrases
+
+
 class LabelParams(_Section):
     split: SplitParams = SplitParams()
     seed: int = 17
+    hand_labels: str = "data/hand_labels.csv"
+    negations: Annotated[tuple[str, ...], Field(strict=False)] = ("non", "no", "not", "without")
+    keywords: KeywordRules = {}
+    sources: dict[str, KeywordRules] = {}
 
 
 # --- detector and crop ----------------------------------------------------------------------
@@ -249,11 +257,20 @@ class Params(_Section):
                     f"components.{name}: a component's name must be "
                     f"'{component.item}-<attribute>' in lower case"
                 )
+            rules = self.labels.keywords.get(name, {})
+            unknown = sorted(set(rules) - set(component.classes))
+            if unknown:
+                raise ValueError(f"labels.keywords.{name}: {', '.join(unknown)} not in the component's classes")
             if component.crop_region not in self.detector.categories:
                 raise ValueError(
                     f"components.{name}.crop_region: {component.crop_region!r} is not one of "
                     f"detector.categories ({', '.join(self.detector.categories)})"
                 )
+        for rule_set, where in [(self.labels.keywords, "labels.keywords"),
+                                *((rules, f"labels.sources.{source}") for source, rules in self.labels.sources.items())]:
+            for name in rule_set:
+                if name not in self.components:
+                    raise ValueError(f"{where}.{name}: unknown component (expected one of: {', '.join(self.components)})")
         return self
 
     def component(self, name: str) -> ComponentParams:

@@ -52,6 +52,7 @@ SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
 # How often a title mentions each attribute (the rest of the time it says nothing about it).
 MENTION_P = {"collar": 0.8, "pattern": 0.85, "fit": 0.85, "color": 0.8, "washing": 0.6, "damage": 0.65}
 SILENT_TITLE_P = 0.06  # titles like "Everyday Oxford Shirt": no attribute at all
+MISLABEL_P = 0.03  # a title naming the wrong class, as real shops' copy sometimes does
 FABRICS = ("Oxford", "Poplin", "Cotton", "Linen", "Twill", "Chambray", "Flannel")
 JEANS_NAMES = ("Jeans", "Denim Jeans", "5-Pocket Jeans")
 GENERIC_SHIRTS = ("Everyday {fabric} Shirt", "The {fabric} Shirt", "Weekend {fabric} Shirt")
@@ -86,6 +87,8 @@ def slugify(text: str) -> str:
 def _phrase(rng: np.random.Generator, attribute: str, label: str) -> str | None:
     if rng.random() >= MENTION_P[attribute]:
         return None
+    if rng.random() < MISLABEL_P:
+        label = str(rng.choice([other for other in SYNONYMS[attribute] if other != label]))
     return str(rng.choice(SYNONYMS[attribute][label]))
 
 

@@ -222,3 +222,34 @@ def test_limits_stop_the_crawl_early(server, tmp_path: Path) -> None:
     assert images.returncode == 0, images.stderr
     report = summary(tmp_path / "images")
     assert report["images"]["new"] <= 10 and report["images"]["over_limit"] >= 1
+
+
+def test_label_stage_on_the_crawl_gives_precise_leak_free_labels(shop: Path, first_crawl, tmp_path: Path,
+                                                                 shipped_params_path: Path) -> None:
+    data_root, _ = first_crawl
+    result = subprocess.run([sys.executable, "-m", "pipelines.label", "--params", str(shipped_params_path),
+                             "--manifests", str(data_root), "--out", str(tmp_path / "labels")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "leakage check passed" in result.stdout
+    rows = {r.sha256: r for r in read_manifest(data_root / "demo" / "manifest.jsonl").rows}
+    canonical = {copy: p["url"] for p in truth(shop) for copy in p["also_at"]}
+    by_path = {p["url"]: p for p in truth(shop)}
+
+    def product_of(sha: str) -> dict:
+        path = re.sub(r"^https?://[^/]+", "", rows[sha].product_url)
+        return by_path[canonical.get(path, path)]
+
+    for component in ("shirt-collar", "shirt-pattern", "jeans-fit", "jeans-color", "jeans-washing", "jeans-damage"):
+        item, attribute = component.split("-")
+        lines = (tmp_path / "labels" / f"{component}.csv").read_text().splitlines()
+        assert lines[0] == "sha256,label,split,label_source"
+        labelled = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+        assert labelled, component
+        correct = sum(product_of(r["sha256"])["labels"][attribute] == r["label"] for r in labelled)
+        assert all(product_of(r["sha256"])["item"] == item for r in labelled)  # only shirts get shirt labels
+        assert correct / len(labelled) >= 0.85, component
+        split_of_product: dict[str, set[str]] = {}
+        for r in labelled:
+            split_of_product.setdefault(product_of(r["sha256"])["id"], set()).add(r["split"])
+        assert all(len(splits) == 1 for splits in split_of_product.values())  # a product never straddles

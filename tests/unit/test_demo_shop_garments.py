@@ -64,22 +64,23 @@ def _mentions(title: str, phrase: str) -> bool:
 
 
 @pytest.mark.parametrize("attribute", ["collar", "pattern", "fit", "color", "washing", "damage"])
-def test_titles_name_the_true_class_and_never_another(attribute: str) -> None:
+def test_titles_mostly_name_the_true_class_and_rarely_another(attribute: str) -> None:
     item = "shirt" if attribute in ATTRIBUTES["shirt"] else "jeans"
     make_title = shirt_title if item == "shirt" else jeans_title
-    mentioned = 0
-    for seed in range(300):
+    mentioned = wrong = 0
+    for seed in range(600):
         rng = np.random.default_rng(seed)
         labels = {name: str(rng.choice(classes)) for name, classes in ATTRIBUTES[item].items()}
         title = make_title(rng, labels)
         truth = labels[attribute]
         if any(_mentions(title, phrase) for phrase in SYNONYMS[attribute][truth]):
             mentioned += 1
-        for other, phrases in SYNONYMS[attribute].items():
-            if other != truth:
-                assert not any(_mentions(title, phrase) for phrase in phrases), (title, truth, other)
-    # Most titles say it, some say nothing: weak labels have coverage to gain and lose.
-    assert 0.4 < mentioned / 300 < 0.95
+        if any(_mentions(title, p) for other, ps in SYNONYMS[attribute].items() if other != truth for p in ps):
+            wrong += 1
+    # Most titles say it, some say nothing, a few say the wrong thing: weak labels have
+    # coverage to gain and precision to lose, as on a real shop.
+    assert 0.25 < mentioned / 600 < 0.95
+    assert 0 < wrong / 600 < 0.06
 
 
 def test_products_are_independent_of_build_order() -> None:

@@ -1,0 +1,299 @@
+"""Weak labels and leak-free splits: keyword rules over title and breadcrumb text give each image
+a label per component (hand labels override), and near-duplicate groups never straddle splits.
+
+Stage: `python -m pipelines.label` → data/labels/<component>.csv (sha256, label, split, label_source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import re
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.config import ComponentParams, LabelParams, ParamsError, SplitParams, load_params
+from pipelines.manifest import ManifestRow, iter_manifests, read_manifest
+
+SPLITS = ("train", "val", "test")
+LABEL_COLUMNS = ("sha256", "label", "split", "label_source")
+
+
+# --- weak labels ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassRules:
+    """One component's keyword rules, compiled: class → pattern of any of its phrases."""
+
+    patterns: dict[str, re.Pattern[str]]
+    negation: re.Pattern[str]
+
+
+def _phrase_pattern(phrase: str) -> str:
+    # "button-down" also matches "button down" and "buttondown"; whole words only.
+    words = [re.escape(word) for word in re.split(r"[\s\-]+", phrase.strip()) if word]
+    return r"(?<![\w])" + r"[\s\-]?".join(words) + r"(?![\w])"
+
+
+def compile_rules(classes: Mapping[str, Sequence[str]], negations: Sequence[str]) -> ClassRules:
+    patterns = {
+        label: re.compile("|".join(_phrase_pattern(p) for p in phrases), re.IGNORECASE)
+        for label, phrases in classes.items()
+        if phrases
+    }
+    words = "|".join(re.escape(word) for word in negations) or r"(?!x)x"
+    # A negation word right before a phrase: "no rips", "non-distressed", "not ripped".
+    negation = re.compile(rf"(?<![\w])(?:{words})[\s\-]*$", re.IGNORECASE)
+    return ClassRules(patterns, negation)
+
+
+def matched_classes(text: str, rules: ClassRules) -> set[str]:
+    """Classes with at least one phrase in `text` that is not negated."""
+    found = set()
+    for label, pattern in rules.patterns.items():
+        for match in pattern.finditer(text):
+            if not rules.negation.search(text[: match.start()]):
+                found.add(label)
+                break
+    return found
+
+
+def rules_for(component: str, source: str, labels: LabelParams) -> dict[str, tuple[str, ...]]:
+    """A component's class phrases, with the source's overrides replacing whole classes."""
+    return {**labels.keywords.get(component, {}), **labels.sources.get(source, {}).get(component, {})}
+
+
+def label_text(row: ManifestRow) -> str:
+    return f"{row.title} | {row.breadcrumb}"
+
+
+# --- hand labels ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandLabel:
+    label: str
+    who: str
+
+
+def read_hand_labels(path: Path, components: Mapping[str, ComponentParams]) -> dict[tuple[str, str], HandLabel]:
+    """(sha256, component) → hand label; a bad row stops with its line number and reason."""
+    if not path.exists():
+        return {}
+    labels: dict[tuple[str, str], HandLabel] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"sha256", "component", "label", "who"} - set(reader.fieldnames or [])
+        if missing:
+            raise ParamsError(f"{path}: missing columns {', '.join(sorted(missing))} (expected sha256,component,label,who)")
+        for line, row in enumerate(reader, start=2):
+            component = components.get(row["component"])
+            if component is None:
+                raise ParamsError(f"{path}:{line}: unknown component {row['component']!r}")
+            if row["label"] not in component.classes:
+                raise ParamsError(f"{path}:{line}: {row['label']!r} is not a class of {row['component']} ({', '.join(component.classes)})")
+            labels[(row["sha256"], row["component"])] = HandLabel(row["label"], row["who"])
+    return labels
+
+
+# --- near duplicates and splits -------------------------------------------------------------
+
+
+class _UnionFind:
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def split_groups(phashes: Sequence[str], products: Sequence[str], max_distance: int) -> list[int]:
+    """A group id per image: near duplicates (within `max_distance` bits, transitively) and the
+    photos of one product share a group, so they always land on the same side of a split.
+
+    Pigeonhole banding: two hashes within d bits agree exactly on at least one of d + 1 bands,
+    so only hashes sharing a band are compared, not every pair.
+    """
+    sets = _UnionFind(len(phashes))
+    first_of_product: dict[str, int] = {}
+    for index, product in enumerate(products):
+        sets.union(index, first_of_product.setdefault(product, index))
+    find = sets.find
+
+    bands = max_distance + 1
+    bounds = [round(64 * b / bands) for b in range(bands + 1)]
+    values = [int(h, 16) for h in phashes]
+    for band in range(bands):
+        width = bounds[band + 1] - bounds[band]
+        if width == 0:
+            continue
+        mask = (1 << width) - 1
+        buckets: dict[int, list[int]] = defaultdict(list)
+        for index, value in enumerate(values):
+            buckets[(value >> bounds[band]) & mask].append(index)
+        for members in buckets.values():
+            for a_pos, a in enumerate(members):
+                for b in members[a_pos + 1 :]:
+                    if find(a) != find(b) and bin(values[a] ^ values[b]).count("1") <= max_distance:
+                        sets.union(a, b)
+    return [find(i) for i in range(len(phashes))]
+
+
+def _unit_interval(key: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_of(key: str, fractions: SplitParams, seed: int) -> str:
+    """A stable split for a key: the same key always lands in the same split, whatever else
+    is added next week, so no image migrates from test into a later model's training set."""
+    u = _unit_interval(key, seed)
+    if u < fractions.train:
+        return "train"
+    return "val" if u < fractions.train + fractions.val else "test"
+
+
+def assign_splits(shas: Sequence[str], groups: Sequence[int], fractions: SplitParams, seed: int) -> list[str]:
+    """Each image's split, decided once per near-duplicate group (keyed by its smallest sha)."""
+    group_key: dict[int, str] = {}
+    for sha, group in zip(shas, groups):
+        group_key[group] = min(sha, group_key.get(group, sha))
+    return [split_of(group_key[group], fractions, seed) for group in groups]
+
+
+def leaked_pairs(phashes: Sequence[str], splits: Sequence[str], max_distance: int) -> list[tuple[int, int]]:
+    """(test index, train index) pairs of near duplicates across the train/test boundary.
+
+    Checked independently of how splits were made: a brute-force scan of every test image
+    against every train image."""
+    train = [(i, int(h, 16)) for i, (h, s) in enumerate(zip(phashes, splits)) if s == "train"]
+    leaks = []
+    for i, (h, s) in enumerate(zip(phashes, splits)):
+        if s != "test":
+            continue
+        value = int(h, 16)
+        leaks.extend((i, j) for j, other in train if bin(value ^ other).count("1") <= max_distance)
+    return leaks
+
+
+# --- the stage ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    sha256: str
+    label: str
+    split: str
+    label_source: str  # weak | hand
+
+
+@dataclass(frozen=True)
+class ComponentLabels:
+    component: str
+    rows: list[LabelledImage]
+    candidates: int  # images of the component's item
+    conflicts: int  # images whose text named several classes
+
+
+def label_component(
+    name: str,
+    component: ComponentParams,
+    images: Sequence[ManifestRow],
+    labels: LabelParams,
+    hand: Mapping[tuple[str, str], HandLabel],
+    splits: Mapping[str, str],
+) -> ComponentLabels:
+    """Weak or hand labels for every image of the component's item (only shirts get shirt
+    components); images with no or conflicting keywords and no hand label are left out."""
+    compiled: dict[str, ClassRules] = {}
+    rows, candidates, conflicts = [], 0, 0
+    for image in images:
+        if image.item_hint != component.item:
+            continue
+        candidates += 1
+        manual = hand.get((image.sha256, name))
+        if manual is not None:
+            rows.append(LabelledImage(image.sha256, manual.label, splits[image.sha256], "hand"))
+            continue
+        if image.source not in compiled:
+            compiled[image.source] = compile_rules(rules_for(name, image.source, labels), labels.negations)
+        found = matched_classes(label_text(image), compiled[image.source])
+        if len(found) > 1:
+            conflicts += 1
+        elif found:
+            rows.append(LabelledImage(image.sha256, found.pop(), splits[image.sha256], "weak"))
+    return ComponentLabels(name, rows, candidates, conflicts)
+
+
+def write_labels(path: Path, labelled: ComponentLabels) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    with partial.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(LABEL_COLUMNS)
+        for row in sorted(labelled.rows, key=lambda r: r.sha256):
+            writer.writerow([row.sha256, row.label, row.split, row.label_source])
+    partial.replace(path)
+
+
+def unique_images(rows: Iterable[ManifestRow]) -> list[ManifestRow]:
+    """One row per sha256 (the first seen), in a stable order."""
+    seen: dict[str, ManifestRow] = {}
+    for row in rows:
+        seen.setdefault(row.sha256, row)
+    return sorted(seen.values(), key=lambda r: r.sha256)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.label", description="Weak labels and leak-free splits per component.")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--manifests", type=Path, default=Path("data/raw"),
+                        help="folder of <source>/manifest.jsonl files to label")
+    parser.add_argument("--out", type=Path, default=Path("data/labels"))
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params, args.profile)
+        hand = read_hand_labels(Path(params.labels.hand_labels), params.components)
+    except ParamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    images = unique_images(row for path in iter_manifests(args.manifests) for row in read_manifest(path).rows)
+    if not images:
+        print(f"error: no manifest rows under {args.manifests}; crawl a source first", file=sys.stderr)
+        return 1
+    distance = params.validation.near_duplicate_hamming
+    phashes = [image.phash for image in images]
+    groups = split_groups(phashes, [image.product_url for image in images], distance)
+    split_list = assign_splits([image.sha256 for image in images], groups, params.labels.split, params.labels.seed)
+    leaks = leaked_pairs(phashes, split_list, distance)
+    if leaks:
+        test, train = leaks[0]
+        print(f"error: {len(leaks)} test images have a near duplicate in train (e.g. {images[test].sha256[:12]} ~ "
+              f"{images[train].sha256[:12]}); splits would leak", file=sys.stderr)
+        return 1
+    splits = {image.sha256: split for image, split in zip(images, split_list)}
+    print(f"{len(images)} images in {len(set(groups))} groups (product or near duplicate); leakage check passed")
+    for name, component in params.components.items():
+        labelled = label_component(name, component, images, params.labels, hand, splits)
+        write_labels(args.out / f"{name}.csv", labelled)
+        per_split = Counter(row.split for row in labelled.rows)
+        coverage = len(labelled.rows) / labelled.candidates if labelled.candidates else 0.0
+        print(f"{name:<14} {len(labelled.rows):>6} labelled of {labelled.candidates:>6} ({coverage:.0%}); "
+              f"{labelled.conflicts} conflicts; train/val/test {per_split['train']}/{per_split['val']}/{per_split['test']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Weak labels from keywords (synonyms, negations, conflicts, item gating, hand overrides) and
+splits that keep near duplicates and products together, stable as data grows."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import ParamsError, SplitParams, load_params
+from pipelines.label import (
+    HandLabel,
+    assign_splits,
+    compile_rules,
+    label_component,
+    leaked_pairs,
+    matched_classes,
+    read_hand_labels,
+    rules_for,
+    split_groups,
+)
+from pipelines.manifest import ManifestRow
+
+DAMAGE = compile_rules({"damage": ["ripped", "distressed", "rips"], "non_damage": ["non-distressed", "no rips"]}, ["non", "no", "not"])
+COLLAR = compile_rules({"button_down": ["button-down"], "band": ["band collar", "mandarin collar"]}, ["no"])
+
+
+@pytest.mark.parametrize(
+    ("text", "classes"),
+    [
+        ("Ripped Skinny Jeans", {"damage"}),
+        ("Non-Distressed Mid Wash Jeans", {"non_damage"}),
+        ("Slim Jeans — No Rips", {"non_damage"}),
+        ("Not ripped, just faded", set()),
+        ("Unripped jeans", set()),  # whole words only: "ripped" inside "unripped" is not a match
+        ("Distressed, and then ripped", {"damage"}),
+        ("Classic jeans", set()),
+    ],
+)
+def test_negations_and_whole_words(text: str, classes: set[str]) -> None:
+    assert matched_classes(text, DAMAGE) == classes
+
+
+def test_hyphen_and_space_variants_and_conflicts() -> None:
+    assert matched_classes("Button Down Oxford", COLLAR) == {"button_down"}
+    assert matched_classes("buttondown oxford", COLLAR) == {"button_down"}
+    assert matched_classes("Mandarin Collar shirt | Home > Shirts", COLLAR) == {"band"}
+    assert matched_classes("Button-Down with a Band Collar", COLLAR) == {"button_down", "band"}
+
+
+def test_source_overrides_replace_whole_classes(shipped_params_path: Path) -> None:
+    labels = load_params(shipped_params_path, "demo").labels
+    labels = labels.model_copy(update={"sources": {"shopx": {"jeans-fit": {"wide": ("flare",)}}}})
+    assert rules_for("jeans-fit", "shopx", labels)["wide"] == ("flare",)
+    assert rules_for("jeans-fit", "shopx", labels)["skinny"] == labels.keywords["jeans-fit"]["skinny"]
+    assert rules_for("jeans-fit", "demo", labels)["wide"] == labels.keywords["jeans-fit"]["wide"]
+
+
+ROW = ManifestRow(
+    sha256="0" * 64, path="p", source="demo", image_url="u", product_url="http://s/p/1", title="Ripped Skinny Jeans",
+    breadcrumb="Home > Jeans", item_hint="jeans", price=None, width=1, height=1, format="jpeg", bytes=1,
+    phash="0" * 16, crawled_at="t",
+)
+
+
+def test_label_component_gates_items_counts_conflicts_and_takes_hand_labels(shipped_params_path: Path) -> None:
+    params = load_params(shipped_params_path, "demo")
+    rows = [
+        replace(ROW, sha256="a" * 64),
+        replace(ROW, sha256="b" * 64, title="Band Collar Shirt", item_hint="shirt"),  # not jeans
+        replace(ROW, sha256="c" * 64, title="Ripped jeans, no rips"),  # conflict
+        replace(ROW, sha256="d" * 64, title="Everyday Jeans"),  # says nothing
+        replace(ROW, sha256="e" * 64, title="Everyday Jeans"),  # ... but a person labelled it
+    ]
+    hand = {("e" * 64, "jeans-damage"): HandLabel("non_damage", "ana")}
+    splits = {row.sha256: "train" for row in rows}
+    result = label_component("jeans-damage", params.component("jeans-damage"), rows, params.labels, hand, splits)
+    assert [(r.sha256[0], r.label, r.label_source) for r in result.rows] == [("a", "damage", "weak"), ("e", "non_damage", "hand")]
+    assert (result.candidates, result.conflicts) == (4, 1)
+
+
+def test_hand_labels_are_checked_row_by_row(tmp_path: Path, shipped_params_path: Path) -> None:
+    components = load_params(shipped_params_path, "demo").components
+    path = tmp_path / "hand.csv"
+    path.write_text("sha256,component,label,who\n" + "a" * 64 + ",jeans-fit,wide,ana\n")
+    assert read_hand_labels(path, components) == {("a" * 64, "jeans-fit"): HandLabel("wide", "ana")}
+    path.write_text("sha256,component,label,who\n" + "a" * 64 + ",jeans-fit,flared,ana\n")
+    with pytest.raises(ParamsError, match=r"hand\.csv:2: 'flared' is not a class of jeans-fit"):
+        read_hand_labels(path, components)
+    path.write_text("sha256,label\n")
+    with pytest.raises(ParamsError, match="missing columns component, who"):
+        read_hand_labels(path, components)
+    assert read_hand_labels(tmp_path / "none.csv", components) == {}
+
+
+def test_groups_join_near_duplicates_transitively_and_photos_of_one_product() -> None:
+    a = 0x0F0F0F0F0F0F0F0F
+    phashes = [f"{a:016x}", f"{a ^ 0b111:016x}", f"{a ^ 0b111 ^ 0b111000:016x}", f"{~a & (2**64 - 1):016x}", f"{a ^ (0xFF << 40):016x}"]
+    products = ["p1", "p2", "p3", "p4", "p4"]
+    groups = split_groups(phashes, products, max_distance=3)
+    # 0~1 (3 bits), 1~2 (3 bits) → 0, 1, 2 together though 0 and 2 differ by 6; 3 and 4 share a product.
+    assert groups[0] == groups[1] == groups[2]
+    assert groups[3] == groups[4] != groups[0]
+
+
+def _random_hashes(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.getrandbits(64):016x}" for _ in range(n)]
+
+
+def test_splits_follow_the_fractions_and_stay_put_as_data_grows() -> None:
+    fractions = SplitParams(train=0.8, val=0.1, test=0.1)
+    shas = [f"{i:064x}" for i in range(3000)]
+    splits = assign_splits(shas, list(range(3000)), fractions, seed=17)
+    share = {s: splits.count(s) / 3000 for s in ("train", "val", "test")}
+    assert share["train"] == pytest.approx(0.8, abs=0.03) and share["test"] == pytest.approx(0.1, abs=0.03)
+    grown = assign_splits(shas + [f"{i:064x}" for i in range(3000, 3500)], list(range(3500)), fractions, seed=17)
+    assert grown[:3000] == splits  # next week's images never move this week's
+
+
+def test_a_group_never_straddles_and_the_leak_check_sees_a_planted_leak() -> None:
+    phashes = _random_hashes(400, 1)
+    phashes[7] = phashes[3]  # a near duplicate pair
+    groups = split_groups(phashes, [f"p{i}" for i in range(400)], max_distance=4)
+    splits = assign_splits([f"{i:064x}" for i in range(400)], groups, SplitParams(), seed=5)
+    assert splits[3] == splits[7]
+    assert leaked_pairs(phashes, splits, 4) == []
+    splits[3], splits[7] = "test", "train"
+    assert leaked_pairs(phashes, splits, 4) == [(3, 7)]
