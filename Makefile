@@ -27,7 +27,7 @@ test: install ## Run the test suite (unit, integration, e2e)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install ## Run every benchmark under bench/ (each prints ratios measured side by side)
-	@set -e; for script in bench/*.py; do echo "==> $$script"; $(BIN)/python $$script; done
+	@set -e; for script in bench/[!_]*.py; do echo "==> $$script"; $(BIN)/python $$script; done
 
 SHOP_DIR ?= data/demo_shop
 SHOP_PORT ?= 8765

@@ -19,6 +19,9 @@ from pathlib import Path
 
 from crawlers.demo_shop.site import build_shop
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _demo_crawl import crawl, serve  # noqa: E402
+
 BARE_SPIDER = textwrap.dedent(
     '''
     import json, sys, time
@@ -48,21 +51,6 @@ BARE_SPIDER = textwrap.dedent(
 )
 
 
-def serve(shop: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
-    seamline = str(Path(sys.executable).with_name("seamline"))
-    process = subprocess.Popen([seamline, "demo-shop", "serve", str(shop), "--port", "0", "--verbose"],
-                               stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-    line = process.stdout.readline()
-    return process, re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
-
-
-def seamline_crawl(origin: str, data_root: Path) -> dict:
-    env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": origin}
-    subprocess.run([sys.executable, "-m", "crawlers.run", "crawl", "demo", "--data-root", str(data_root),
-                    "--log-level", "ERROR"], env=env, check=True)
-    return json.loads((data_root / "demo" / "crawl_summary.json").read_text())
-
-
 def requested_urls(log: Path, origin: str) -> list[str]:
     paths = re.findall(r'"GET (\S+) HTTP', log.read_text())
     return [origin + path for path in paths if path != "/robots.txt"]
@@ -83,7 +71,7 @@ def main() -> None:
             log = root / f"server-{attempt}.log"
             server, origin = serve(root / "shop", log)
             try:
-                ours = seamline_crawl(origin, root / f"raw-{attempt}")
+                ours = crawl(origin, root / f"raw-{attempt}")
                 server.terminate()
                 server.wait()
                 urls = requested_urls(log, origin)

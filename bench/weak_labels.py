@@ -2,8 +2,10 @@
 item's images) and precision (share of weak labels that match the shop's ground truth), and the
 split leakage check. Ground truth is read here, never by the pipeline.
 
-Usage: python bench/weak_labels.py SHOP_DIR [--manifests data/raw] [--labels data/labels]
-(run `python -m pipelines.label` first; SHOP_DIR is what `seamline demo-shop build` wrote)
+Usage: python bench/weak_labels.py [SHOP_DIR --manifests data/raw --labels data/labels]
+With SHOP_DIR, scores labels already made from a crawl of that shop (`seamline demo-shop build`,
+`seamline crawl demo`, `python -m pipelines.label`). Without, builds a 300-product shop, serves
+it, crawls it and labels it first, all in a scratch folder.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import argparse
 import csv
 import json
 import re
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from pipelines.manifest import iter_manifests, read_manifest
@@ -31,23 +36,49 @@ def product_labels(shop: Path) -> dict[str, dict[str, str]]:
     return truth
 
 
+def crawl_and_label(scratch: Path, products: int) -> tuple[Path, Path, Path]:
+    """A fresh shop, crawled and labelled: (shop, manifests, labels)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _demo_crawl import crawl, serve
+
+    from crawlers.demo_shop.site import build_shop
+
+    shop, raw, labels = scratch / "shop", scratch / "raw", scratch / "labels"
+    build_shop(shop, products, seed=21, difficulty="medium")
+    server, origin = serve(shop, scratch / "server.log")
+    try:
+        crawl(origin, raw)
+    finally:
+        server.terminate()
+        server.wait()
+    subprocess.run([sys.executable, "-m", "pipelines.label", "--manifests", str(raw), "--out", str(labels)], check=True)
+    return shop, raw, labels
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("shop", type=Path)
+    parser.add_argument("shop", type=Path, nargs="?", help="a built demo shop already crawled and labelled")
     parser.add_argument("--manifests", type=Path, default=Path("data/raw"))
     parser.add_argument("--labels", type=Path, default=Path("data/labels"))
+    parser.add_argument("--products", type=int, default=300, help="shop size when none is given")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="weak-labels-") as scratch:
+        if args.shop is None:
+            args.shop, args.manifests, args.labels = crawl_and_label(Path(scratch), args.products)
+        report(args.shop, args.manifests, args.labels)
 
-    truth = product_labels(args.shop)
+
+def report(shop: Path, manifests: Path, labels: Path) -> None:
+    truth = product_labels(shop)
     image_truth = {}
-    for manifest in iter_manifests(args.manifests):
+    for manifest in iter_manifests(manifests):
         for row in read_manifest(manifest).rows:
             image_truth[row.sha256] = truth[re.sub(r"^https?://[^/]+", "", row.product_url)]
     print(f"{'component':<14} {'images':>7} {'labelled':>9} {'coverage':>9} {'precision':>10}")
     for component, attribute in ATTRIBUTE.items():
         item = component.split("-")[0]
         candidates = sum(1 for t in image_truth.values() if t["item"] == item)
-        with (args.labels / f"{component}.csv").open() as handle:
+        with (labels / f"{component}.csv").open() as handle:
             rows = list(csv.DictReader(handle))
         correct = sum(1 for r in rows if image_truth[r["sha256"]].get(attribute) == r["label"])
         precision = correct / len(rows) if rows else float("nan")
