@@ -41,10 +41,12 @@ demo: install ## Install, then run what the pipeline has so far on the embedded 
 	  trap "kill $$server 2>/dev/null" EXIT; \
 	  for i in $$(seq 60); do $(BIN)/python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$(SHOP_PORT)/')" 2>/dev/null && break; sleep 0.5; done; \
 	  SEAMLINE_DEMO_SHOP_URL=http://127.0.0.1:$(SHOP_PORT) $(BIN)/seamline crawl demo
+	$(BIN)/python -m pipelines.label
 	@echo "==> demo: params checked; shop in $(SHOP_DIR) (contact sheets in $(SHOP_DIR)/sheets);"
-	@echo "    crawled into data/raw/demo/ (manifest.jsonl, images/, crawl_summary.json)."
+	@echo "    crawled into data/raw/demo/ (manifest.jsonl, images/, crawl_summary.json);"
+	@echo "    weak labels and splits in data/labels/<component>.csv."
 	@echo "    Browse the shop: $(BIN)/seamline demo-shop serve $(SHOP_DIR) --port $(SHOP_PORT)"
-	@echo "    The rest of the weekly pipeline (validate, label, detect, crop, train, register)"
+	@echo "    The rest of the weekly pipeline (validate, detect, crop, train, register)"
 	@echo "    joins this target as its stages land."
 
 lock: ## Re-resolve the dependency ranges in pyproject.toml into requirements.lock
