@@ -36,9 +36,6 @@ class ProductFields:
             self.image_urls + tuple(url for url in other.image_urls if url not in self.image_urls),
         )
 
-    def empty_fields(self) -> list[str]:
-        return [name for name in ("title", "breadcrumb", "price", "image_urls") if getattr(self, name) in ("", (), None)]
-
 
 # --- small parsers --------------------------------------------------------------------------
 

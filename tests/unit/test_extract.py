@@ -98,9 +98,8 @@ def test_methods_fill_each_field_in_order_and_pool_images() -> None:
     assert fields.image_urls[0] == "https://shop.example/img/main.jpg" and len(fields.image_urls) == 4
 
 
-def test_nothing_found_lists_every_empty_field() -> None:
-    fields = extract_product(Selector(text="<html></html>"), BASE, ExtractRules())
-    assert fields.empty_fields() == ["title", "breadcrumb", "price", "image_urls"]
+def test_a_page_without_product_data_gives_empty_fields() -> None:
+    assert extract_product(Selector(text="<html></html>"), BASE, ExtractRules()) == ProductFields()
 
 
 @pytest.mark.parametrize(
