@@ -43,7 +43,7 @@ demo: install ## Install, then run what the pipeline has so far on the embedded 
 	  SEAMLINE_DEMO_SHOP_URL=http://127.0.0.1:$(SHOP_PORT) $(BIN)/seamline crawl demo
 	$(BIN)/python -m pipelines.label
 	@echo "==> demo: params checked; shop in $(SHOP_DIR) (contact sheets in $(SHOP_DIR)/sheets);"
-	@echo "    crawled into data/raw/demo/ (manifest.jsonl, images/, crawl_summary.json);"
+	@echo "    crawled into data/raw/demo/ (manifest.jsonl, images/; summary in reports/crawl/demo/);"
 	@echo "    weak labels and splits in data/labels/<component>.csv."
 	@echo "    Browse the shop: $(BIN)/seamline demo-shop serve $(SHOP_DIR) --port $(SHOP_PORT)"
 	@echo "    The rest of the weekly pipeline (validate, detect, crop, train, register)"

@@ -26,6 +26,7 @@ def serve(shop: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
 def crawl(origin: str, data_root: Path, source: str = "demo") -> dict:
     """Crawl `source` of the shop at `origin` into `data_root`; returns the crawl summary."""
     env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": origin}
+    reports = data_root.with_name(data_root.name + "-reports")
     subprocess.run([sys.executable, "-m", "crawlers.run", "crawl", source, "--data-root", str(data_root),
-                    "--log-level", "ERROR"], env=env, check=True)
-    return json.loads((data_root / source / "crawl_summary.json").read_text())
+                    "--reports-root", str(reports), "--log-level", "ERROR"], env=env, check=True)
+    return json.loads((reports / source / "crawl_summary.json").read_text())

@@ -79,9 +79,11 @@ class CrawlSummary:
         stats = dict(self.crawler.stats.get_stats())
         stats["finish_reason"] = reason
         summary = summarise(stats, source, time.monotonic() - self.started)
-        out = Path(self.crawler.settings["SEAMLINE_SUMMARY_DIR"] or Path(self.crawler.settings["SEAMLINE_DATA_ROOT"]) / source)
+        # Beside the data, not inside it: an unchanged crawl must leave data/raw/<source> (a DVC
+        # output) unchanged, so the stages after it stay up to date.
+        out = Path(settings["SEAMLINE_SUMMARY_DIR"] or Path(settings["SEAMLINE_REPORTS_ROOT"]) / source)
         out.mkdir(parents=True, exist_ok=True)
         (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        if not self.crawler.settings.getbool("SEAMLINE_DRY_RUN"):
+        if not settings.getbool("SEAMLINE_DRY_RUN"):
             with (out / HISTORY_NAME).open("a", encoding="utf-8") as history:
                 history.write(json.dumps(summary, sort_keys=True) + "\n")

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {
         "SEAMLINE_DATA_ROOT": str(data_root),
         "SEAMLINE_CACHE_ROOT": str(Path(args.cache_root).resolve() if args.cache_root else data_root.parent / "cache"),
+        "SEAMLINE_REPORTS_ROOT": str(Path(args.reports_root).resolve()),
         "LOG_LEVEL": "DEBUG" if args.log_level == "DEBUG" else "INFO",
         "LOG_ENABLED": False,
         "LOGSTATS_INTERVAL": 10.0,
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         )
         max_pages = args.products * 4 + 4
     else:
-        summary_dir = data_root / source.name
+        summary_dir = Path(args.reports_root).resolve() / source.name
         max_pages = args.max_pages
     process = CrawlerProcess(project_settings(overrides))
     _log_to_stderr(args.log_level)
@@ -121,6 +122,8 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--sources-dir", default=str(SOURCES_DIR))
         command.add_argument("--data-root", default=str(PROJECT_ROOT / "data" / "raw"))
         command.add_argument("--cache-root", default=None, help="HTTP cache folder (default: beside the data root)")
+        command.add_argument("--reports-root", default=str(PROJECT_ROOT / "reports" / "crawl"),
+                             help="crawl summaries go to REPORTS_ROOT/<source>/")
         command.add_argument("--log-level", default="WARNING")
         if name == "crawl":
             command.add_argument("--max-pages", type=int, default=None)

@@ -52,7 +52,8 @@ LOG_LEVEL = "INFO"
 TELNETCONSOLE_ENABLED = False
 REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
 FEED_EXPORT_ENCODING = "utf-8"
-SEAMLINE_SUMMARY_DIR = ""  # default: <SEAMLINE_DATA_ROOT>/<source>
+SEAMLINE_REPORTS_ROOT = "reports/crawl"  # crawl summaries: <root>/<source>/{crawl_summary.json,crawls.jsonl}
+SEAMLINE_SUMMARY_DIR = ""  # overrides <SEAMLINE_REPORTS_ROOT>/<source> (used by `sources check`)
 
 # `scrapy check`: callbacks carry `@demo_url PATH` contracts run against the served demo shop.
 SPIDER_CONTRACTS = {"crawlers.contracts.DemoShopUrlContract": 10}

@@ -43,6 +43,8 @@ def apply_source_settings(crawler: Crawler, source: SourceConfig, params_path: P
         data_root = PROJECT_ROOT / data_root
     settings.set("SEAMLINE_DATA_ROOT", str(data_root), priority="spider")
     settings.set("IMAGES_STORE", str(data_root), priority="spider")
+    reports_root = Path(settings.get("SEAMLINE_REPORTS_ROOT"))
+    settings.set("SEAMLINE_REPORTS_ROOT", str(reports_root if reports_root.is_absolute() else PROJECT_ROOT / reports_root), priority="spider")
     cache_root = Path(settings.get("SEAMLINE_CACHE_ROOT"))
     settings.set("HTTPCACHE_DIR", str((cache_root if cache_root.is_absolute() else PROJECT_ROOT / cache_root) / source.name), priority="spider")
     settings.set("SEAMLINE_MAX_IMAGES", source.limits.max_images or crawl.max_images, priority="spider")

@@ -321,6 +321,7 @@ def crawl(
     name: Annotated[str, typer.Argument(help="Source name (crawlers/sources/NAME.yaml).")],
     max_pages: Annotated[int | None, typer.Option("--max-pages", help="Stop after this many pages (default: the source's or params' limit).", min=1)] = None,
     data_root: Annotated[Path, typer.Option("--data-root", help="Where crawls write: DATA_ROOT/NAME/{images/, manifest.jsonl}.")] = Path("data/raw"),
+    reports_root: Annotated[Path, typer.Option("--reports-root", help="Crawl summaries: REPORTS_ROOT/NAME/{crawl_summary.json, crawls.jsonl}.")] = Path("reports/crawl"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Scrapy's INFO log.")] = False,
     sources_dir: SourcesDir = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
@@ -332,7 +333,7 @@ def crawl(
 
     from rich.table import Table
 
-    arguments = ["crawl", name, "--data-root", str(data_root), "--params", str(params_file),
+    arguments = ["crawl", name, "--data-root", str(data_root), "--reports-root", str(reports_root), "--params", str(params_file),
                  "--log-level", "INFO" if verbose else "WARNING"]
     if max_pages:
         arguments += ["--max-pages", str(max_pages)]
@@ -341,7 +342,7 @@ def crawl(
     if profile:
         arguments += ["--profile", profile]
     code = _run_crawler(arguments)
-    summary_path = data_root / name / "crawl_summary.json"
+    summary_path = reports_root / name / "crawl_summary.json"
     if code == 0 and summary_path.exists():
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
         images = summary["images"]

@@ -49,12 +49,16 @@ def server(shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
 
 def crawl(origin: str, data_root: Path, source: str = "demo", *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": origin}
-    return subprocess.run([SEAMLINE, "crawl", source, "--data-root", str(data_root), *extra],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([SEAMLINE, "crawl", source, "--data-root", str(data_root), "--reports-root",
+                           str(reports_of(data_root)), *extra], env=env, capture_output=True, text=True, timeout=300)
+
+
+def reports_of(data_root: Path) -> Path:
+    return data_root.with_name(data_root.name + "-reports")
 
 
 def summary(data_root: Path, source: str = "demo") -> dict:
-    return json.loads((data_root / source / "crawl_summary.json").read_text())
+    return json.loads((reports_of(data_root) / source / "crawl_summary.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +119,7 @@ def test_second_crawl_of_an_unchanged_shop_fetches_almost_nothing_and_adds_nothi
     copies = sum(1 for p in truth(shop) if p["also_at"] for i in p["images"] if not i["fault"])
     assert fetched == faulty + copies  # only the planted faults and the sale copy's images are tried again
     assert (data_root / "demo" / "manifest.jsonl").read_bytes() == before
-    history = (data_root / "demo" / "crawls.jsonl").read_text().splitlines()
+    history = (reports_of(data_root) / "demo" / "crawls.jsonl").read_text().splitlines()
     assert len(history) == 2
 
 
@@ -147,6 +151,7 @@ def test_a_killed_crawl_leaves_a_valid_manifest_and_the_next_one_completes(shop:
     manifest = data_root / "demo" / "manifest.jsonl"
     env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": server[0]}
     process = subprocess.Popen([sys.executable, "-m", "crawlers.run", "crawl", "demo", "--data-root", str(data_root),
+                                "--reports-root", str(reports_of(data_root)),
                                 "--sources-dir", str(slow_sources)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not manifest.exists() or len(manifest.read_bytes().splitlines()) < 20):
@@ -160,7 +165,8 @@ def test_a_killed_crawl_leaves_a_valid_manifest_and_the_next_one_completes(shop:
     for row in half.rows:
         assert (data_root / row.path).is_file()  # an image is stored before its row is written
 
-    result = subprocess.run([sys.executable, "-m", "crawlers.run", "crawl", "demo", "--data-root", str(data_root)],
+    result = subprocess.run([sys.executable, "-m", "crawlers.run", "crawl", "demo", "--data-root", str(data_root),
+                             "--reports-root", str(reports_of(data_root))],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     done = read_manifest(manifest)
@@ -193,7 +199,8 @@ def test_bad_source_file_fails_before_any_request(server, tmp_path: Path) -> Non
     sources = tmp_path / "sources"
     sources.mkdir()
     (sources / "broken.yaml").write_text("name: broken\nspider: listing\nstart_urls: [http://127.0.0.1:1/]\nallowed_domains: [127.0.0.1]\nlinks: {produts: []}\n")
-    result = subprocess.run([SEAMLINE, "crawl", "broken", "--sources-dir", str(sources), "--data-root", str(tmp_path / "raw")],
+    result = subprocess.run([SEAMLINE, "crawl", "broken", "--sources-dir", str(sources), "--data-root", str(tmp_path / "raw"),
+                             "--reports-root", str(tmp_path / "reports")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "links.produts: unknown key" in result.stderr
