@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Stages in dvc.yaml call `python` and `dvc`: the project's venv comes first on the PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
 .PHONY: help install test bench demo lock clean
@@ -36,18 +38,18 @@ demo: install ## Install, then run what the pipeline has so far on the embedded 
 	$(BIN)/seamline params check
 	$(BIN)/seamline demo-shop build --out $(SHOP_DIR)
 	$(BIN)/seamline demo-shop sheet $(SHOP_DIR)
-	@# Serve the shop for the crawl and stop it afterwards, whatever the crawl's outcome.
+	@# Serve the shop while DVC runs the stages (dvc.yaml), and stop it whatever the outcome.
 	@set -e; $(BIN)/seamline demo-shop serve $(SHOP_DIR) --port $(SHOP_PORT) & server=$$!; \
 	  trap "kill $$server 2>/dev/null" EXIT; \
 	  for i in $$(seq 60); do $(BIN)/python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$(SHOP_PORT)/')" 2>/dev/null && break; sleep 0.5; done; \
-	  SEAMLINE_DEMO_SHOP_URL=http://127.0.0.1:$(SHOP_PORT) $(BIN)/seamline crawl demo
-	$(BIN)/python -m pipelines.label
+	  SEAMLINE_DEMO_SHOP_URL=http://127.0.0.1:$(SHOP_PORT) $(BIN)/dvc repro
+	$(BIN)/dvc metrics show
 	@echo "==> demo: params checked; shop in $(SHOP_DIR) (contact sheets in $(SHOP_DIR)/sheets);"
-	@echo "    crawled into data/raw/demo/ (manifest.jsonl, images/; summary in reports/crawl/demo/);"
-	@echo "    weak labels and splits in data/labels/<component>.csv."
+	@echo "    dvc repro crawled it into data/raw/demo/ (summary: reports/crawl/demo/) and wrote"
+	@echo "    weak labels and splits to data/labels/<component>.csv."
 	@echo "    Browse the shop: $(BIN)/seamline demo-shop serve $(SHOP_DIR) --port $(SHOP_PORT)"
-	@echo "    The rest of the weekly pipeline (validate, detect, crop, train, register)"
-	@echo "    joins this target as its stages land."
+	@echo "    The rest of the weekly pipeline (validation, detect, crop, train, register) joins"
+	@echo "    dvc.yaml and this target as its stages land."
 
 lock: ## Re-resolve the dependency ranges in pyproject.toml into requirements.lock
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

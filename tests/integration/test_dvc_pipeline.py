@@ -1,0 +1,80 @@
+"""DVC runs the pipeline's stages for real: a temporary git repository holding the project's
+dvc.yaml, params.yaml and sources, the demo shop served on 127.0.0.1, and a local remote."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.manifest import read_manifest
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def shop_origin(demo_shop: Path) -> Iterator[str]:
+    process = subprocess.Popen([str(BIN / "seamline"), "demo-shop", "serve", str(demo_shop), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    origin = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline()).group(0)
+    yield origin
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, shop_origin: str) -> tuple[Path, dict[str, str]]:
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    shutil.copytree(PROJECT_ROOT / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
+    shutil.copytree(PROJECT_ROOT / "crawlers" / "sources", root / "crawlers" / "sources")
+    (root / "pipelines").mkdir()
+    for module in ("label.py", "manifest.py"):
+        shutil.copy(PROJECT_ROOT / "pipelines" / module, root / "pipelines" / module)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SEAMLINE_DEMO_SHOP_URL": shop_origin}
+    run(["git", "init", "-q"], root, env)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(tmp_path / "remote")], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "project"], root, env)
+    return root, env
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{command}: {result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_repro_crawls_and_labels_then_skips_what_did_not_change(repo) -> None:
+    root, env = repo
+    run(["dvc", "repro"], root, env)
+    rows = read_manifest(root / "data" / "raw" / "demo" / "manifest.jsonl").rows
+    assert rows and (root / "reports" / "crawl" / "demo" / "crawl_summary.json").is_file()
+    assert all((root / "data" / "labels" / f"{c}.csv").is_file() for c in ("shirt-collar", "jeans-damage"))
+    metrics = run(["dvc", "metrics", "show", "--json"], root, env).stdout
+    assert '"new":' in metrics
+
+    again = run(["dvc", "repro"], root, env).stdout
+    assert "Running stage 'crawl@demo'" in again  # a shop can change any day: always crawled
+    assert "Stage 'label' didn't change, skipping" in again  # nothing new: nothing relabelled
+
+
+def test_push_and_pull_through_the_local_remote(repo) -> None:
+    root, env = repo
+    run(["dvc", "repro", "crawl@demo"], root, env)
+    manifest = (root / "data" / "raw" / "demo" / "manifest.jsonl").read_bytes()
+    run(["dvc", "push"], root, env)
+    shutil.rmtree(root / "data" / "raw")
+    run(["dvc", "pull", "crawl@demo"], root, env)
+    assert (root / "data" / "raw" / "demo" / "manifest.jsonl").read_bytes() == manifest
+    assert len(list((root / "data" / "raw" / "demo" / "images").iterdir())) == manifest.count(b"\n")
