@@ -6,6 +6,7 @@ Each command is a thin edge over a pipeline module; errors a user can cause prin
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -36,6 +37,11 @@ demo_shop_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(demo_shop_app, name="demo-shop")
+data_app = typer.Typer(
+    help="Weekly data snapshots: tag what dvc.lock pins, and list the snapshots taken.",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
 sources_app = typer.Typer(
     help="List and try out crawl sources: one YAML file per shop in crawlers/sources/.",
     no_args_is_help=True,
@@ -241,8 +247,6 @@ SourcesDir = Annotated[
 
 def _run_crawler(arguments: list[str]) -> int:
     """Scrapy in a child process: Twisted's reactor cannot be restarted within one process."""
-    import subprocess
-
     return subprocess.run([sys.executable, "-m", "crawlers.run", *arguments], check=False).returncode
 
 
@@ -282,7 +286,6 @@ def sources_check(
 
     Nothing is stored: no images are downloaded and no manifest is written.
     """
-    import json
     import tempfile
 
     from rich.table import Table
@@ -329,7 +332,6 @@ def crawl(
 ) -> None:
     """Crawl one source: new images stored once by content under DATA_ROOT/NAME/images/, one
     manifest row each; images already in the manifest are not fetched again. Prints a summary."""
-    import json
 
     from rich.table import Table
 
@@ -359,6 +361,76 @@ def crawl(
         out_console.print(f"summary: {summary_path}", highlight=False)
     if code:
         raise typer.Exit(code)
+
+
+def _git(*arguments: str, required: bool = True) -> str | None:
+    """git's output; a failure stops with git's own message, or gives None if not `required`."""
+    result = subprocess.run(["git", *arguments], capture_output=True, text=True, check=False)
+    if result.returncode:
+        if not required:
+            return None
+        fail(f"git {' '.join(arguments)}: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+SNAPSHOT_FILES = ("dvc.lock", "reports")
+
+
+@data_app.command("snapshot")
+def data_snapshot(
+    tag: Annotated[str | None, typer.Option("--tag", help="Tag name. Default: data-YYYY-Www for this ISO week.")] = None,
+) -> None:
+    """Commit dvc.lock and the reports (the data the stages produced, by hash) and tag the commit.
+
+    Run after `dvc repro`; `dvc push` then sends the data itself to the remote.
+    """
+    from datetime import date
+
+    from pipelines.snapshot import week_tag
+
+    chosen = tag or week_tag(date.today())
+    if (_git("tag", "--list", chosen) or "").strip():
+        fail(f"tag {chosen} exists: this snapshot was already taken (choose another with --tag)")
+    present = [path for path in SNAPSHOT_FILES if Path(path).exists()]
+    if "dvc.lock" not in present:
+        fail("no dvc.lock: run `dvc repro` first, so there is data to snapshot")
+    _git("add", "--", *present)
+    _git("commit", "--allow-empty", "-q", "-m", f"data snapshot {chosen}")
+    _git("tag", "-a", chosen, "-m", f"data snapshot {chosen}")
+    head = (_git("rev-parse", "--short", "HEAD") or "").strip()
+    out_console.print(f"tagged {chosen} at {head}; send the data with `dvc push`",
+                      highlight=False)
+
+
+@data_app.command("history")
+def data_history(
+    snapshot_file: Annotated[str, typer.Option("--file", help="Snapshot metric path in the repository.")] = "reports/data/snapshot.json",
+) -> None:
+    """Every data-* snapshot, oldest first: images per source and labelled images per class."""
+
+    from rich.table import Table
+
+    from pipelines.snapshot import TAG_PREFIX
+
+    tags = (_git("tag", "--list", f"{TAG_PREFIX}*", "--sort=creatordate") or "").split()
+    if not tags:
+        out_console.print("no snapshots yet: run `dvc repro`, then `seamline data snapshot`", highlight=False)
+        return
+    table = Table("snapshot", "date", "images per source", "labelled per class", show_lines=True)
+    for name in tags:
+        day = (_git("log", "-1", "--format=%cs", name) or "").strip()
+        shown = _git("show", f"{name}:{snapshot_file}", required=False)
+        if shown is None:
+            table.add_row(name, day, "—", f"[yellow]no {snapshot_file} in this snapshot[/]")
+            continue
+        summary = json.loads(shown)
+        images = "\n".join(f"{source}: {n}" for source, n in summary["images"].items())
+        labels = "\n".join(
+            f"{component}: " + ", ".join(f"{label} {sum(splits.values())}" for label, splits in classes.items())
+            for component, classes in summary["labels"].items()
+        )
+        table.add_row(name, day, images, labels)
+    out_console.print(table)
 
 
 if __name__ == "__main__":

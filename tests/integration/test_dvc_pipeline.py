@@ -3,6 +3,7 @@ dvc.yaml, params.yaml and sources, the demo shop served on 127.0.0.1, and a loca
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -43,7 +44,7 @@ def repo(tmp_path: Path, shop_origin: str) -> tuple[Path, dict[str, str]]:
     shutil.copytree(PROJECT_ROOT / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
     shutil.copytree(PROJECT_ROOT / "crawlers" / "sources", root / "crawlers" / "sources")
     (root / "pipelines").mkdir()
-    for module in ("label.py", "manifest.py"):
+    for module in ("label.py", "manifest.py", "snapshot.py"):
         shutil.copy(PROJECT_ROOT / "pipelines" / module, root / "pipelines" / module)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SEAMLINE_DEMO_SHOP_URL": shop_origin}
     run(["git", "init", "-q"], root, env)
@@ -71,6 +72,34 @@ def test_repro_crawls_and_labels_then_skips_what_did_not_change(repo) -> None:
     again = run(["dvc", "repro"], root, env).stdout
     assert "Running stage 'crawl@demo'" in again  # a shop can change any day: always crawled
     assert "Stage 'label' didn't change, skipping" in again  # nothing new: nothing relabelled
+
+
+def test_weekly_snapshot_tag_and_history(repo) -> None:
+    root, env = repo
+    seamline = str(BIN / "seamline")
+    git_identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    env = {**env, **git_identity}
+    empty = run([seamline, "data", "history"], root, env).stdout
+    assert "no snapshots yet" in empty
+    refused = subprocess.run([seamline, "data", "snapshot"], cwd=root, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "run `dvc repro` first" in refused.stderr
+
+    run(["dvc", "repro"], root, env)
+    snapshot = json.loads((root / "reports" / "data" / "snapshot.json").read_text())
+    rows = len(read_manifest(root / "data" / "raw" / "demo" / "manifest.jsonl").rows)
+    assert snapshot["images"] == {"demo": rows}
+    run([seamline, "data", "snapshot", "--tag", "data-2026-W48"], root, env)
+    assert run(["git", "tag", "--list", "data-*"], root, env).stdout.split() == ["data-2026-W48"]
+    assert "dvc.lock" in run(["git", "show", "--name-only", "data-2026-W48"], root, env).stdout
+    again = subprocess.run([seamline, "data", "snapshot", "--tag", "data-2026-W48"], cwd=root, env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "already taken" in again.stderr
+
+    history = run([seamline, "data", "history"], root, env).stdout
+    assert "data-2026-W48" in history and f"demo: {rows}" in history
+    band = sum(snapshot["labels"]["shirt-collar"]["band"].values())
+    assert f"band {band}" in history
 
 
 def test_push_and_pull_through_the_local_remote(repo) -> None:
