@@ -51,7 +51,7 @@ def crawl_and_label(scratch: Path, products: int) -> tuple[Path, Path, Path]:
     finally:
         server.terminate()
         server.wait()
-    subprocess.run([sys.executable, "-m", "pipelines.label", "--manifests", str(raw), "--out", str(labels)], check=True)
+    subprocess.run([sys.executable, "-m", "pipelines.label", "--manifest", str(raw), "--out", str(labels)], check=True)
     return shop, raw, labels
 
 

@@ -247,6 +247,17 @@ def write_labels(path: Path, labelled: ComponentLabels) -> None:
     partial.replace(path)
 
 
+def load_manifest_rows(path: Path) -> list[ManifestRow]:
+    """Rows of the validated parquet manifest, or of every raw manifest under a folder."""
+    if path.is_dir():
+        return [row for manifest in iter_manifests(path) for row in read_manifest(manifest).rows]
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    frame = frame.astype(object).where(frame.notna(), None)
+    return [ManifestRow(**record) for record in frame.to_dict("records")]
+
+
 def unique_images(rows: Iterable[ManifestRow]) -> list[ManifestRow]:
     """One row per sha256 (the first seen), in a stable order."""
     seen: dict[str, ManifestRow] = {}
@@ -259,8 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.label", description="Weak labels and leak-free splits per component.")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--profile", default=None)
-    parser.add_argument("--manifests", type=Path, default=Path("data/raw"),
-                        help="folder of <source>/manifest.jsonl files to label")
+    parser.add_argument("--manifest", type=Path, default=Path("data/validated/manifest.parquet"),
+                        help="the validated manifest (parquet), or a folder of <source>/manifest.jsonl files")
     parser.add_argument("--out", type=Path, default=Path("data/labels"))
     args = parser.parse_args(argv)
     try:
@@ -269,9 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    images = unique_images(row for path in iter_manifests(args.manifests) for row in read_manifest(path).rows)
+    if not args.manifest.exists():
+        print(f"error: {args.manifest} does not exist; run the validate stage first", file=sys.stderr)
+        return 1
+    images = unique_images(load_manifest_rows(args.manifest))
     if not images:
-        print(f"error: no manifest rows under {args.manifests}; crawl a source first", file=sys.stderr)
+        print(f"error: no manifest rows in {args.manifest}", file=sys.stderr)
         return 1
     distance = params.validation.near_duplicate_hamming
     phashes = [image.phash for image in images]

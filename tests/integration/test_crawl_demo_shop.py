@@ -237,7 +237,7 @@ def test_label_stage_on_the_crawl_gives_precise_leak_free_labels(shop: Path, fir
                                                                  shipped_params_path: Path) -> None:
     data_root, _ = first_crawl
     result = subprocess.run([sys.executable, "-m", "pipelines.label", "--params", str(shipped_params_path),
-                             "--manifests", str(data_root), "--out", str(tmp_path / "labels")],
+                             "--manifest", str(data_root), "--out", str(tmp_path / "labels")],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "leakage check passed" in result.stdout

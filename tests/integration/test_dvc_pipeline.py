@@ -44,7 +44,7 @@ def repo(tmp_path: Path, shop_origin: str) -> tuple[Path, dict[str, str]]:
     shutil.copytree(PROJECT_ROOT / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
     shutil.copytree(PROJECT_ROOT / "crawlers" / "sources", root / "crawlers" / "sources")
     (root / "pipelines").mkdir()
-    for module in ("label.py", "manifest.py", "snapshot.py"):
+    for module in ("label.py", "manifest.py", "snapshot.py", "validate.py"):
         shutil.copy(PROJECT_ROOT / "pipelines" / module, root / "pipelines" / module)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SEAMLINE_DEMO_SHOP_URL": shop_origin}
     run(["git", "init", "-q"], root, env)
@@ -66,12 +66,15 @@ def test_repro_crawls_and_labels_then_skips_what_did_not_change(repo) -> None:
     rows = read_manifest(root / "data" / "raw" / "demo" / "manifest.jsonl").rows
     assert rows and (root / "reports" / "crawl" / "demo" / "crawl_summary.json").is_file()
     assert all((root / "data" / "labels" / f"{c}.csv").is_file() for c in ("shirt-collar", "jeans-damage"))
+    assert (root / "data" / "validated" / "manifest.parquet").is_file()
+    assert (root / "reports" / "validation" / "index.html").is_file()  # Great Expectations Data Docs
     metrics = run(["dvc", "metrics", "show", "--json"], root, env).stdout
     assert '"new":' in metrics
 
     again = run(["dvc", "repro"], root, env).stdout
     assert "Running stage 'crawl@demo'" in again  # a shop can change any day: always crawled
-    assert "Stage 'label' didn't change, skipping" in again  # nothing new: nothing relabelled
+    assert "Stage 'validate' didn't change, skipping" in again  # nothing new: nothing revalidated
+    assert "Stage 'label' didn't change, skipping" in again
 
 
 def test_weekly_snapshot_tag_and_history(repo) -> None:

@@ -1,0 +1,212 @@
+"""Validation of the crawled manifests with Great Expectations: row-level problems quarantine the
+row (nothing is deleted), dataset-level problems stop the pipeline with a one-line summary.
+
+Stage: `python -m pipelines.validate` → data/validated/manifest.parquet, quarantine.csv,
+reports/validation/ (Data Docs) and reports/validation_summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from pipelines.config import ParamsError, ValidationParams, load_params
+from pipelines.manifest import ManifestRow, iter_manifests, read_manifest
+
+MANIFEST_COLUMNS = [
+    "sha256", "path", "source", "image_url", "product_url", "title", "breadcrumb", "item_hint", "price",
+    "width", "height", "format", "bytes", "phash", "crawled_at", "schema",
+]
+REQUIRED = ["sha256", "path", "source", "image_url", "product_url", "width", "height", "format", "phash"]
+
+
+# --- facts the expectations look at ---------------------------------------------------------
+
+
+def grey_std(data: bytes) -> float | None:
+    """Grey-level standard deviation of a decoded image (small = blank), None if it won't decode."""
+    try:
+        with Image.open(BytesIO(data)) as image:
+            image.draft("L", (64, 64))
+            grey = np.asarray(image.convert("L").resize((64, 64)), dtype=np.float64)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return float(grey.std())
+
+
+def duplicate_of(shas: Sequence[str], phashes: Sequence[str], max_distance: int) -> list[str | None]:
+    """For each row, the sha256 of an earlier row with the same bytes or a perceptual hash within
+    `max_distance` bits (None for the first of its kind): the later copies are redundant."""
+    seen_sha: dict[str, str] = {}
+    kept: list[tuple[int, str]] = []
+    found: list[str | None] = []
+    for sha, phash in zip(shas, phashes):
+        if sha in seen_sha:
+            found.append(sha)
+            continue
+        value = int(phash, 16)
+        near = next((other for bits, other in kept if bin(bits ^ value).count("1") <= max_distance), None)
+        found.append(near)
+        if near is None:
+            kept.append((value, sha))
+            seen_sha[sha] = sha
+    return found
+
+
+def manifest_frame(rows: Sequence[ManifestRow], data_root: Path, params: ValidationParams) -> pd.DataFrame:
+    """The manifest as a frame, plus the derived columns the suite checks."""
+    frame = pd.DataFrame([row.__dict__ for row in rows], columns=MANIFEST_COLUMNS)
+    stds = []
+    for path in frame["path"]:
+        file = data_root / path
+        stds.append(grey_std(file.read_bytes()) if file.is_file() else None)
+    frame["decodable"] = [std is not None for std in stds]
+    frame["grey_std"] = [std if std is not None else 0.0 for std in stds]
+    frame["aspect"] = frame["width"] / frame["height"].where(frame["height"] > 0)
+    frame["duplicate_of"] = duplicate_of(list(frame["sha256"]), list(frame["phash"]), params.near_duplicate_hamming)
+    return frame
+
+
+# --- the suite ------------------------------------------------------------------------------
+
+
+def row_expectations(params: ValidationParams) -> list[tuple[str, Any]]:
+    """(quarantine reason, expectation) for every row-level check, built from params."""
+    import great_expectations as gx
+
+    low, high = params.aspect_ratio
+    checks: list[tuple[str, Any]] = [(f"missing_{column}", gx.expectations.ExpectColumnValuesToNotBeNull(column=column))
+                                     for column in REQUIRED]
+    checks += [
+        ("format_not_allowed", gx.expectations.ExpectColumnValuesToBeInSet(column="format", value_set=list(params.allowed_formats))),
+        ("too_narrow", gx.expectations.ExpectColumnValuesToBeBetween(column="width", min_value=params.min_width)),
+        ("too_short", gx.expectations.ExpectColumnValuesToBeBetween(column="height", min_value=params.min_height)),
+        ("aspect_ratio", gx.expectations.ExpectColumnValuesToBeBetween(column="aspect", min_value=low, max_value=high)),
+        ("undecodable", gx.expectations.ExpectColumnValuesToBeInSet(column="decodable", value_set=[True])),
+        ("blank", gx.expectations.ExpectColumnValuesToBeBetween(column="grey_std", min_value=params.blank_std_max, strict_min=True)),
+        ("duplicate", gx.expectations.ExpectColumnValuesToBeNull(column="duplicate_of")),
+    ]
+    return checks
+
+
+@dataclass(frozen=True)
+class Outcome:
+    quarantine: pd.DataFrame  # sha256, source, path, reason
+    valid: pd.DataFrame
+    dataset_problems: list[str]
+    docs: Path
+
+
+def run_suite(frame: pd.DataFrame, params: ValidationParams, docs_dir: Path) -> Outcome:
+    """Validate with a GX checkpoint that writes Data Docs; split rows into valid and quarantined."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    context.add_data_docs_site(
+        site_name="seamline",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    batch = context.data_sources.add_pandas("crawl").add_dataframe_asset("manifest").add_batch_definition_whole_dataframe("all")
+    suite = context.suites.add(gx.ExpectationSuite(name="manifest"))
+    schema = gx.expectations.ExpectTableColumnsToMatchSet(column_set=MANIFEST_COLUMNS + ["decodable", "grey_std", "aspect", "duplicate_of"])
+    suite.add_expectation(schema)
+    reasons: dict[str, str] = {}
+    for reason, expectation in row_expectations(params):
+        added = suite.add_expectation(expectation)
+        reasons[added.id] = reason
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name="manifest", data=batch, suite=suite))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name="weekly", validation_definitions=[definition], actions=[UpdateDataDocsAction(name="docs", site_names=["seamline"])],
+        result_format={"result_format": "COMPLETE"},
+    ))
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
+
+    flagged: dict[int, str] = {}
+    problems: list[str] = []
+    for validation in result.run_results.values():
+        for check in validation.results:
+            if check.success:
+                continue
+            reason = reasons.get(check.expectation_config.id)
+            if reason is None:
+                problems.append("schema: the manifest's columns changed")
+                continue
+            for index in check.result.get("unexpected_index_list") or []:
+                flagged.setdefault(int(index), reason)  # the first failing check names the row
+    quarantine = frame.loc[sorted(flagged), ["sha256", "source", "path"]].assign(reason=[flagged[i] for i in sorted(flagged)])
+    valid = frame.drop(index=list(flagged))[MANIFEST_COLUMNS]
+    return Outcome(quarantine, valid, problems, docs_dir / "index.html")
+
+
+# --- dataset-level checks beyond the suite --------------------------------------------------
+
+
+def collapsed_sources(reports_root: Path, drop_ratio: float) -> list[str]:
+    """Sources whose latest crawl found far fewer products than the one before."""
+    problems = []
+    for history in sorted(reports_root.glob("*/crawls.jsonl")):
+        crawls = [json.loads(line) for line in history.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(crawls) < 2:
+            continue
+        before, now = crawls[-2]["products"], crawls[-1]["products"]
+        if before and now < drop_ratio * before:
+            problems.append(f"source {history.parent.name} collapsed: {now} products, {before} the crawl before")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.validate", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--manifests", type=Path, default=Path("data/raw"))
+    parser.add_argument("--crawl-reports", type=Path, default=Path("reports/crawl"))
+    parser.add_argument("--out", type=Path, default=Path("data/validated"))
+    parser.add_argument("--docs", type=Path, default=Path("reports/validation"))
+    parser.add_argument("--summary", type=Path, default=Path("reports/validation_summary.json"))
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params, args.profile).validation
+    except ParamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    rows = [row for path in iter_manifests(args.manifests) for row in read_manifest(path).rows]
+    if not rows:
+        print(f"error: no manifest rows under {args.manifests}; crawl a source first", file=sys.stderr)
+        return 1
+    outcome = run_suite(manifest_frame(rows, args.manifests, params), params, args.docs)
+    problems = outcome.dataset_problems + collapsed_sources(args.crawl_reports, params.source_drop_ratio)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    outcome.valid.to_parquet(args.out / "manifest.parquet", index=False)
+    outcome.quarantine.to_csv(args.out / "quarantine.csv", index=False)
+    reasons = outcome.quarantine["reason"].value_counts().sort_index().to_dict()
+    summary = {"rows": len(rows), "valid": len(outcome.valid), "quarantined": reasons, "dataset_problems": problems}
+    args.summary.parent.mkdir(parents=True, exist_ok=True)
+    args.summary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    quarantined = ", ".join(f"{reason} {n}" for reason, n in reasons.items()) or "none"
+    print(f"validated {len(rows)} rows: {len(outcome.valid)} valid, quarantined: {quarantined}; Data Docs: {outcome.docs}")
+    if problems:
+        print(f"error: validation failed: {'; '.join(problems)} (Data Docs: {outcome.docs})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
