@@ -45,10 +45,10 @@ demo: install ## Install, then run what the pipeline has so far on the embedded 
 	  SEAMLINE_DEMO_SHOP_URL=http://127.0.0.1:$(SHOP_PORT) $(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 	@echo "==> demo: params checked; shop in $(SHOP_DIR) (contact sheets in $(SHOP_DIR)/sheets);"
-	@echo "    dvc repro crawled it into data/raw/demo/ (summary: reports/crawl/demo/) and wrote"
-	@echo "    weak labels and splits to data/labels/<component>.csv."
+	@echo "    dvc repro crawled it into data/raw/demo/ (summary: reports/crawl/demo/), validated it"
+	@echo "    (Data Docs: reports/validation/index.html) and wrote labels to data/labels/."
 	@echo "    Browse the shop: $(BIN)/seamline demo-shop serve $(SHOP_DIR) --port $(SHOP_PORT)"
-	@echo "    The rest of the weekly pipeline (validation, detect, crop, train, register) joins"
+	@echo "    The rest of the weekly pipeline (detect, crop, train, register) joins"
 	@echo "    dvc.yaml and this target as its stages land."
 
 lock: ## Re-resolve the dependency ranges in pyproject.toml into requirements.lock

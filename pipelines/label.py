@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pipelines.config import ComponentParams, LabelParams, ParamsError, SplitParams, load_params
 from pipelines.manifest import ManifestRow, iter_manifests, read_manifest
+from pipelines.validate import classes_below_minimum
 
 SPLITS = ("train", "val", "test")
 LABEL_COLUMNS = ("sha256", "label", "split", "label_source")
@@ -299,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     splits = {image.sha256: split for image, split in zip(images, split_list)}
     print(f"{len(images)} images in {len(set(groups))} groups (product or near duplicate); leakage check passed")
+    thin: list[str] = []
     for name, component in params.components.items():
         labelled = label_component(name, component, images, params.labels, hand, splits)
         write_labels(args.out / f"{name}.csv", labelled)
@@ -306,6 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         coverage = len(labelled.rows) / labelled.candidates if labelled.candidates else 0.0
         print(f"{name:<14} {len(labelled.rows):>6} labelled of {labelled.candidates:>6} ({coverage:.0%}); "
               f"{labelled.conflicts} conflicts; train/val/test {per_split['train']}/{per_split['val']}/{per_split['test']}")
+        thin += classes_below_minimum(name, component.classes, [row.label for row in labelled.rows],
+                                      params.validation.min_examples_per_class)
+    if thin:
+        # The label files are written (nothing is lost); the pipeline stops before training on them.
+        print(f"error: {len(thin)} classes below validation.min_examples_per_class: {'; '.join(thin)}", file=sys.stderr)
+        return 1
     return 0
 
 

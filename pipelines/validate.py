@@ -171,6 +171,16 @@ def collapsed_sources(reports_root: Path, drop_ratio: float) -> list[str]:
     return problems
 
 
+def classes_below_minimum(component: str, classes: Sequence[str], labels: Sequence[str], minimum: int) -> list[str]:
+    """One line per class of a component with fewer than `minimum` labelled images (classes no
+    image carries included): the label set is too thin to train and test that class."""
+    counts = {label: 0 for label in classes}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return [f"{component}: class {label} has {n} labelled images (minimum {minimum})"
+            for label, n in counts.items() if n < minimum]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.validate", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))

@@ -236,7 +236,9 @@ def test_limits_stop_the_crawl_early(server, tmp_path: Path) -> None:
 def test_label_stage_on_the_crawl_gives_precise_leak_free_labels(shop: Path, first_crawl, tmp_path: Path,
                                                                  shipped_params_path: Path) -> None:
     data_root, _ = first_crawl
-    result = subprocess.run([sys.executable, "-m", "pipelines.label", "--params", str(shipped_params_path),
+    params = tmp_path / "params.yaml"  # a 60-product shop is too small for the demo's class minimum
+    params.write_text(shipped_params_path.read_text().replace("min_examples_per_class: 8", "min_examples_per_class: 1"))
+    result = subprocess.run([sys.executable, "-m", "pipelines.label", "--params", str(params),
                              "--manifest", str(data_root), "--out", str(tmp_path / "labels")],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -262,3 +264,16 @@ def test_label_stage_on_the_crawl_gives_precise_leak_free_labels(shop: Path, fir
         for r in labelled:
             split_of_product.setdefault(product_of(r["sha256"])["id"], set()).add(r["split"])
         assert all(len(splits) == 1 for splits in split_of_product.values())  # a product never straddles
+
+
+def test_label_stage_stops_when_a_class_is_below_its_minimum(first_crawl, tmp_path: Path, shipped_params_path: Path) -> None:
+    data_root, _ = first_crawl
+    params = tmp_path / "params.yaml"
+    params.write_text(shipped_params_path.read_text().replace("min_examples_per_class: 8", "min_examples_per_class: 500"))
+    result = subprocess.run([sys.executable, "-m", "pipelines.label", "--params", str(params), "--manifest", str(data_root),
+                             "--out", str(tmp_path / "labels")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "below validation.min_examples_per_class" in last
+    assert "shirt-collar: class band has" in last and "(minimum 500)" in last
+    assert (tmp_path / "labels" / "shirt-collar.csv").is_file()  # nothing already made is lost

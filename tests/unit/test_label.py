@@ -129,3 +129,14 @@ def test_a_group_never_straddles_and_the_leak_check_sees_a_planted_leak() -> Non
     assert leaked_pairs(phashes, splits, 4) == []
     splits[3], splits[7] = "test", "train"
     assert leaked_pairs(phashes, splits, 4) == [(3, 7)]
+
+
+def test_classes_below_their_minimum_are_named() -> None:
+    from pipelines.validate import classes_below_minimum
+
+    assert classes_below_minimum("jeans-washing", ["one", "brush"], ["one"] * 9 + ["brush"] * 2, 3) == [
+        "jeans-washing: class brush has 2 labelled images (minimum 3)"
+    ]
+    assert classes_below_minimum("jeans-washing", ["one", "brush"], ["one"] * 5, 3) == [
+        "jeans-washing: class brush has 0 labelled images (minimum 3)"
+    ]
