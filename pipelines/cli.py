@@ -27,26 +27,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-params_app = typer.Typer(
-    help="Check and inspect params.yaml, the one file every tunable lives in.",
-    no_args_is_help=True,
-)
-app.add_typer(params_app, name="params")
-demo_shop_app = typer.Typer(
-    help="Build, serve and inspect the synthetic demo shop the embedded defaults crawl.",
-    no_args_is_help=True,
-)
-app.add_typer(demo_shop_app, name="demo-shop")
-data_app = typer.Typer(
-    help="Weekly data snapshots: tag what dvc.lock pins, and list the snapshots taken.",
-    no_args_is_help=True,
-)
-app.add_typer(data_app, name="data")
-sources_app = typer.Typer(
-    help="List and try out crawl sources: one YAML file per shop in crawlers/sources/.",
-    no_args_is_help=True,
-)
-app.add_typer(sources_app, name="sources")
+
+
+def _command_group(name: str, help_text: str) -> typer.Typer:
+    group = typer.Typer(help=help_text, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+params_app = _command_group("params", "Check and inspect params.yaml, the one file every tunable lives in.")
+demo_shop_app = _command_group("demo-shop", "Build, serve and inspect the synthetic demo shop the embedded defaults crawl.")
+data_app = _command_group("data", "Weekly data snapshots: tag what dvc.lock pins, and list the snapshots taken.")
+sources_app = _command_group("sources", "List and try out crawl sources: one YAML file per shop in crawlers/sources/.")
 
 out_console = Console()
 err = Console(stderr=True)
