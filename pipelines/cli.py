@@ -38,6 +38,7 @@ def _command_group(name: str, help_text: str) -> typer.Typer:
 params_app = _command_group("params", "Check and inspect params.yaml, the one file every tunable lives in.")
 demo_shop_app = _command_group("demo-shop", "Build, serve and inspect the synthetic demo shop the embedded defaults crawl.")
 data_app = _command_group("data", "Weekly data snapshots: tag what dvc.lock pins, and list the snapshots taken.")
+annotations_app = _command_group("annotations", "Import garment annotations (Labelme polygons) for the detector.")
 sources_app = _command_group("sources", "List and try out crawl sources: one YAML file per shop in crawlers/sources/.")
 
 out_console = Console()
@@ -423,6 +424,38 @@ def data_history(
         )
         table.add_row(name, day, images, labels)
     out_console.print(table)
+
+
+@annotations_app.command("import")
+def annotations_import(
+    folder: Annotated[Path, typer.Argument(help="Folder of Labelme JSON files (searched recursively).", file_okay=False)],
+    out: Annotated[Path, typer.Option("--out", help="Where the COCO file and images go.")] = Path("data/annotations"),
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Convert Labelme polygons to one COCO instances file (pycocotools areas and boxes).
+
+    Each bad file (unreadable, missing image, unknown label, fewer than 3 points, points outside
+    the image, nothing annotated) is reported by name and skipped; the rest are imported.
+    """
+    from pipelines.annotations import import_labelme_dir
+
+    if not folder.is_dir():
+        fail(f"{folder}: no such folder")
+    try:
+        categories = load_params(params_file).detector.categories
+    except ParamsError as error:
+        fail(str(error))
+    result = import_labelme_dir(folder, out, categories)
+    for path, reason in result.problems:
+        err.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False, soft_wrap=True)
+    counts = ", ".join(
+        f"{c['name']} {sum(1 for a in result.coco['annotations'] if a['category_id'] == c['id'])}"
+        for c in result.coco["categories"]
+    )
+    out_console.print(f"imported {len(result.imported)} images ({counts}); skipped {len(result.problems)}; "
+                      f"→ {out / 'instances.json'} (report: {out / 'import_report.csv'})", highlight=False, soft_wrap=True)
+    if not result.imported:
+        fail(f"no usable annotation file in {folder}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -218,3 +219,32 @@ def test_sheet_command_writes_one_sheet_per_component(shop: Path, tmp_path: Path
                              "jeans-washing.png", "jeans-damage.png"])
     collar = cv2.imread(str(tmp_path / "shirt-collar.png"))
     assert collar.shape[0] == 4 * 96  # one row per collar class
+
+
+def test_annotations_import_turns_the_shops_labelme_files_into_coco(shop: Path, tmp_path: Path,
+                                                                   shipped_params_path: Path) -> None:
+    from pycocotools.coco import COCO
+
+    folder = tmp_path / "copy" / "annotations"  # a copy, so the shop fixture stays untouched
+    shutil.copytree(shop / "annotations", folder)
+    (tmp_path / "copy" / "site").symlink_to(shop / "site")  # Labelme's imagePath is relative
+    (folder / "broken.json").write_text('{"shapes": []}')  # a bad file among good ones
+    result = subprocess.run([SEAMLINE, "annotations", "import", str(folder), "--out", str(tmp_path / "coco"),
+                             "--params", str(shipped_params_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stderr and "broken.json" in result.stderr
+    coco = COCO(str(tmp_path / "coco" / "instances.json"))
+    files = len(list((shop / "annotations").glob("*.json")))
+    assert len(coco.getImgIds()) == files
+    names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+    per_category = {names[c]: len(coco.getAnnIds(catIds=[c])) for c in names}
+    assert per_category["shirt"] > 0 and per_category["collar"] > 0 and per_category["jeans"] > 0
+    assert f"imported {files} images" in result.stdout
+
+
+def test_annotations_import_of_a_folder_with_nothing_usable_fails(tmp_path: Path, shipped_params_path: Path) -> None:
+    (tmp_path / "only.json").write_text("not json")
+    result = subprocess.run([SEAMLINE, "annotations", "import", str(tmp_path), "--out", str(tmp_path / "coco"),
+                             "--params", str(shipped_params_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "no usable annotation file" in result.stderr and "only.json" in result.stderr
