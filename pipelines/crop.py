@@ -40,3 +40,41 @@ def crop_square(image: np.ndarray, box: Box, size: int, margin: float = 0.0, fil
         canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(canvas, (size, size), interpolation=interpolation)
+
+
+def largest_box(boxes: np.ndarray) -> int | None:
+    """Index of the largest-area box among (N, 4) x0, y0, x1, y1 boxes, None if there are none
+    (the paper keeps the largest detection)."""
+    if len(boxes) == 0:
+        return None
+    areas = (boxes[:, 2] - boxes[:, 0]).clip(min=0) * (boxes[:, 3] - boxes[:, 1]).clip(min=0)
+    return int(np.argmax(areas))
+
+
+def crop_for_mode(image: np.ndarray, mode: str, size: int, box: Box | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+    """The classifier's input in one of the paper's preprocessing modes, square and never stretched:
+
+    - `bbox` / `annotation`: the (detected / ground-truth) box, padded to a square;
+    - `mask`: the box with everything outside the mask blacked out;
+    - `mask_alpha`: the box as RGBA, transparent outside the mask (and in the padding);
+    - `none`: the whole image, padded to a square.
+    `mask` is an (H, W) array in [0, 1] or bool, the size of `image`.
+    """
+    height, width = image.shape[:2]
+    if mode == "none":
+        return crop_square(image, (0, 0, width, height), size)
+    if box is None:
+        raise ValueError(f"crop mode {mode!r} needs a box")
+    if mode in ("bbox", "annotation"):
+        return crop_square(image, box, size)
+    if mask is None or mask.shape[:2] != (height, width):
+        raise ValueError(f"crop mode {mode!r} needs a mask the size of the image")
+    coverage = mask.astype(np.float32)
+    if mode == "mask":
+        blacked = (image.astype(np.float32) * (coverage[..., None] if image.ndim == 3 else coverage)).round()
+        return crop_square(blacked.astype(image.dtype), box, size)
+    if mode == "mask_alpha":
+        rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+        alpha = (coverage * 255).round().astype(np.uint8)
+        return crop_square(np.dstack([rgb, alpha]), box, size, fill=0)
+    raise ValueError(f"unknown crop mode {mode!r} (expected bbox, mask, mask_alpha, annotation or none)")
