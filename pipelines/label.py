@@ -11,13 +11,13 @@ import csv
 import hashlib
 import re
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.config import ComponentParams, LabelParams, ParamsError, SplitParams, load_params
-from pipelines.manifest import ManifestRow, iter_manifests, read_manifest
+from pipelines.manifest import ManifestRow, iter_manifests, near_duplicate_pairs, read_manifest
 from pipelines.validate import classes_below_minimum
 
 SPLITS = ("train", "val", "test")
@@ -121,34 +121,14 @@ class _UnionFind:
 
 def split_groups(phashes: Sequence[str], products: Sequence[str], max_distance: int) -> list[int]:
     """A group id per image: near duplicates (within `max_distance` bits, transitively) and the
-    photos of one product share a group, so they always land on the same side of a split.
-
-    Pigeonhole banding: two hashes within d bits agree exactly on at least one of d + 1 bands,
-    so only hashes sharing a band are compared, not every pair.
-    """
+    photos of one product share a group, so they always land on the same side of a split."""
     sets = _UnionFind(len(phashes))
     first_of_product: dict[str, int] = {}
     for index, product in enumerate(products):
         sets.union(index, first_of_product.setdefault(product, index))
-    find = sets.find
-
-    bands = max_distance + 1
-    bounds = [round(64 * b / bands) for b in range(bands + 1)]
-    values = [int(h, 16) for h in phashes]
-    for band in range(bands):
-        width = bounds[band + 1] - bounds[band]
-        if width == 0:
-            continue
-        mask = (1 << width) - 1
-        buckets: dict[int, list[int]] = defaultdict(list)
-        for index, value in enumerate(values):
-            buckets[(value >> bounds[band]) & mask].append(index)
-        for members in buckets.values():
-            for a_pos, a in enumerate(members):
-                for b in members[a_pos + 1 :]:
-                    if find(a) != find(b) and bin(values[a] ^ values[b]).count("1") <= max_distance:
-                        sets.union(a, b)
-    return [find(i) for i in range(len(phashes))]
+    for a, b in near_duplicate_pairs(phashes, max_distance):
+        sets.union(a, b)
+    return [sets.find(i) for i in range(len(phashes))]
 
 
 def _unit_interval(key: str, seed: int) -> float:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from io import BytesIO
 from pathlib import Path
@@ -189,6 +190,30 @@ def perceptual_hash(image: Image.Image) -> str:
     for bit in bits:
         value = (value << 1) | int(bit)
     return f"{value:016x}"
+
+
+def near_duplicate_pairs(phashes: Sequence[str], max_distance: int) -> Iterator[tuple[int, int]]:
+    """Index pairs (a < b) of perceptual hashes at most `max_distance` bits apart.
+
+    Pigeonhole banding: two hashes within d bits agree exactly on at least one of d + 1 bands,
+    so only hashes sharing a band are compared, not every pair. A pair may be yielded more than
+    once (once per shared band)."""
+    bands = max_distance + 1
+    bounds = [round(64 * b / bands) for b in range(bands + 1)]
+    values = [int(h, 16) for h in phashes]
+    for band in range(bands):
+        width = bounds[band + 1] - bounds[band]
+        if width == 0:
+            continue
+        mask = (1 << width) - 1
+        buckets: dict[int, list[int]] = defaultdict(list)
+        for index, value in enumerate(values):
+            buckets[(value >> bounds[band]) & mask].append(index)
+        for members in buckets.values():
+            for position, a in enumerate(members):
+                for b in members[position + 1 :]:
+                    if bin(values[a] ^ values[b]).count("1") <= max_distance:
+                        yield a, b
 
 
 def hamming(a: str, b: str) -> int:

@@ -21,7 +21,7 @@ import pandas as pd
 from PIL import Image
 
 from pipelines.config import ParamsError, ValidationParams, load_params
-from pipelines.manifest import ManifestRow, iter_manifests, read_manifest
+from pipelines.manifest import ManifestRow, iter_manifests, near_duplicate_pairs, read_manifest
 
 MANIFEST_COLUMNS = [
     "sha256", "path", "source", "image_url", "product_url", "title", "breadcrumb", "item_hint", "price",
@@ -45,21 +45,23 @@ def grey_std(data: bytes) -> float | None:
 
 
 def duplicate_of(shas: Sequence[str], phashes: Sequence[str], max_distance: int) -> list[str | None]:
-    """For each row, the sha256 of an earlier row with the same bytes or a perceptual hash within
-    `max_distance` bits (None for the first of its kind): the later copies are redundant."""
-    seen_sha: dict[str, str] = {}
-    kept: list[tuple[int, str]] = []
+    """For each row, the sha256 of an earlier kept row with the same bytes or a perceptual hash
+    within `max_distance` bits (None for the first of its kind): the later copies are redundant."""
+    earlier: dict[int, set[int]] = {}
+    for a, b in near_duplicate_pairs(phashes, max_distance):
+        earlier.setdefault(b, set()).add(a)
+    first_by_sha: dict[str, int] = {}
+    kept: set[int] = set()
     found: list[str | None] = []
-    for sha, phash in zip(shas, phashes):
-        if sha in seen_sha:
+    for index, sha in enumerate(shas):
+        if sha in first_by_sha:
             found.append(sha)
             continue
-        value = int(phash, 16)
-        near = next((other for bits, other in kept if bin(bits ^ value).count("1") <= max_distance), None)
-        found.append(near)
+        near = min((i for i in earlier.get(index, ()) if i in kept), default=None)
+        found.append(None if near is None else shas[near])
         if near is None:
-            kept.append((value, sha))
-            seen_sha[sha] = sha
+            kept.add(index)
+            first_by_sha[sha] = index
     return found
 
 

@@ -16,7 +16,6 @@ import numpy as np
 from crawlers.demo_shop.garments import (
     JEANS_EXTENT,
     SHIRT_EXTENT,
-    CollarShape,
     Difficulty,
     GarmentSpec,
     collar_shape,
