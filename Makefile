@@ -28,7 +28,7 @@ install: $(STAMP) ## Create .venv and install the pinned dependency set (require
 test: install ## Run the test suite (unit, integration, e2e)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: install ## Run every benchmark under bench/ (each prints ratios measured side by side)
+bench: demo ## Run every benchmark under bench/ (each prints ratios measured side by side)
 	@set -e; for script in bench/[!_]*.py; do echo "==> $$script"; $(BIN)/python $$script; done
 
 SHOP_DIR ?= data/demo_shop
@@ -38,6 +38,8 @@ demo: install ## Install, then run what the pipeline has so far on the embedded 
 	$(BIN)/seamline params check
 	$(BIN)/seamline demo-shop build --out $(SHOP_DIR)
 	$(BIN)/seamline demo-shop sheet $(SHOP_DIR)
+	@# The shop's Labelme polygons stand in for a person's annotations: imported and dvc-added.
+	$(BIN)/seamline annotations import $(SHOP_DIR)/annotations --out data/annotations
 	@# Serve the shop while DVC runs the stages (dvc.yaml), and stop it whatever the outcome.
 	@set -e; $(BIN)/seamline demo-shop serve $(SHOP_DIR) --port $(SHOP_PORT) & server=$$!; \
 	  trap "kill $$server 2>/dev/null" EXIT; \
@@ -46,10 +48,12 @@ demo: install ## Install, then run what the pipeline has so far on the embedded 
 	$(BIN)/dvc metrics show
 	@echo "==> demo: params checked; shop in $(SHOP_DIR) (contact sheets in $(SHOP_DIR)/sheets);"
 	@echo "    dvc repro crawled it into data/raw/demo/ (summary: reports/crawl/demo/), validated it"
-	@echo "    (Data Docs: reports/validation/index.html) and wrote labels to data/labels/."
+	@echo "    (Data Docs: reports/validation/index.html), wrote labels to data/labels/, trained the"
+	@echo "    Mask R-CNN detector (models/detector, metrics/detector.json) and cropped every labelled"
+	@echo "    image into data/crops/ (summary: reports/crop_summary.json)."
+	@echo "    See a photo's crops: $(BIN)/seamline detect PHOTO --sheet sheet.png"
 	@echo "    Browse the shop: $(BIN)/seamline demo-shop serve $(SHOP_DIR) --port $(SHOP_PORT)"
-	@echo "    The rest of the weekly pipeline (detect, crop, train, register) joins"
-	@echo "    dvc.yaml and this target as its stages land."
+	@echo "    Classifier training and registration join dvc.yaml and this target as they land."
 
 lock: ## Re-resolve the dependency ranges in pyproject.toml into requirements.lock
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

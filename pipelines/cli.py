@@ -430,12 +430,15 @@ def data_history(
 def annotations_import(
     folder: Annotated[Path, typer.Argument(help="Folder of Labelme JSON files (searched recursively).", file_okay=False)],
     out: Annotated[Path, typer.Option("--out", help="Where the COCO file and images go.")] = Path("data/annotations"),
+    dvc_add: Annotated[bool, typer.Option("--dvc/--no-dvc", help="Version the result with `dvc add` (when run in a DVC repo).")] = True,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Convert Labelme polygons to one COCO instances file (pycocotools areas and boxes).
 
     Each bad file (unreadable, missing image, unknown label, fewer than 3 points, points outside
-    the image, nothing annotated) is reported by name and skipped; the rest are imported.
+    the image, nothing annotated) is reported by name and skipped; the rest are imported. In a
+    DVC repo the folder is then `dvc add`ed, so the detector stage sees exactly which
+    annotations it was trained on; commit the .dvc file it writes.
     """
     from pipelines.annotations import import_labelme_dir
 
@@ -456,6 +459,106 @@ def annotations_import(
                       f"→ {out / 'instances.json'} (report: {out / 'import_report.csv'})", highlight=False, soft_wrap=True)
     if not result.imported:
         fail(f"no usable annotation file in {folder}")
+    # Version it when it lands inside the DVC repository this runs in (the project root).
+    if dvc_add and Path(".dvc").is_dir() and out.resolve().is_relative_to(Path.cwd().resolve()):
+        added = subprocess.run([sys.executable, "-m", "dvc", "add", str(out)], capture_output=True, text=True, check=False)
+        if added.returncode != 0:
+            said = (added.stderr + added.stdout).strip().splitlines() or ["no output"]
+            fail(f"dvc add {out} failed: {said[-1]}")
+        out_console.print(f"versioned with DVC: {out}.dvc (commit it with git)", highlight=False)
+
+
+SHEET_MODES = ("bbox", "mask", "mask_alpha", "none")
+
+
+@app.command("detect")
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="Photos to run the garment detector on.", dir_okay=False)],
+    mode: Annotated[str | None, typer.Option("--mode", help="Crop mode: bbox | mask | mask_alpha | annotation | none (default: params crop.mode).")] = None,
+    component: Annotated[str | None, typer.Option("--component", "-c", help="Only this component's crop (default: every component).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Crop file (one image, one component) or folder for the crops.")] = None,
+    sheet: Annotated[Path | None, typer.Option("--sheet", help="Also write a contact sheet: each image and component in every mode.")] = None,
+    detector_dir: Annotated[Path, typer.Option("--detector", help="The trained detector (the detector stage's output).", file_okay=False)] = Path("models/detector"),
+    annotations: Annotated[Path, typer.Option("--annotations", help="COCO annotations, for --mode annotation.", file_okay=False)] = Path("data/annotations"),
+    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Params profile (crop size, score threshold).", envvar="SEAMLINE_PROFILE")] = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Show what the pipeline feeds the classifiers: the detections on each photo, and each
+    component's crop exactly as the crop stage cuts it.
+
+    Crops go to --out (default: detect-out/<image>-<component>.png); a photo that cannot be
+    decoded is reported and the rest still run.
+    """
+    import hashlib
+
+    import cv2
+
+    from pipelines.crop import contact_sheet
+    from pipelines.crop_stage import Region, annotation_regions, crop_one, write_png
+    from pipelines.detect import DetectorError, best_of_category, load_detector, read_rgb
+
+    try:
+        params = load_params(params_file, profile)
+    except ParamsError as error:
+        fail(str(error))
+    if mode is not None and mode not in ("bbox", "mask", "mask_alpha", "annotation", "none"):
+        fail(f"--mode {mode}: expected bbox, mask, mask_alpha, annotation or none")
+    if component is not None and component not in params.components:
+        fail(f"--component {component}: unknown component (known: {', '.join(params.components)})")
+    crop = params.crop.model_copy(update={"mode": mode}) if mode else params.crop
+    chosen = [component] if component else list(params.components)
+    single_file = out is not None and out.suffix.lower() == ".png"
+    if single_file and (len(images) > 1 or len(chosen) > 1):
+        fail("--out FILE.png needs one image and one --component; give a folder for more")
+    folder = out if out is not None and not single_file else Path("detect-out")
+    try:
+        detector = load_detector(detector_dir)
+    except DetectorError as error:
+        fail(str(error))
+    threshold = params.detector.score_threshold
+    truth = annotation_regions(annotations) if crop.mode == "annotation" else {}
+    pixels_of = {path: read_rgb(path) for path in images}
+    for path, pixels in pixels_of.items():
+        if pixels is None:
+            err.print(f"[red]error[/] {path}: not a decodable image", highlight=False, soft_wrap=True)
+    usable = [path for path, pixels in pixels_of.items() if pixels is not None]
+    found = dict(zip(usable, detector.detect([pixels_of[path] for path in usable])))
+    sheet_rows: list[list] = []
+    sheet_labels: list[str] = []
+    for path in usable:
+        detections = found[path]
+        shown = sorted((d for d in detections if d.score >= threshold), key=lambda d: -d.score)
+        out_console.print(f"{path}: {len(shown)} detections ≥ {threshold} (detector {detector.version})", highlight=False, soft_wrap=True)
+        for d in shown:
+            x0, y0, x1, y1 = d.box
+            out_console.print(f"  {d.category:<8} {d.score:.3f}  box {x0:.0f},{y0:.0f} → {x1:.0f},{y1:.0f}", highlight=False, soft_wrap=True)
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        for name in chosen:
+            category, item = params.components[name].crop_region, params.components[name].item
+            if component is None and item in params.detector.categories and not best_of_category(detections, item, threshold):
+                continue  # jeans components on a shirt photo: the pipeline would not crop them
+            best = best_of_category(detections, category, threshold, crop.pick)
+            region = (truth.get(sha, {}).get(category) if crop.mode == "annotation"
+                      else Region(best.box, best.mask, best.score) if best else None)
+            pixels, status = crop_one(pixels_of[path], region, crop)
+            if pixels is None:
+                out_console.print(f"  {name}: no {category} found → skipped (crop.on_no_detection: skip)", highlight=False, soft_wrap=True)
+            else:
+                target = out if single_file else folder / f"{path.stem}-{name}.png"
+                write_png(target, pixels)
+                note = "" if status == "cropped" else f" (no {category} found: {status})"
+                out_console.print(f"  {name}: {crop.mode} crop → {target}{note}", highlight=False, soft_wrap=True)
+            if sheet is not None and f"{path} {category}" not in sheet_labels:  # one row per region
+                sheet_labels.append(f"{path} {category}")
+                sheet_rows.append([crop_one(pixels_of[path], Region(best.box, best.mask, best.score) if best else None,
+                                            crop.model_copy(update={"mode": m}))[0] if best or m == "none" else None for m in SHEET_MODES])
+    if sheet is not None and sheet_rows:
+        sheet.parent.mkdir(parents=True, exist_ok=True)
+        row_names = [f"{Path(label.rsplit(' ', 1)[0]).stem[:12]} {label.rsplit(' ', 1)[1]}" for label in sheet_labels]
+        cv2.imwrite(str(sheet), cv2.cvtColor(contact_sheet(sheet_rows, row_names, list(SHEET_MODES)), cv2.COLOR_RGB2BGR))
+        out_console.print(f"contact sheet → {sheet}", highlight=False, soft_wrap=True)
+    if len(usable) < len(images):
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,9 @@ class DetectorParams(_Section):
     clip_norm: Annotated[float, Field(gt=0.0)] = 10.0
     score_threshold: Fraction = 0.5
     init_checkpoint: str | None = None
+    validation_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.15
+    # Dotted Model Garden experiment keys set last, e.g. task.model.mask_head.num_convs: 2.
+    overrides: dict[Annotated[str, Field(pattern=r"^task\.[a-z0-9_.]+$")], bool | int | float | str | None] = {}
 
     @model_validator(mode="after")
     def _levels_fit_the_image(self) -> Self:
@@ -148,6 +151,12 @@ CropMode = Literal["bbox", "mask", "mask_alpha", "annotation", "none"]
 class CropParams(_Section):
     mode: CropMode = "bbox"
     size: Annotated[int, Field(ge=32, le=1024)] = 224
+    # Context kept around the box, as a fraction of its longer side on each side: forgiving of a
+    # small part's (a collar's) localisation error. 0 crops the box exactly, as the paper did.
+    margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    # Which detection of the region's category makes the crop: the paper kept the largest box;
+    # for a small part with overlapping boxes the most confident one sits better.
+    pick: Literal["largest", "most_confident"] = "largest"
     on_no_detection: Literal["skip", "full_image"] = "skip"
 
 

@@ -65,7 +65,8 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Comple
 
 def test_repro_crawls_and_labels_then_skips_what_did_not_change(repo) -> None:
     root, env = repo
-    run(["dvc", "repro"], root, env)
+    # Up to the snapshot: the detector and training stages have their own tests.
+    run(["dvc", "repro", "snapshot"], root, env)
     rows = read_manifest(root / "data" / "raw" / "demo" / "manifest.jsonl").rows
     assert rows and (root / "reports" / "crawl" / "demo" / "crawl_summary.json").is_file()
     assert all((root / "data" / "labels" / f"{c}.csv").is_file() for c in ("shirt-collar", "jeans-damage"))
@@ -74,7 +75,7 @@ def test_repro_crawls_and_labels_then_skips_what_did_not_change(repo) -> None:
     metrics = run(["dvc", "metrics", "show", "--json"], root, env).stdout
     assert '"new":' in metrics
 
-    again = run(["dvc", "repro"], root, env).stdout
+    again = run(["dvc", "repro", "snapshot"], root, env).stdout
     assert "Running stage 'crawl@demo'" in again  # a shop can change any day: always crawled
     assert "Stage 'validate' didn't change, skipping" in again  # nothing new: nothing revalidated
     assert "Stage 'label' didn't change, skipping" in again
@@ -91,7 +92,7 @@ def test_weekly_snapshot_tag_and_history(repo) -> None:
     refused = subprocess.run([seamline, "data", "snapshot"], cwd=root, env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "run `dvc repro` first" in refused.stderr
 
-    run(["dvc", "repro"], root, env)
+    run(["dvc", "repro", "snapshot"], root, env)
     snapshot = json.loads((root / "reports" / "data" / "snapshot.json").read_text())
     rows = len(read_manifest(root / "data" / "raw" / "demo" / "manifest.jsonl").rows)
     assert snapshot["images"] == {"demo": rows}
@@ -152,3 +153,15 @@ def test_push_and_pull_through_s3_served_by_moto(repo, moto_s3: str) -> None:
     shutil.rmtree(root / ".dvc" / "cache")
     run(["dvc", "pull", "-r", "s3", "crawl@demo"], root, env)
     assert (root / "data" / "raw" / "demo" / "manifest.jsonl").read_bytes() == manifest
+
+
+def test_annotations_import_is_versioned_with_dvc_add(repo, demo_shop: Path) -> None:
+    root, env = repo
+    shutil.copy(PROJECT_ROOT / ".gitignore", root / ".gitignore")
+    run([str(BIN / "seamline"), "annotations", "import", str(demo_shop / "annotations"), "--out", "data/annotations"], root, env)
+    pointer = root / "data" / "annotations.dvc"
+    assert pointer.is_file() and "nfiles:" in pointer.read_text()
+    # The pointer is for git (and not ignored by it); the folder itself is DVC's.
+    assert subprocess.run(["git", "check-ignore", "-q", str(pointer)], cwd=root).returncode == 1
+    assert subprocess.run(["git", "check-ignore", "-q", "data/annotations/instances.json"], cwd=root).returncode == 0
+    run(["dvc", "push"], root, env)

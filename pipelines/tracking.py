@@ -1,0 +1,73 @@
+"""MLflow tracking for every training stage: one place that resolves the tracking URI, creates
+experiments with the configured artifact root, and tags runs with the code and data versions.
+
+`MLFLOW_TRACKING_URI` in the environment wins over `registry.tracking_uri`, as MLflow users expect
+(a shared server in production, the local SQLite file by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import RegistryParams
+
+SNAPSHOT_PATH = Path("reports/data/snapshot.json")
+
+
+def tracking_uri(registry: RegistryParams) -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or registry.tracking_uri
+    if uri.startswith("sqlite:///"):
+        # A relative SQLite path is relative to the project root; make its folder exist.
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def artifact_location(registry: RegistryParams) -> str:
+    root = registry.artifact_root
+    return root if "://" in root else Path(root).resolve().as_uri()
+
+
+def git_commit(cwd: Path = Path(".")) -> str | None:
+    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=False)
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def data_version(snapshot: Path = SNAPSHOT_PATH) -> str | None:
+    """A short hash of this week's data snapshot (reports/data/snapshot.json), None before one."""
+    import hashlib
+
+    if not snapshot.is_file():
+        return None
+    return hashlib.sha256(snapshot.read_bytes()).hexdigest()[:12]
+
+
+def flat_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested params as MLflow's flat key → string params (MLflow caps a value at 6000 chars)."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_params(value, name + "."))
+        else:
+            flat[name] = json.dumps(value)[:6000] if not isinstance(value, str) else value
+    return flat
+
+
+@contextmanager
+def mlflow_run(registry: RegistryParams, experiment: str, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
+    """An active MLflow run in `experiment`, tagged with the git commit and data version."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(registry))
+    if mlflow.get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(experiment, artifact_location=f"{artifact_location(registry)}/{experiment}")
+    mlflow.set_experiment(experiment)
+    base_tags = {"seamline.git_commit": git_commit() or "unknown", "seamline.data_version": data_version() or "none"}
+    with mlflow.start_run(run_name=run_name, tags={**base_tags, **(tags or {})}) as run:
+        yield run

@@ -1,0 +1,103 @@
+"""The crop stage's decisions: which region, which fallback, what is cached, what is reused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.config import CropParams, load_params
+from pipelines.crop_stage import (
+    CropRow,
+    DetectionCache,
+    Region,
+    crop_one,
+    crop_recipe,
+    detected_region,
+    read_index,
+    write_index,
+)
+from pipelines.detect import Detection, detection_record
+from pipelines.params_stage import stage_settings
+
+
+def image() -> np.ndarray:
+    pixels = np.zeros((120, 80, 3), np.uint8)
+    pixels[20:100, 10:70] = 200
+    return pixels
+
+
+def record_with(*detections: Detection) -> dict:
+    return {"sha256": "a" * 64, "detections": [detection_record(d) for d in detections]}
+
+
+def detection(category: str, box: tuple[int, int, int, int], score: float) -> Detection:
+    mask = np.zeros((120, 80), bool)
+    mask[box[1] : box[3], box[0] : box[2]] = True
+    return Detection(category, score, tuple(float(v) for v in box), mask)
+
+
+def test_the_region_is_the_largest_detection_of_its_category_above_threshold() -> None:
+    record = record_with(detection("shirt", (10, 20, 70, 100), 0.7), detection("shirt", (30, 30, 40, 40), 0.95),
+                         detection("collar", (0, 0, 80, 120), 0.99))
+    region = detected_region(record, "shirt", 0.5, with_mask=True)
+    assert region.box == (10.0, 20.0, 70.0, 100.0) and region.score == pytest.approx(0.7)
+    assert region.mask.sum() == 60 * 80
+    assert detected_region(record, "shirt", 0.8, with_mask=False).box == (30.0, 30.0, 40.0, 40.0)
+    assert detected_region(record, "jeans", 0.0, with_mask=False) is None
+    assert detected_region({"sha256": "b", "error": "corrupt_image"}, "shirt", 0.0, with_mask=False) is None
+
+
+@pytest.mark.parametrize(("fallback", "status"), [("skip", "skipped"), ("full_image", "full_image")])
+def test_no_region_falls_back_as_params_say(fallback: str, status: str) -> None:
+    pixels, got = crop_one(image(), None, CropParams(mode="bbox", size=32, on_no_detection=fallback))
+    assert got == status
+    assert (pixels is None) == (fallback == "skip")
+    if pixels is not None:
+        assert pixels.shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize(("mode", "channels"), [("bbox", 3), ("mask", 3), ("mask_alpha", 4), ("annotation", 3), ("none", 3)])
+def test_every_mode_gives_a_square_of_the_configured_size(mode: str, channels: int) -> None:
+    mask = np.zeros((120, 80), bool)
+    mask[20:100, 10:70] = True
+    pixels, status = crop_one(image(), Region((10, 20, 70, 100), mask, 0.9), CropParams(mode=mode, size=48))
+    assert status == "cropped" and pixels.shape == (48, 48, channels)
+
+
+def test_the_recipe_changes_with_anything_a_crop_depends_on() -> None:
+    base = crop_recipe(CropParams(), "v1")
+    assert base != crop_recipe(CropParams(), "v2")
+    assert base != crop_recipe(CropParams(size=64), "v1")
+    assert base != crop_recipe(CropParams(mode="mask"), "v1")
+    assert base != crop_recipe(CropParams(on_no_detection="full_image"), "v1")
+
+
+def test_the_detection_cache_survives_a_torn_last_line(tmp_path: Path) -> None:
+    cache = DetectionCache(tmp_path, "v1")
+    cache.add([{"sha256": "a", "detections": []}, {"sha256": "b", "error": "corrupt_image"}])
+    with cache.path.open("a", encoding="utf-8") as handle:
+        handle.write('{"sha256": "c", "detec')  # killed mid-write
+    reloaded = DetectionCache(tmp_path, "v1")
+    assert set(reloaded.records) == {"a", "b"}
+    assert DetectionCache(tmp_path, "v2").records == {}  # another detector version starts empty
+
+
+def test_the_index_round_trips(tmp_path: Path) -> None:
+    rows = [CropRow("shirt-collar", "a" * 64, "train", "shirt-collar/a.png", "cropped", "", 0.91234, "1.0 2.0 3.0 4.0", "bbox:64:v1:skip"),
+            CropRow("jeans-fit", "b" * 64, "test", "", "skipped", "no_detection", None, "", "bbox:64:v1:skip")]
+    write_index(tmp_path / "index.csv", rows)
+    again = read_index(tmp_path / "index.csv")
+    assert again[("jeans-fit", "b" * 64)] == rows[1]
+    assert again[("shirt-collar", "a" * 64)].score == pytest.approx(0.9123)
+
+
+def test_resolved_stage_settings_apply_the_profile(shipped_params_path: Path) -> None:
+    demo = stage_settings(load_params(shipped_params_path, "demo"))
+    paper = stage_settings(load_params(shipped_params_path, "paper"))
+    assert demo["detector"]["image_size"] != paper["detector"]["image_size"]
+    assert demo["crop"]["size"] == 64 and demo["crop"]["regions"]["shirt-collar"] == "collar"
+    assert {f"train-{c}" for c in ("shirt-collar", "jeans-fit")} <= set(demo)
+    json.dumps(demo)  # what the stage writes must be JSON
