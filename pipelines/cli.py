@@ -561,5 +561,35 @@ def detect(
         raise typer.Exit(1)
 
 
+@app.command("train")
+def train(
+    component: Annotated[str | None, typer.Argument(help="Component to train, e.g. shirt-collar.")] = None,
+    all_components: Annotated[bool, typer.Option("--all", help="Train every component in params `components`, one after another.")] = False,
+    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Params profile (default: params.yaml's `profile`).", envvar="SEAMLINE_PROFILE")] = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Train component classifiers now, from data/crops and data/labels: the frozen-base phase,
+    then fine-tuning, evaluated on the test split and tracked in MLflow (experiment
+    `classifiers`). Writes models/<c>/, metrics/<c>.json and plots/<c>/, the `train@<c>` stage's
+    outputs; `dvc repro` runs the same command and skips components whose inputs did not change.
+    """
+    try:
+        params = load_params(params_file, profile)
+    except ParamsError as error:
+        fail(str(error))
+    if all_components == (component is not None):
+        fail("name one COMPONENT or give --all")
+    if component is not None and component not in params.components:
+        fail(f"unknown component {component!r} (known: {', '.join(params.components)})")
+    chosen = list(params.components) if all_components else [component]
+    for name in chosen:
+        command = [sys.executable, "-m", "pipelines.train_stage", "--component", name, "--params", str(params_file)]
+        if profile:
+            command += ["--profile", profile]
+        code = subprocess.run(command, check=False).returncode
+        if code != 0:
+            fail(f"training {name} failed (exit {code}); the components before it are trained")
+
+
 if __name__ == "__main__":
     app()

@@ -166,6 +166,10 @@ class CropParams(_Section):
 class FrozenPhaseParams(_Section):
     epochs: Annotated[int, Field(ge=0)] = 20
     learning_rate: LearningRate = 1e-4
+    # The frozen base is a fixed function: compute its features once per image and train the
+    # head on them (plus `augmented_views` augmented copies of each training image).
+    cached_features: bool = True
+    augmented_views: Annotated[int, Field(ge=0, le=16)] = 2
 
 
 class FineTunePhaseParams(_Section):

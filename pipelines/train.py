@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import keras
+import numpy as np
 
 Backbone = Literal["densenet121", "vgg16", "resnet50"]
 
@@ -26,31 +27,28 @@ _INPUT_MODE: dict[str, Literal["torch", "caffe"]] = {
 }
 
 
-@keras.saving.register_keras_serializable(package="seamline")
-class BackboneInputScaling(keras.layers.Layer):
-    """Scale 0–255 RGB pixels the way a backbone's ImageNet weights were trained to see them."""
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
-    _TORCH_MEAN = (0.485, 0.456, 0.406)
-    _TORCH_STD = (0.229, 0.224, 0.225)
-    _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
-    def __init__(self, mode: Literal["torch", "caffe"], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if mode not in ("torch", "caffe"):
-            raise ValueError(f"unknown input mode {mode!r}")
-        self.mode = mode
-
-    def call(self, pixels: Any) -> Any:
-        ops = keras.ops
-        if self.mode == "torch":
-            mean = ops.convert_to_tensor(self._TORCH_MEAN, dtype=pixels.dtype)
-            std = ops.convert_to_tensor(self._TORCH_STD, dtype=pixels.dtype)
-            return (pixels / 255.0 - mean) / std
-        bgr = ops.flip(pixels, axis=-1)
-        return bgr - ops.convert_to_tensor(self._CAFFE_BGR_MEAN, dtype=pixels.dtype)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "mode": self.mode}
+def input_scaling(mode: Literal["torch", "caffe"], name: str = "scaling") -> keras.layers.Dense:
+    """A frozen per-pixel affine map that scales 0–255 RGB the way a backbone's ImageNet weights
+    expect (keras.applications' `preprocess_input`). It is a plain Dense layer on the channel
+    axis, so a saved model loads anywhere (`mlflow models serve` included) with no custom code.
+    """
+    if mode == "torch":
+        kernel = np.diag([1.0 / (255.0 * s) for s in _TORCH_STD])
+        bias = np.array([-m / s for m, s in zip(_TORCH_MEAN, _TORCH_STD)])
+    elif mode == "caffe":
+        kernel = np.eye(3)[::-1]  # RGB → BGR
+        bias = -np.array(_CAFFE_BGR_MEAN)
+    else:
+        raise ValueError(f"unknown input mode {mode!r}")
+    layer = keras.layers.Dense(3, name=name, trainable=False)
+    layer.build((None, 3))
+    layer.set_weights([kernel.astype("float32"), bias.astype("float32")])
+    return layer
 
 
 def build_classifier(
@@ -72,9 +70,68 @@ def build_classifier(
     base = _APPLICATIONS[backbone](include_top=False, weights=weights, input_shape=shape)
     base.name = "base"
     pixels = keras.Input(shape=shape, name="pixels")
-    scaled = BackboneInputScaling(_INPUT_MODE[backbone], name="scaling")(pixels)
+    scaled = input_scaling(_INPUT_MODE[backbone])(pixels)
     features = base(scaled, training=False)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
     dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
-    probabilities = keras.layers.Dense(len(classes), activation="softmax", name="probabilities")(dropped)
+    probabilities = keras.layers.Dense(len(classes), activation="softmax", name="probabilities", dtype="float32")(dropped)
     return keras.Model(pixels, probabilities, name=name)
+
+
+# --- the paper's two phases --------------------------------------------------------------------
+
+
+def set_trainable(model: keras.Model, phase: Literal["frozen", "fine_tune"], unfreeze_from: int = 0) -> None:
+    """Phase 1 trains the head on a frozen base; phase 2 unfreezes the base from layer
+    `unfreeze_from` on (0: all of it). BatchNorm stays in inference mode either way, because the
+    base is called with training=False."""
+    base = model.get_layer("base")
+    if phase == "frozen":
+        base.trainable = False
+        return
+    base.trainable = True
+    for index, layer in enumerate(base.layers):
+        layer.trainable = index >= unfreeze_from
+
+
+def compile_classifier(model: keras.Model, loss: str, learning_rate: float) -> None:
+    """Adam at `learning_rate` with the component's loss (cross-entropy, or MSE on the one-hot
+    target as the paper chose for washing and damage); recompiling is what makes a change of
+    trainable layers take effect."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
+
+
+def balanced_class_weights(labels: np.ndarray, classes: int) -> dict[int, float]:
+    """n / (k · count) per class, the usual 'balanced' weighting; classes absent from `labels`
+    get weight 1."""
+    counts = np.bincount(labels, minlength=classes)
+    total = counts.sum()
+    return {c: float(total / (classes * counts[c])) if counts[c] else 1.0 for c in range(classes)}
+
+
+def augmentation_model(augmentation: Any, seed: int) -> keras.Sequential | None:
+    """The authors' augmentation as Keras preprocessing layers (flips, shifts, zoom, rotation,
+    `fill_mode`), or None when every one is off."""
+    layers: list[keras.layers.Layer] = []
+    if augmentation.horizontal_flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if augmentation.shift:
+        layers.append(keras.layers.RandomTranslation(augmentation.shift, augmentation.shift, fill_mode=augmentation.fill_mode, seed=seed))
+    if augmentation.zoom:
+        layers.append(keras.layers.RandomZoom(augmentation.zoom, fill_mode=augmentation.fill_mode, seed=seed))
+    if augmentation.rotation:
+        layers.append(keras.layers.RandomRotation(augmentation.rotation, fill_mode=augmentation.fill_mode, seed=seed))
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """pixels → pooled base features: everything the frozen phase keeps fixed."""
+    return keras.Model(model.input, model.get_layer("gap").output, name="features")
+
+
+def head_for(model: keras.Model, dropout: float) -> keras.Model:
+    """The classifier's head alone (dropout → probabilities) over pooled features, sharing the
+    `probabilities` layer, so training it trains the full model's head."""
+    features = keras.Input(shape=model.get_layer("gap").output.shape[1:], name="features")
+    dropped = keras.layers.Dropout(dropout, name="dropout")(features)
+    return keras.Model(features, model.get_layer("probabilities")(dropped), name="head")

@@ -1,0 +1,137 @@
+"""Classifier evaluation, pure: accuracy, macro-F1, per-class precision and recall, the confusion
+matrix, and per-class decision thresholds below which a prediction is `unknown`.
+
+Everything takes integer labels and probability rows; plots take the numbers these return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+UNKNOWN = -1
+THRESHOLD_CANDIDATES = tuple(round(t, 2) for t in np.arange(0.0, 0.96, 0.05))
+
+
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """counts[true, predicted]; `unknown` predictions are left out."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    answered = predicted != UNKNOWN
+    np.add.at(matrix, (truth[answered], predicted[answered]), 1)
+    return matrix
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else 0.0
+
+
+def classification_report(truth: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class precision/recall/F1/support. An `unknown` prediction
+    counts against recall and accuracy but is no false positive."""
+    matrix = confusion_matrix(truth, predicted, len(classes))
+    per_class: dict[str, dict[str, float]] = {}
+    for index, name in enumerate(classes):
+        tp = matrix[index, index]
+        precision = _ratio(tp, matrix[:, index].sum())
+        recall = _ratio(tp, int((truth == index).sum()))
+        f1 = _ratio(2 * precision * recall, precision + recall)
+        per_class[name] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+                           "support": int((truth == index).sum())}
+    return {
+        "accuracy": round(_ratio(int((truth == predicted).sum()), len(truth)), 4),
+        "macro_f1": round(float(np.mean([c["f1"] for c in per_class.values()])), 4),
+        "per_class": per_class,
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def predict_with_thresholds(probabilities: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+    """argmax, or `unknown` where the winning class's probability is below its threshold."""
+    best = probabilities.argmax(axis=1)
+    confident = probabilities[np.arange(len(best)), best] >= np.asarray(thresholds)[best]
+    return np.where(confident, best, UNKNOWN)
+
+
+def tune_thresholds(truth: np.ndarray, probabilities: np.ndarray, candidates: Sequence[float] = THRESHOLD_CANDIDATES) -> list[float]:
+    """Per class, the threshold that maximises that class's F1 on validation when predictions
+    of it below the threshold become `unknown` (fewer false positives, some lost recall); ties
+    go to the lower threshold, so a class abstains only when that pays."""
+    best = probabilities.argmax(axis=1)
+    top = probabilities[np.arange(len(best)), best]
+    thresholds = []
+    for index in range(probabilities.shape[1]):
+        support = int((truth == index).sum())
+        scores = []
+        for threshold in candidates:
+            claimed = (best == index) & (top >= threshold)
+            tp = int((claimed & (truth == index)).sum())
+            precision, recall = _ratio(tp, int(claimed.sum())), _ratio(tp, support)
+            scores.append(_ratio(2 * precision * recall, precision + recall))
+        thresholds.append(float(candidates[int(np.argmax(scores))]))
+    return thresholds
+
+
+def abstention_summary(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """How often the thresholds abstain, and how accurate the answers that remain are."""
+    answered = predicted != UNKNOWN
+    return {"coverage": round(_ratio(int(answered.sum()), len(truth)), 4),
+            "accuracy_answered": round(_ratio(int((truth[answered] == predicted[answered]).sum()), int(answered.sum())), 4)}
+
+
+def evaluate(truth: np.ndarray, probabilities: np.ndarray, classes: Sequence[str], thresholds: Sequence[float]) -> dict[str, Any]:
+    """The full test report: plain argmax metrics, and the same with the tuned thresholds."""
+    plain = classification_report(truth, probabilities.argmax(axis=1), classes)
+    gated = predict_with_thresholds(probabilities, thresholds)
+    return {**plain, "thresholds": dict(zip(classes, thresholds)),
+            "with_unknown": {**classification_report(truth, gated, classes), **abstention_summary(truth, gated)}}
+
+
+# --- plots (matplotlib, headless) ------------------------------------------------------------
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(matrix)
+    figure, axes = plt.subplots(figsize=(1.2 * len(classes) + 2.5, 1.1 * len(classes) + 2))
+    axes.imshow(counts, cmap="Blues")
+    axes.set_xticks(range(len(classes)), classes, rotation=35, ha="right")
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    for (row, column), value in np.ndenumerate(counts):
+        axes.text(column, row, str(value), ha="center", va="center",
+                  color="white" if value > counts.max() / 2 else "black")
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_curves(history: Sequence[dict[str, Any]], title: str, path: Path) -> None:
+    """Loss and accuracy per epoch over both phases, the phase change marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = [row["epoch"] for row in history]
+    for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+        axes.plot(epochs, [row.get(metric) for row in history], label=f"train {metric}")
+        axes.plot(epochs, [row.get(f"val_{metric}") for row in history], label=f"validation {metric}")
+        changes = [row["epoch"] for previous, row in zip(history, history[1:]) if row["phase"] != previous["phase"]]
+        for epoch in changes:
+            axes.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=1)
+        axes.set_xlabel("epoch (frozen, then fine-tune)")
+        axes.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,123 @@
+"""One tiny classifier trained end to end by the train stage, from crop files and split CSVs the
+way the crop and label stages write them: the MLflow run holds its metrics, the confusion
+matrix and a model that loads back and predicts; DVC's files are where DVC expects them."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+from tests.shop_truth import products
+
+pytestmark = pytest.mark.slow
+
+SEAMLINE = str(Path(sys.executable).with_name("seamline"))
+COMPONENT = "jeans-color"
+TINY_TRAINING = {"image_size": 32, "batch_size": 8, "early_stopping_patience": 2, "augmentation": {"shift": 0.05},
+                 "frozen": {"epochs": 2, "learning_rate": 1.0e-3, "cached_features": True, "augmented_views": 1},
+                 "fine_tune": {"epochs": 1, "learning_rate": 1.0e-3, "unfreeze_from": 0}}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, demo_shop: Path) -> Path:
+    """Whole-image crops (32 px) of the shop's jeans photos with their colour, split 60/20/20."""
+    root = tmp_path_factory.mktemp("train-project")
+    tree = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    tiny = copy.deepcopy(tree["profiles"]["demo"])
+    tiny["training"] = {**tiny["training"], **TINY_TRAINING}
+    tiny["crop"] = {"mode": "none", "size": 32}
+    tree["profiles"]["tiny"] = tiny
+    tree["profile"] = "tiny"
+    tree["registry"]["tracking_uri"] = f"sqlite:///{root / 'mlflow.db'}"
+    tree["registry"]["artifact_root"] = str(root / "artifacts")
+    (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+
+    crops, labels = root / "data" / "crops", root / "data" / "labels"
+    (crops / COMPONENT).mkdir(parents=True)
+    labels.mkdir(parents=True)
+    rows = []
+    for product in products(demo_shop):
+        if product["item"] != "jeans":
+            continue
+        for image in (i for i in product["images"] if not i["fault"]):
+            pixels = cv2.imread(str(demo_shop / "site" / image["url"].lstrip("/")))
+            sha = f"{len(rows):064x}"
+            cv2.imwrite(str(crops / COMPONENT / f"{sha}.png"), cv2.resize(pixels, (32, 32), interpolation=cv2.INTER_AREA))
+            split = ("train", "train", "train", "val", "test")[len(rows) % 5]
+            rows.append((sha, product["labels"]["color"], split))
+    with (labels / f"{COMPONENT}.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sha256", "label", "split", "label_source"])
+        writer.writerows([sha, label, split, "weak"] for sha, label, split in rows)
+    with (crops / "index.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["component", "sha256", "split", "file", "status", "reason", "score", "box", "recipe"])
+        writer.writerows([COMPONENT, sha, split, f"{COMPONENT}/{sha}.png", "cropped", "", "", "", "none:32"] for sha, _, split in rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(project: Path) -> dict:
+    result = subprocess.run([SEAMLINE, "train", COMPONENT, "--params", "params.yaml"], cwd=project,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "epoch 3 (fine_tune)" in result.stdout and f"train {COMPONENT}: frozen acc" in result.stdout
+    return json.loads((project / "metrics" / f"{COMPONENT}.json").read_text())
+
+
+def test_metrics_report_both_phases_and_every_class(trained: dict) -> None:
+    assert 0.0 <= trained["accuracy"] <= 1.0 and 0.0 <= trained["macro_f1"] <= 1.0
+    assert set(trained["frozen"]) == {"accuracy", "macro_f1"}
+    assert set(trained["per_class"]) == {"light", "middle", "deep"}
+    assert trained["epochs"] == 3 and set(trained["phase_seconds"]) == {"frozen", "fine_tune"}
+    assert 0.0 <= trained["with_unknown"]["coverage"] <= 1.0
+    assert set(trained["with_unknown"]) == {"accuracy", "macro_f1", "coverage", "accuracy_answered"}
+
+
+def test_dvc_outputs_are_written(project: Path, trained: dict) -> None:
+    classifier = json.loads((project / "models" / COMPONENT / "classifier.json").read_text())
+    assert classifier["classes"] == ["light", "middle", "deep"] and set(classifier["thresholds"]) == set(classifier["classes"])
+    history = list(csv.DictReader((project / "plots" / COMPONENT / "history.csv").open()))
+    assert [row["phase"] for row in history] == ["frozen", "frozen", "fine_tune"]
+    confusion = list(csv.DictReader((project / "plots" / COMPONENT / "confusion.csv").open()))
+    assert len(confusion) == trained["test_examples"]
+    assert (project / "plots" / COMPONENT / "confusion.png").stat().st_size > 1000
+
+
+def test_the_mlflow_run_holds_metrics_confusion_matrix_and_a_loadable_model(project: Path, trained: dict) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    classifier = json.loads((project / "models" / COMPONENT / "classifier.json").read_text())
+    run = mlflow.get_run(classifier["mlflow_run_id"])
+    assert run.data.metrics["test_accuracy"] == pytest.approx(trained["accuracy"])
+    assert run.data.metrics["frozen_test_accuracy"] == pytest.approx(trained["frozen"]["accuracy"])
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in history] == [1, 2, 3]  # both phases on one epoch axis
+    assert run.data.tags["seamline.component"] == COMPONENT and run.data.tags["seamline.git_commit"]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")}
+    assert "plots/confusion.png" in artifacts
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    batch = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    probabilities = np.asarray(model.predict(batch))
+    assert probabilities.shape == (4, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+    assert model.metadata.signature is not None
+
+
+def test_training_without_crops_says_which_stage_to_run(tmp_path: Path, project: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "pipelines.train_stage", "--component", COMPONENT, "--params",
+                             str(project / "params.yaml"), "--crops", str(tmp_path / "none")],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "index.csv: missing (run the crop stage first)" in result.stderr
