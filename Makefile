@@ -50,10 +50,11 @@ demo: install ## Install, then run what the pipeline has so far on the embedded 
 	@echo "    dvc repro crawled it into data/raw/demo/ (summary: reports/crawl/demo/), validated it"
 	@echo "    (Data Docs: reports/validation/index.html), wrote labels to data/labels/, trained the"
 	@echo "    Mask R-CNN detector (models/detector, metrics/detector.json) and cropped every labelled"
-	@echo "    image into data/crops/ (summary: reports/crop_summary.json)."
+	@echo "    image into data/crops/ (summary: reports/crop_summary.json), then trained one classifier"
+	@echo "    per component (models/<c>/, metrics/<c>.json, plots/<c>/)."
 	@echo "    See a photo's crops: $(BIN)/seamline detect PHOTO --sheet sheet.png"
+	@echo "    Runs and models in MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db"
 	@echo "    Browse the shop: $(BIN)/seamline demo-shop serve $(SHOP_DIR) --port $(SHOP_PORT)"
-	@echo "    Classifier training and registration join dvc.yaml and this target as they land."
 
 lock: ## Re-resolve the dependency ranges in pyproject.toml into requirements.lock
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

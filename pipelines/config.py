@@ -196,6 +196,8 @@ class TrainingParams(_Section):
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.3
     early_stopping_patience: PositiveInt = 5
     class_weights: Literal["balanced", "none"] = "balanced"
+    # BatchNorm momentum for a base trained from scratch (weights: null); null keeps Keras's 0.99.
+    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     seed: int = 42
     frozen: FrozenPhaseParams = FrozenPhaseParams()
     fine_tune: FineTunePhaseParams = FineTunePhaseParams()

@@ -59,19 +59,27 @@ def build_classifier(
     dropout: float,
     weights: str | None,
     name: str = "classifier",
+    batchnorm_momentum: float | None = None,
 ) -> keras.Model:
     """An uncompiled classifier with named layers: `pixels` → `scaling` → `base` → `gap` →
     `dropout` → `probabilities`.
 
-    The base is called with `training=False` so its BatchNorm layers stay in inference mode even
-    when they are unfrozen for fine-tuning (the keras-io transfer-learning recipe).
+    A pretrained base is called with `training=False`, so its BatchNorm layers keep their learnt
+    statistics even when unfrozen for fine-tuning (the keras-io transfer-learning recipe). A base
+    trained from scratch (`weights=None`) has no statistics to keep: its BatchNorm trains, with
+    `batchnorm_momentum` (lower than Keras's 0.99) so the moving averages catch up in few steps.
     """
     shape = (image_size, image_size, 3)
     base = _APPLICATIONS[backbone](include_top=False, weights=weights, input_shape=shape)
     base.name = "base"
+    pretrained = weights is not None
+    if not pretrained and batchnorm_momentum is not None:
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = batchnorm_momentum
     pixels = keras.Input(shape=shape, name="pixels")
     scaled = input_scaling(_INPUT_MODE[backbone])(pixels)
-    features = base(scaled, training=False)
+    features = base(scaled, training=False) if pretrained else base(scaled)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
     dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
     probabilities = keras.layers.Dense(len(classes), activation="softmax", name="probabilities", dtype="float32")(dropped)
@@ -83,8 +91,8 @@ def build_classifier(
 
 def set_trainable(model: keras.Model, phase: Literal["frozen", "fine_tune"], unfreeze_from: int = 0) -> None:
     """Phase 1 trains the head on a frozen base; phase 2 unfreezes the base from layer
-    `unfreeze_from` on (0: all of it). BatchNorm stays in inference mode either way, because the
-    base is called with training=False."""
+    `unfreeze_from` on (0: all of it). A pretrained base's BatchNorm stays in inference mode
+    either way (see `build_classifier`)."""
     base = model.get_layer("base")
     if phase == "frozen":
         base.trainable = False

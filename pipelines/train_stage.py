@@ -173,7 +173,8 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
 
     with distribution().scope():
         model = build_classifier(backbone=training.backbone, classes=component.classes, image_size=training.image_size,
-                                 dropout=training.dropout, weights=training.weights)
+                                 dropout=training.dropout, weights=training.weights,
+                                 batchnorm_momentum=training.batchnorm_momentum)
     result = TrainResult(model)
     if training.frozen.epochs:
         started = time.perf_counter()
