@@ -591,5 +591,26 @@ def train(
             fail(f"training {name} failed (exit {code}); the components before it are trained")
 
 
+@app.command("pretrain")
+def pretrain(
+    force: Annotated[bool, typer.Option("--force", help="Pretrain even if no component's training.weights uses the result.")] = False,
+    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Params profile (default: params.yaml's `profile`).", envvar="SEAMLINE_PROFILE")] = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Pretrain the classifiers' backbone without ImageNet: SimCLR on the unlabelled crops in
+    data/crops (train and validation images only, no labels read), written to
+    models/pretrain/base.weights.h5 and tracked in MLflow (experiment `pretrain`).
+
+    Components use it with `training.weights: models/pretrain/base.weights.h5`; the `pretrain`
+    DVC stage runs the same command.
+    """
+    command = [sys.executable, "-m", "pipelines.pretrain", "--params", str(params_file)]
+    command += ["--profile", profile] if profile else []
+    command += ["--force"] if force else []
+    code = subprocess.run(command, check=False).returncode
+    if code != 0:
+        raise typer.Exit(code)
+
+
 if __name__ == "__main__":
     app()

@@ -188,7 +188,8 @@ class AugmentationParams(_Section):
 
 class TrainingParams(_Section):
     backbone: Literal["densenet121", "vgg16", "resnet50"] = "densenet121"
-    weights: Literal["imagenet"] | None = "imagenet"
+    # imagenet | null | a weights file path or URI (s3://, runs:/, models:/): pipelines/weights.py
+    weights: Annotated[str, Field(min_length=1)] | None = "imagenet"
     # DenseNet121, VGG16 and ResNet50 all refuse inputs below 32 px.
     image_size: Annotated[int, Field(ge=32, le=1024)] = 224
     batch_size: PositiveInt = 16
@@ -236,6 +237,27 @@ class ComponentParams(_Section):
 # --- registry -------------------------------------------------------------------------------
 
 
+class PretrainParams(_Section):
+    """Self-supervised pretraining of the classifiers' backbone on unlabelled crops (SimCLR)."""
+
+    backbone: Literal["densenet121", "vgg16", "resnet50"] = "densenet121"
+    image_size: Annotated[int, Field(ge=32, le=1024)] = 224
+    batch_size: Annotated[int, Field(ge=8)] = 64
+    epochs: PositiveInt = 20
+    warmup_epochs: Annotated[int, Field(ge=0)] = 1
+    learning_rate: LearningRate = 1e-3
+    temperature: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
+    projection_dim: PositiveInt = 128
+    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    max_images: PositiveInt = 20000
+    # View augmentation: crop-and-zoom, flip and mild colour jitter (colour is a label here, so
+    # the views must not make wash shades interchangeable).
+    zoom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.4
+    shift: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
+    color_jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.15
+    seed: int = 7
+
+
 class RegistryParams(_Section):
     tracking_uri: Annotated[str, Field(min_length=1)] = "sqlite:///mlflow/mlflow.db"
     artifact_root: Annotated[str, Field(min_length=1)] = "mlflow/artifacts"
@@ -261,6 +283,7 @@ class Params(_Section):
     crop: CropParams
     training: TrainingParams
     components: Annotated[dict[str, ComponentParams], Field(min_length=1)]
+    pretrain: PretrainParams = PretrainParams()
     registry: RegistryParams
 
     @model_validator(mode="after")

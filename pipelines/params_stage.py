@@ -31,6 +31,8 @@ def stage_settings(params: Params) -> dict[str, Any]:
             "regions": {name: c.crop_region for name, c in params.components.items()},
         },
     }
+    settings["pretrain"] = {**params.pretrain.model_dump(mode="json"),
+                            "used_by": sorted(n for n, c in params.components.items() if c.training.weights not in (None, "imagenet"))}
     for name, component in params.components.items():
         settings[f"train-{name}"] = {**component.model_dump(mode="json"), "crop": params.crop.model_dump(mode="json")}
     return settings

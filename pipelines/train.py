@@ -64,14 +64,20 @@ def build_classifier(
     """An uncompiled classifier with named layers: `pixels` → `scaling` → `base` → `gap` →
     `dropout` → `probabilities`.
 
-    A pretrained base is called with `training=False`, so its BatchNorm layers keep their learnt
+    `weights` is `imagenet`, None, or a weights file path/URI (`pipelines.weights`). A pretrained
+    base is called with `training=False`, so its BatchNorm layers keep their learnt
     statistics even when unfrozen for fine-tuning (the keras-io transfer-learning recipe). A base
     trained from scratch (`weights=None`) has no statistics to keep: its BatchNorm trains, with
     `batchnorm_momentum` (lower than Keras's 0.99) so the moving averages catch up in few steps.
     """
+    from pipelines.weights import is_file_source, load_into
+
     shape = (image_size, image_size, 3)
-    base = _APPLICATIONS[backbone](include_top=False, weights=weights, input_shape=shape)
+    from_file = is_file_source(weights)
+    base = _APPLICATIONS[backbone](include_top=False, weights=None if from_file else weights, input_shape=shape)
     base.name = "base"
+    if from_file:
+        load_into(base, weights, f"a {backbone} base")
     pretrained = weights is not None
     if not pretrained and batchnorm_momentum is not None:
         for layer in base.layers:

@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from pipelines.config import DEFAULT_PARAMS_PATH, ComponentParams, Params, ParamsError, TrainingParams, load_params  # noqa: E402
+from pipelines.weights import WeightsError  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 CLASSIFIER_FILE = "classifier.json"
@@ -149,7 +150,7 @@ def predict_probabilities(model: Any, dataset: Any) -> np.ndarray:
 
 
 def train_classifier(component: ComponentParams, examples: Mapping[str, Examples], alpha: bool,
-                     on_epoch: Callable[[dict[str, Any]], None] = lambda row: None) -> TrainResult:
+                     on_epoch: Callable[[dict[str, Any]], None] = lambda row: None, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Phase 1 (frozen base; on cached features when `frozen.cached_features`), then phase 2
     (fine-tuning from `unfreeze_from`), each with early stopping on validation loss that keeps the
     best weights."""
@@ -181,11 +182,11 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
         set_trainable(model, "frozen")
         if training.frozen.cached_features:
             _fit_head_on_cached_features(model, examples, train_set, val_set, training, classes, weights, alpha, augment,
-                                         [stopper(), log.callback("frozen")])
+                                         [stopper(), log.callback("frozen"), *callbacks])
         else:
             compile_classifier(model, training.loss, training.frozen.learning_rate)
             model.fit(train_set, validation_data=val_set, epochs=training.frozen.epochs, class_weight=weights,
-                      callbacks=[stopper(), log.callback("frozen")], shuffle=False, verbose=0)
+                      callbacks=[stopper(), log.callback("frozen"), *callbacks], shuffle=False, verbose=0)
         result.phase_seconds["frozen"] = time.perf_counter() - started
         result.frozen_test = {"probabilities": predict_probabilities(model, test_set)}
     if training.fine_tune.epochs:
@@ -193,7 +194,7 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
         set_trainable(model, "fine_tune", training.fine_tune.unfreeze_from)
         compile_classifier(model, training.loss, training.fine_tune.learning_rate)
         model.fit(train_set, validation_data=val_set, epochs=training.fine_tune.epochs, class_weight=weights,
-                  callbacks=[stopper(), log.callback("fine_tune")], shuffle=False, verbose=0)
+                  callbacks=[stopper(), log.callback("fine_tune"), *callbacks], shuffle=False, verbose=0)
         result.phase_seconds["fine_tune"] = time.perf_counter() - started
     result.history = log.rows
     return result
@@ -356,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics = run_stage(params, name, args.crops, args.labels, args.out or Path("models") / name,
                             args.metrics or Path("metrics") / f"{name}.json", args.plots or Path("plots") / name,
                             progress=lambda line: print(line, flush=True))
-    except (ParamsError, TrainingError) as error:
+    except (ParamsError, TrainingError, WeightsError) as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
     print(summary_line(name, metrics), flush=True)

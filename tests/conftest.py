@@ -1,6 +1,11 @@
 """Shared test set-up: quiet TensorFlow logs, and paths to the shipped project files."""
 
 import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,3 +31,37 @@ def demo_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo-shop") / "shop"
     build_shop(out, DEMO_SHOP_PRODUCTS, seed=11, difficulty="medium", workers=2)
     return out
+
+
+@pytest.fixture
+def moto_s3(tmp_path: Path) -> Iterator[str]:
+    """A real S3 API (moto in server mode) on 127.0.0.1, with the remote's bucket created."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    import boto3
+    import botocore.exceptions
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    for _ in range(100):
+        try:
+            client.create_bucket(Bucket="seamline-data")
+            break
+        except botocore.exceptions.EndpointConnectionError:  # the server is still starting
+            time.sleep(0.1)
+    yield endpoint
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_mlflow_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`mlflow.set_tracking_uri` exports MLFLOW_TRACKING_URI so that subprocesses inherit it; left
+    behind by one test, it would send a later test's stage runs to that test's store."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)

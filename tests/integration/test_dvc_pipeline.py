@@ -7,15 +7,11 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
-import botocore.exceptions
 import pytest
 
 from pipelines.manifest import read_manifest
@@ -118,28 +114,6 @@ def test_push_and_pull_through_the_local_remote(repo) -> None:
     run(["dvc", "pull", "crawl@demo"], root, env)
     assert (root / "data" / "raw" / "demo" / "manifest.jsonl").read_bytes() == manifest
     assert len(list((root / "data" / "raw" / "demo" / "images").iterdir())) == manifest.count(b"\n")
-
-
-@pytest.fixture
-def moto_s3(tmp_path: Path) -> Iterator[str]:
-    """A real S3 API (moto in server mode) on 127.0.0.1, with the remote's bucket created."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    for _ in range(100):
-        try:
-            client.create_bucket(Bucket="seamline-data")
-            break
-        except botocore.exceptions.EndpointConnectionError:  # the server is still starting
-            time.sleep(0.1)
-    yield endpoint
-    server.terminate()
-    server.wait(timeout=10)
 
 
 def test_push_and_pull_through_s3_served_by_moto(repo, moto_s3: str) -> None:

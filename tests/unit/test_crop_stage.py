@@ -101,3 +101,34 @@ def test_resolved_stage_settings_apply_the_profile(shipped_params_path: Path) ->
     assert demo["crop"]["size"] == 64 and demo["crop"]["regions"]["shirt-collar"] == "collar"
     assert {f"train-{c}" for c in ("shirt-collar", "jeans-fit")} <= set(demo)
     json.dumps(demo)  # what the stage writes must be JSON
+
+
+def test_pretraining_reads_each_image_region_once_and_never_the_test_split(tmp_path: Path, shipped_params_path: Path) -> None:
+    from pipelines.pretrain import components_using, unlabelled_crops
+
+    params = load_params(shipped_params_path, "demo")
+    rows = []
+    for i in range(24):
+        sha, split = f"{i:064x}", ("train", "val", "test", "train")[i % 4]
+        for component in ("jeans-fit", "jeans-color", "jeans-damage"):  # one jeans region, three components
+            rows.append(CropRow(component, sha, split, f"{component}/{sha}.png", "cropped", "", 0.9, "", "r"))
+    rows.append(CropRow("shirt-collar", "f" * 64, "train", "", "skipped", "no_detection", None, "", "r"))
+    write_index(tmp_path / "index.csv", rows)
+    files = unlabelled_crops(tmp_path, params, limit=100)
+    assert len(files) == 18  # 24 images, 6 of them test; the jeans region counted once
+    assert all("f" * 64 not in f for f in files)
+    assert components_using(params, tmp_path / "pretrain") == []
+    uses = params.model_copy(update={"components": {
+        name: c.model_copy(update={"training": c.training.model_copy(update={"weights": str(tmp_path / "pretrain" / "base.weights.h5")})})
+        for name, c in params.components.items()}})
+    assert components_using(uses, tmp_path / "pretrain") == list(params.components)
+
+
+def test_nt_xent_is_low_when_views_agree_and_high_when_they_do_not() -> None:
+    from pipelines.pretrain import nt_xent
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(8, 16)).astype("float32")
+    agreeing = float(nt_xent(z, z + 0.01 * rng.normal(size=z.shape).astype("float32"), 0.2))
+    shuffled = float(nt_xent(z, z[::-1].copy(), 0.2))
+    assert agreeing < 0.5 < shuffled
