@@ -44,7 +44,8 @@ def test_paper_profile_carries_the_papers_settings(tree: dict[str, Any]) -> None
 def test_demo_profile_is_sized_for_a_cpu_without_downloads(tree: dict[str, Any]) -> None:
     params = resolve_params(tree, "demo")
     for component in params.components.values():
-        assert component.training.weights is None
+        # No download: the base comes from the pretrain stage's output.
+        assert component.training.weights == "models/pretrain/base.weights.h5"
         assert component.training.image_size <= 96
     # The demo profile's general value beats the paper's component-level choice.
     assert params.component("jeans-fit").training.fine_tune.unfreeze_from == 0
