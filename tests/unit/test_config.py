@@ -189,7 +189,8 @@ BAD_CASES: list[tuple[str, Mutation, str, str]] = [
     ),
     (
         "a phase plan that trains nothing",
-        lambda t: t["profiles"]["demo"]["training"]["fine_tune"].update(epochs=0),
+        lambda t: (t["profiles"]["demo"]["training"]["fine_tune"].update(epochs=0),
+                   t["profiles"]["demo"]["training"]["frozen"].update(epochs=0)),
         "training",
         "at least 1",
     ),
