@@ -265,7 +265,7 @@ def run_crop_stage(params: Params, labels: Path, manifest: Path, images_root: Pa
         detect_seconds = time.perf_counter() - detect_started
     ground_truth = annotation_regions(annotations) if crop.mode == "annotation" else {}
 
-    rows = {key: row for key, row in previous.items()}
+    rows = dict(previous)
     todo_by_image: dict[str, list[tuple[str, str]]] = {}
     for component, sha, split in todo:
         todo_by_image.setdefault(sha, []).append((component, split))

@@ -220,10 +220,9 @@ def run_stage(params_path: Path, annotations: Path, out: Path, metrics_path: Pat
     maskrcnn_experiment(detector_params)  # bad overrides fail here, before any work
     check_init_checkpoint(detector_params.init_checkpoint)
     dataset = read_instances(annotations)
-    known = set(detector_params.categories)
-    names = {c["name"] for c in dataset["categories"]}
-    if names - known or [c["name"] for c in dataset["categories"]] != list(detector_params.categories):
-        raise DetectorError(f"{annotations / INSTANCES_FILE}: categories {sorted(names)} differ from detector.categories "
+    names = [c["name"] for c in dataset["categories"]]
+    if names != list(detector_params.categories):
+        raise DetectorError(f"{annotations / INSTANCES_FILE}: categories {names} differ from detector.categories "
                             f"{list(detector_params.categories)} (re-import the annotations)")
     train_set, held_out = split_coco(dataset, detector_params.validation_fraction)
     if not held_out["images"] or not train_set["images"]:

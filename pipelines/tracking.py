@@ -35,7 +35,9 @@ def artifact_location(registry: RegistryParams) -> str:
 
 def git_commit(cwd: Path = Path(".")) -> str | None:
     result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=False)
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
 
 
 def data_version(snapshot: Path = SNAPSHOT_PATH) -> str | None:

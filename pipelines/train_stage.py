@@ -157,7 +157,7 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
     import keras
 
     from pipelines.train import (augmentation_model, balanced_class_weights, build_classifier, compile_classifier,
-                                 feature_extractor, head_for, set_trainable)
+                                 set_trainable)
 
     training = component.training
     classes = len(component.classes)
