@@ -16,7 +16,12 @@ import typer
 import yaml
 from rich.console import Console
 
-from pipelines.config import DEFAULT_PARAMS_PATH, ParamsError, check_all_profiles, load_params
+from pipelines.config import (
+    DEFAULT_PARAMS_PATH,
+    ParamsError,
+    check_all_profiles,
+    load_params,
+)
 
 app = typer.Typer(
     name="seamline",
@@ -162,7 +167,13 @@ def demo_shop_build(
     The same --products, --seed and --difficulty always give byte-identical files. Ground truth
     (ground_truth.jsonl, faults.json, annotations/) is written beside the served site/ folder.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from crawlers.demo_shop.site import ShopBuildError, build_shop
 
@@ -249,7 +260,12 @@ def sources_list(sources_dir: SourcesDir = None, params_file: ParamsFile = DEFAU
     crawl includes it (params.yaml crawl.sources). Invalid files are listed with their problem."""
     from rich.table import Table
 
-    from crawlers.source_config import SOURCES_DIR, SourceError, list_source_files, load_source
+    from crawlers.source_config import (
+        SOURCES_DIR,
+        SourceError,
+        list_source_files,
+        load_source,
+    )
 
     try:
         scheduled = set(load_params(params_file).crawl.sources)
@@ -495,7 +511,12 @@ def detect(
 
     from pipelines.crop import contact_sheet
     from pipelines.crop_stage import Region, annotation_regions, crop_one, write_png
-    from pipelines.detect import DetectorError, best_of_category, load_detector, read_rgb
+    from pipelines.detect import (
+        DetectorError,
+        best_of_category,
+        load_detector,
+        read_rgb,
+    )
 
     try:
         params = load_params(params_file, profile)
@@ -611,6 +632,9 @@ def pretrain(
     if code != 0:
         raise typer.Exit(code)
 
+
+# The registry commands live in their own module; importing it registers them on `app`.
+import pipelines.cli_models  # noqa: F401
 
 if __name__ == "__main__":
     app()

@@ -265,6 +265,8 @@ class RegistryParams(_Section):
     min_improvement: Fraction = 0.0
     min_class_recall: Fraction = 0.5
     auto_promote: bool = False
+    # Append-only copy of every alias move; the registry's own tags hold the same entries.
+    ledger: Annotated[str, Field(min_length=1)] = "mlflow/ledger.jsonl"
 
 
 # --- the whole file -------------------------------------------------------------------------

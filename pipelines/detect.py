@@ -17,10 +17,10 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from pipelines.config import DetectorParams  # noqa: E402
+from pipelines.config import DetectorParams
 
 # Class 0 is the background in Model Garden's detection heads.
 BACKGROUND_CLASSES = 1
@@ -52,8 +52,8 @@ def maskrcnn_experiment(params: DetectorParams) -> Any:
     remaining fixed choices are the ones measured to train from scratch on a CPU in DESIGN.md
     (no sync BatchNorm, float32 data).
     """
-    from official.core import exp_factory
     import official.vision  # noqa: F401  registers the vision experiments
+    from official.core import exp_factory
 
     experiment = exp_factory.get_exp_config(params.experiment)
     model = experiment.task.model
@@ -174,11 +174,16 @@ class Detector:
         self.version = version
         self._model = model
         self._config = maskrcnn_experiment(params).task.model
-        self._anchors = anchor_boxes(self._config, params.batch_size)
+        self._anchors: dict[int, dict[str, tf.Tensor]] = {}
         self._forward = tf.function(self._call, reduce_retracing=True)
 
-    def _call(self, images: tf.Tensor, image_shape: tf.Tensor) -> dict[str, tf.Tensor]:
-        outputs = self._model(images, image_shape=image_shape, anchor_boxes=self._anchors, training=False)
+    def _anchors_for(self, batch: int) -> dict[str, tf.Tensor]:
+        if batch not in self._anchors:
+            self._anchors[batch] = anchor_boxes(self._config, batch)
+        return self._anchors[batch]
+
+    def _call(self, images: tf.Tensor, image_shape: tf.Tensor, anchors: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        outputs = self._model(images, image_shape=image_shape, anchor_boxes=anchors, training=False)
         keys = ("detection_boxes", "detection_scores", "detection_classes", "num_detections", "detection_masks")
         return {key: outputs[key] for key in keys}
 
@@ -194,12 +199,14 @@ class Detector:
 
     def raw_forward(self, batch: tf.Tensor, image_shape: tf.Tensor) -> dict[str, np.ndarray]:
         """One padded batch through the model: the model-bound cost of detection."""
-        return {key: value.numpy() for key, value in self._forward(batch, image_shape).items()}
+        anchors = self._anchors_for(int(batch.shape[0]))
+        return {key: value.numpy() for key, value in self._forward(batch, image_shape, anchors).items()}
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        """Every detection (all scores) for each RGB image, in batches of `params.batch_size`."""
+        """Every detection (all scores) for each RGB image, in batches of `params.batch_size`;
+        a single photo (an interactive request) runs as a batch of one, not padded."""
         results: list[list[Detection]] = []
-        size = self.params.batch_size
+        size = 1 if len(images) == 1 else self.params.batch_size
         for start in range(0, len(images), size):
             chunk = images[start : start + size]
             inputs, infos = zip(*(self.preprocess(image) for image in chunk))

@@ -33,6 +33,14 @@ def artifact_location(registry: RegistryParams) -> str:
     return root if "://" in root else Path(root).resolve().as_uri()
 
 
+def experiment_artifacts(registry: RegistryParams, uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: under `artifact_root` with a local tracking
+    store; a tracking server picks its own (proxied) store unless `artifact_root` is a URI."""
+    if uri.startswith(("http://", "https://")) and "://" not in registry.artifact_root:
+        return None
+    return f"{artifact_location(registry)}/{experiment}"
+
+
 def git_commit(cwd: Path = Path(".")) -> str | None:
     result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -66,9 +74,10 @@ def mlflow_run(registry: RegistryParams, experiment: str, run_name: str, tags: M
     """An active MLflow run in `experiment`, tagged with the git commit and data version."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(registry))
+    uri = tracking_uri(registry)
+    mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(experiment, artifact_location=f"{artifact_location(registry)}/{experiment}")
+        mlflow.create_experiment(experiment, artifact_location=experiment_artifacts(registry, uri, experiment))
     mlflow.set_experiment(experiment)
     base_tags = {"seamline.git_commit": git_commit() or "unknown", "seamline.data_version": data_version() or "none"}
     with mlflow.start_run(run_name=run_name, tags={**base_tags, **(tags or {})}) as run:

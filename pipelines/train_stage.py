@@ -25,10 +25,17 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from pipelines.config import DEFAULT_PARAMS_PATH, ComponentParams, Params, ParamsError, TrainingParams, load_params  # noqa: E402
-from pipelines.weights import WeightsError  # noqa: E402
+from pipelines.config import (
+    DEFAULT_PARAMS_PATH,
+    ComponentParams,
+    Params,
+    ParamsError,
+    TrainingParams,
+    load_params,
+)
+from pipelines.weights import WeightsError
 
 SPLITS = ("train", "val", "test")
 CLASSIFIER_FILE = "classifier.json"
@@ -48,7 +55,8 @@ class Examples:
         return len(self.paths)
 
 
-def load_examples(crops: Path, labels: Path, component: str, classes: Sequence[str]) -> dict[str, Examples]:
+def load_examples(crops: Path, labels: Path, component: str, classes: Sequence[str],
+                  splits: Sequence[str] = SPLITS) -> dict[str, Examples]:
     """Per split, the crop files of `component` and their class indices (crop index ⋈ labels)."""
     index_path, labels_path = crops / "index.csv", labels / f"{component}.csv"
     for path, stage in ((index_path, "crop"), (labels_path, "label")):
@@ -57,7 +65,7 @@ def load_examples(crops: Path, labels: Path, component: str, classes: Sequence[s
     with labels_path.open(newline="", encoding="utf-8") as handle:
         label_of = {row["sha256"]: row["label"] for row in csv.DictReader(handle)}
     position = {name: i for i, name in enumerate(classes)}
-    found: dict[str, tuple[list[str], list[int]]] = {split: ([], []) for split in SPLITS}
+    found: dict[str, tuple[list[str], list[int]]] = {split: ([], []) for split in splits}
     with index_path.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             label = label_of.get(row["sha256"])
@@ -156,8 +164,13 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
     best weights."""
     import keras
 
-    from pipelines.train import (augmentation_model, balanced_class_weights, build_classifier, compile_classifier,
-                                 set_trainable)
+    from pipelines.train import (
+        augmentation_model,
+        balanced_class_weights,
+        build_classifier,
+        compile_classifier,
+        set_trainable,
+    )
 
     training = component.training
     classes = len(component.classes)
@@ -253,8 +266,6 @@ def summary_line(component: str, metrics: Mapping[str, Any]) -> str:
 def run_stage(params: Params, component_name: str, crops: Path, labels: Path, out: Path, metrics_path: Path, plots: Path,
               progress: Callable[[str], None] = print) -> dict[str, Any]:
     import mlflow
-    from mlflow.models import infer_signature
-
     from pipelines.evaluate import classification_report, evaluate, tune_thresholds
     from pipelines.tracking import flat_params, mlflow_run
 
@@ -315,29 +326,43 @@ def run_stage(params: Params, component_name: str, crops: Path, labels: Path, ou
         mlflow.log_artifacts(str(plots), "plots")
         mlflow.log_artifact(str(out / "evaluation.json"))
         mlflow.log_artifact(str(out / CLASSIFIER_FILE))
-        example = np.full((1, training.image_size, training.image_size, 3), 128.0, dtype=np.float32)
-        signature = infer_signature(example, result.model.predict(example, verbose=0))
-        log_keras_model(result.model, signature, example)
+        log_classifier_model(result.model, classifier)
         metrics["mlflow_run_id"] = run.info.run_id
     return metrics
 
 
-def log_keras_model(model: Any, signature: Any, example: np.ndarray) -> None:
-    """The model as the run's `model` artifact in MLflow's keras flavour, with its signature and
-    input example, so `mlflow models predict/serve -m runs:/<run>/model` load it.
+def log_classifier_model(model: Any, classifier: Mapping[str, Any]) -> None:
+    """The model as the active run's `model` artifact in MLflow's keras flavour, with a signature,
+    an input example and `classifier.json` (classes, thresholds, input size, crop mode) beside it,
+    so `mlflow models predict/serve -m runs:/<run>/model` load it and the registry and
+    `seamline predict` know what its outputs mean.
 
     Saved locally first: mlflow 3.17's `mlflow.keras.log_model` writes the input example before
     it creates the model folder and fails with FileNotFoundError.
     """
     import tempfile
 
+    from mlflow.models import infer_signature
+
     import mlflow
 
+    size = int(classifier["image_size"])
+    example = np.full((1, size, size, 3), 128.0, dtype=np.float32)
+    signature = infer_signature(example, np.asarray(model.predict(example, verbose=0), dtype=np.float32))
     with tempfile.TemporaryDirectory(prefix="seamline-model-") as work:
         path = Path(work) / "model"
         path.mkdir()
         mlflow.keras.save_model(model, str(path), signature=signature, input_example=example)
+        (path / CLASSIFIER_FILE).write_text(json.dumps(dict(classifier), indent=2) + "\n", encoding="utf-8")
         mlflow.log_artifacts(str(path), "model")
+
+
+def crop_probabilities(model: Any, paths: Sequence[str], image_size: int, alpha: bool, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities for crop files, decoded exactly as training decoded them."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(list(paths)).map(lambda path: decode_crop(path, image_size, alpha))
+    return predict_probabilities(model, dataset.batch(batch_size))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,3 +65,63 @@ def _no_inherited_mlflow_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     yield
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, log: Path, seconds: float = 90.0) -> None:
+    """Poll `url` until it answers 200; fail early with the server's log if it died."""
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = log.read_text(errors="replace") if log.is_file() else ""
+            raise RuntimeError(f"server exited with {process.returncode} before {url} answered:\n{output[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    import signal
+
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` (started by the project's mlflow/server.sh) on 127.0.0.1 with a
+    SQLite store and proxied artifacts in a temp folder; yields its URL."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{root / 'mlflow.db'}",
+           "MLFLOW_ARTIFACTS_DESTINATION": str(root / "artifacts"), "MLFLOW_PORT": str(port), "MLFLOW_WORKERS": "1",
+           "MLFLOW_BIN": str(Path(sys.executable).with_name("mlflow"))}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = root / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(["bash", str(PROJECT_ROOT / "mlflow" / "server.sh")], env=env, stdout=sink,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health", process, log)
+        yield url
+    finally:
+        stop(process)

@@ -1,0 +1,135 @@
+"""Tag photos with every component's champion: detect the garment, crop each component's region
+exactly as the crop stage does, and classify — shirt components only on shirts, jeans components
+only on jeans. `seamline predict` and the search service both call `Tagger`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.config import Params
+from pipelines.registry import CHAMPION, LoadedClassifier, Registry, RegistryError
+
+
+@dataclass(frozen=True)
+class ComponentTag:
+    """One component's answer for one photo; `label` is `unknown` below the tuned threshold."""
+
+    component: str
+    label: str
+    probability: float
+    best_guess: str
+    probabilities: dict[str, float]
+    version: str
+    box: tuple[float, float, float, float] | None
+
+    @property
+    def unknown(self) -> bool:
+        return self.label == "unknown"
+
+
+@dataclass
+class PhotoTags:
+    """A photo's tags, plus why components were skipped (no shirt found, no collar found)."""
+
+    tags: dict[str, ComponentTag] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    crops: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "components": {name: {"label": t.label, "probability": round(t.probability, 4), "best_guess": t.best_guess,
+                                  "probabilities": {k: round(v, 4) for k, v in t.probabilities.items()},
+                                  "model_version": t.version, "box": list(t.box) if t.box else None}
+                           for name, t in self.tags.items()},
+            "skipped": dict(self.skipped),
+        }
+
+
+def label_of(probabilities: np.ndarray, classes: Sequence[str], thresholds: Sequence[float]) -> tuple[str, str, float]:
+    """(label or `unknown`, best guess, its probability) for one probability row."""
+    best = int(np.argmax(probabilities))
+    probability = float(probabilities[best])
+    label = classes[best] if probability >= float(thresholds[best]) else "unknown"
+    return label, classes[best], probability
+
+
+def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
+    """A crop as the classifier's float32 0–255 RGB input (RGBA composited on black)."""
+    import cv2
+
+    pixels = crop.astype(np.float32)
+    if pixels.shape[2] == 4:
+        pixels = pixels[..., :3] * (pixels[..., 3:] / 255.0)
+    if pixels.shape[0] != size:
+        pixels = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
+    return pixels
+
+
+class Tagger:
+    """The detector and one loaded classifier per component, ready to tag batches of photos."""
+
+    def __init__(self, params: Params, detector: Any, classifiers: Mapping[str, LoadedClassifier]) -> None:
+        self.params = params
+        self.detector = detector
+        self.classifiers = dict(classifiers)
+
+    @classmethod
+    def from_registry(cls, params: Params, detector_dir: Path, components: Sequence[str] | None = None,
+                      alias: str = CHAMPION) -> Tagger:
+        """Each component's `alias` version from the registry; components without one are left
+        out (and named in the error if none has one)."""
+        from pipelines.detect import load_detector
+
+        registry = Registry(params.registry)
+        chosen = list(components or params.components)
+        loaded: dict[str, LoadedClassifier] = {}
+        for name in chosen:
+            version = registry.alias_version(name, alias) if registry.model_exists(name) else None
+            if version is not None:
+                loaded[name] = registry.load(name, version)
+        if not loaded:
+            raise RegistryError(f"no {alias} model for {', '.join(chosen)} at {registry.uri} (register and promote one first)")
+        return cls(params, load_detector(detector_dir), loaded)
+
+    def tag(self, images: Sequence[np.ndarray], keep_crops: bool = False) -> list[PhotoTags]:
+        from pipelines.crop_stage import Region, crop_one
+        from pipelines.detect import best_of_category
+
+        threshold = self.params.detector.score_threshold
+        detections = self.detector.detect(list(images))
+        results = [PhotoTags() for _ in images]
+        pending: dict[str, list[tuple[int, np.ndarray, tuple[float, float, float, float] | None]]] = {}
+        for i, (image, found) in enumerate(zip(images, detections)):
+            for name, classifier in self.classifiers.items():
+                component = self.params.components[name]
+                if component.item in self.params.detector.categories and best_of_category(found, component.item, threshold) is None:
+                    results[i].skipped[name] = f"no {component.item} found"
+                    continue
+                best = best_of_category(found, component.crop_region, threshold, self.params.crop.pick)
+                region = Region(best.box, best.mask, best.score) if best else None
+                crop_params = self.params.crop.model_copy(update={"mode": classifier.meta.get("crop_mode", self.params.crop.mode)})
+                if crop_params.mode == "annotation":  # no annotations for a new photo: the detector's box
+                    crop_params = crop_params.model_copy(update={"mode": "bbox"})
+                pixels, _ = crop_one(image, region, crop_params)
+                if pixels is None:
+                    results[i].skipped[name] = f"no {component.crop_region} found"
+                    continue
+                if keep_crops:
+                    results[i].crops[name] = pixels
+                box = tuple(float(v) for v in best.box) if best else None
+                pending.setdefault(name, []).append((i, resize_crop(pixels, int(classifier.meta["image_size"])), box))
+        for name, rows in pending.items():
+            classifier = self.classifiers[name]
+            batch = np.stack([pixels for _, pixels, _ in rows])
+            probabilities = np.asarray(classifier.model.predict(batch, verbose=0, batch_size=64), dtype=np.float64)
+            for (i, _, box), row in zip(rows, probabilities):
+                label, guess, probability = label_of(row, classifier.classes, classifier.meta["thresholds"])
+                results[i].tags[name] = ComponentTag(name, label, probability, guess,
+                                                     dict(zip(classifier.classes, map(float, row))), classifier.version, box)
+        return results

@@ -1,0 +1,108 @@
+"""The registry's pure rules: the gate, the champion lineage behind rollback, the load-and-query
+check on a model's answers, and how predict turns probabilities into a label or `unknown`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.config import RegistryParams
+from pipelines.predict import label_of, resize_crop
+from pipelines.registry import (
+    CHALLENGER,
+    CHAMPION,
+    LedgerEntry,
+    RegistryError,
+    Scores,
+    champion_lineage,
+    check_outputs,
+    gate,
+    scores_from_report,
+)
+
+RULES = RegistryParams(gate_metric="macro_f1", min_improvement=0.02, min_class_recall=0.5, auto_promote=False)
+
+
+def scores(f1: float, recall: float = 0.8, accuracy: float = 0.5) -> Scores:
+    return Scores(accuracy=accuracy, macro_f1=f1, recall={"band": recall, "regular": 0.9})
+
+
+def test_first_passing_model_becomes_champion() -> None:
+    decision = gate(scores(0.4), None, None, RULES)
+    assert decision.passed and decision.alias == CHAMPION
+
+
+@pytest.mark.parametrize(("new", "passed"), [(0.71, True), (0.72, True), (0.69, False), (0.60, False)])
+def test_margin_over_the_champion(new: float, passed: bool) -> None:
+    decision = gate(scores(new), scores(0.68), "3", RULES)
+    assert decision.passed is passed
+    assert decision.alias == (CHALLENGER if passed else None)
+    assert "v3" in decision.reason
+
+
+def test_auto_promote_makes_a_passing_model_champion() -> None:
+    decision = gate(scores(0.9), scores(0.5), "1", RULES.model_copy(update={"auto_promote": True}))
+    assert decision.alias == CHAMPION
+
+
+def test_recall_floor_blocks_even_a_better_model_and_names_the_class() -> None:
+    decision = gate(scores(0.95, recall=0.3), scores(0.5), "1", RULES)
+    assert not decision.passed and decision.alias is None
+    assert "band 0.30" in decision.reason and "regular" not in decision.reason
+
+
+def test_gate_metric_accuracy() -> None:
+    rules = RULES.model_copy(update={"gate_metric": "accuracy"})
+    assert gate(scores(0.1, accuracy=0.9), scores(0.9, accuracy=0.5), "1", rules).passed
+    assert not gate(scores(0.9, accuracy=0.5), scores(0.1, accuracy=0.9), "1", rules).passed
+
+
+def test_scores_from_report() -> None:
+    report = {"accuracy": 0.5, "macro_f1": 0.4, "per_class": {"a": {"recall": 1.0}, "b": {"recall": 0.0}}}
+    assert scores_from_report(report) == Scores(0.5, 0.4, {"a": 1.0, "b": 0.0})
+
+
+def move(alias: str, old: str | None, new: str | None, action: str) -> LedgerEntry:
+    return LedgerEntry("t", "m", alias, old, new, action, "who", "why")
+
+
+def test_champion_lineage_pops_rolled_back_champions() -> None:
+    history = [move(CHAMPION, None, "1", "register"), move(CHALLENGER, None, "2", "register"),
+               move(CHAMPION, "1", "2", "promote"), move(CHALLENGER, "2", None, "retire"),
+               move(CHAMPION, "2", "4", "promote")]
+    assert champion_lineage(history) == ["1", "2", "4"]
+    history.append(move(CHAMPION, "4", "2", "rollback"))
+    assert champion_lineage(history) == ["1", "2"]  # a second rollback goes to v1, not back to v4
+    history.append(move(CHAMPION, "2", "1", "rollback"))
+    assert champion_lineage(history) == ["1"]
+
+
+def test_check_outputs_accepts_probability_rows() -> None:
+    check_outputs(np.array([[0.2, 0.8], [0.5, 0.5]]), 2, ["a", "b"], ["a", "b"])
+
+
+@pytest.mark.parametrize(("answers", "declared", "message"), [
+    (np.array([[0.2, 0.8]]), ["a", "b"], "shape"),
+    (np.array([[0.2, 0.3, 0.5], [0.2, 0.3, 0.5]]), ["a", "b"], "shape"),
+    (np.array([[2.0, 3.0], [1.0, 1.0]]), ["a", "b"], "probability rows"),
+    (np.array([[np.nan, 1.0], [0.5, 0.5]]), ["a", "b"], "probability rows"),
+    (np.array([[0.2, 0.8], [0.5, 0.5]]), ["b", "a"], "declares classes"),
+])
+def test_check_outputs_refuses_what_cannot_be_served(answers: np.ndarray, declared: list[str], message: str) -> None:
+    with pytest.raises(RegistryError, match=message):
+        check_outputs(answers, 2, ["a", "b"], declared)
+
+
+def test_label_of_abstains_below_the_classes_threshold() -> None:
+    classes = ["light", "middle", "deep"]
+    assert label_of(np.array([0.1, 0.7, 0.2]), classes, [0.5, 0.6, 0.5]) == ("middle", "middle", 0.7)
+    assert label_of(np.array([0.1, 0.55, 0.35]), classes, [0.5, 0.6, 0.5]) == ("unknown", "middle", 0.55)
+
+
+def test_resize_crop_composites_alpha_on_black() -> None:
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = 200
+    rgba[:4, ..., 3] = 255
+    out = resize_crop(rgba, 4)
+    assert out.shape == (4, 4, 3) and out.dtype == np.float32
+    assert out[0, 0, 0] == pytest.approx(200) and out[-1, -1, 0] == pytest.approx(0)
