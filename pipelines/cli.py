@@ -382,33 +382,26 @@ def _git(*arguments: str, required: bool = True) -> str | None:
     return result.stdout
 
 
-SNAPSHOT_FILES = ("dvc.lock", "reports")
-
-
 @data_app.command("snapshot")
 def data_snapshot(
-    tag: Annotated[str | None, typer.Option("--tag", help="Tag name. Default: data-YYYY-Www for this ISO week.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Tag name. Default: data-YYYY-Www for this ISO week (.2, .3… for a later one).")] = None,
 ) -> None:
     """Commit dvc.lock and the reports (the data the stages produced, by hash) and tag the commit.
 
-    Run after `dvc repro`; `dvc push` then sends the data itself to the remote.
+    Run after `dvc repro`; `dvc push` then sends the data itself to the remote. With nothing
+    changed since the last snapshot, nothing is committed.
     """
-    from datetime import date
+    from pipelines.snapshot import SnapshotError, take_snapshot
 
-    from pipelines.snapshot import week_tag
-
-    chosen = tag or week_tag(date.today())
-    if (_git("tag", "--list", chosen) or "").strip():
-        fail(f"tag {chosen} exists: this snapshot was already taken (choose another with --tag)")
-    present = [path for path in SNAPSHOT_FILES if Path(path).exists()]
-    if "dvc.lock" not in present:
-        fail("no dvc.lock: run `dvc repro` first, so there is data to snapshot")
-    _git("add", "--", *present)
-    _git("commit", "--allow-empty", "-q", "-m", f"data snapshot {chosen}")
-    _git("tag", "-a", chosen, "-m", f"data snapshot {chosen}")
+    try:
+        chosen, taken = take_snapshot(Path("."), tag)
+    except SnapshotError as error:
+        fail(str(error))
     head = (_git("rev-parse", "--short", "HEAD") or "").strip()
-    out_console.print(f"tagged {chosen} at {head}; send the data with `dvc push`",
-                      highlight=False)
+    if taken:
+        out_console.print(f"tagged {chosen} at {head}; send the data with `dvc push`", highlight=False)
+    else:
+        out_console.print(f"nothing changed since {chosen} (at {head}): no new snapshot", highlight=False)
 
 
 @data_app.command("history")
@@ -633,8 +626,7 @@ def pretrain(
         raise typer.Exit(code)
 
 
-# The registry commands live in their own module; importing it registers them on `app`.
-import pipelines.cli_models  # noqa: F401
+# The registry and schedule commands live in their own modules; importing them registers them on `app`.
 
 if __name__ == "__main__":
     app()

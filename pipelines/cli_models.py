@@ -96,10 +96,10 @@ def models_register(
         fail("name one COMPONENT or give --all")
     chosen = list(params.components) if all_components else [_component(params, component)]
     for name in chosen:
-        version, decision = _registry_call(params, lambda name=name: register_trained(
+        done = _registry_call(params, lambda name=name: register_trained(
             params, name, models_dir / name, crops, labels, _who(who), progress=lambda line: out_console.print(line, highlight=False)))
-        outcome = f"[green]→ {decision.alias}[/]" if decision.alias else "[yellow]→ no alias[/]"
-        out_console.print(f"{name}: v{version} {outcome}  {decision.reason}", highlight=False)
+        outcome = f"[green]→ {done.decision.alias}[/]" if done.decision.alias else "[yellow]→ no alias[/]"
+        out_console.print(f"{name}: v{done.version} {outcome}  {done.decision.reason}", highlight=False)
 
 
 @models_app.command("list")

@@ -237,6 +237,25 @@ class ComponentParams(_Section):
 # --- registry -------------------------------------------------------------------------------
 
 
+class RetrainParams(_Section):
+    """The weekly retraining flow (flows/weekly_retrain.py): when it runs and how it places work."""
+
+    schedule: Annotated[str, Field(pattern=r"^\S+( \S+){4}$")] = "0 2 * * 1"  # cron: Monday 02:00
+    timezone: Annotated[str, Field(min_length=1)] = "UTC"
+    # A scheduled run that starts this many hours late is skipped rather than piling up.
+    late_run_max_age_hours: Annotated[float, Field(gt=0)] = 6.0
+    crawl_concurrency: PositiveInt = 2
+    # A source whose last finished crawl is younger than this is not crawled again: a resumed
+    # run does not re-crawl. Keep it below the schedule's period.
+    crawl_max_age_hours: Annotated[float, Field(ge=0)] = 12.0
+    execution: Literal["local", "distributed"] = "local"
+    gpu_work_pool: Annotated[str, Field(min_length=1)] = "gpu"
+    dvc_remote: Annotated[str, Field(min_length=1)] | None = None  # None: the repository's default remote
+    push: bool = True  # dvc push after the snapshot (when a remote is configured)
+    timeout_minutes: Annotated[dict[str, PositiveInt], Field(min_length=1)] = {
+        "crawl": 60, "detector": 180, "train": 240, "default": 60}
+
+
 class PretrainParams(_Section):
     """Self-supervised pretraining of the classifiers' backbone on unlabelled crops (SimCLR)."""
 
@@ -287,6 +306,7 @@ class Params(_Section):
     components: Annotated[dict[str, ComponentParams], Field(min_length=1)]
     pretrain: PretrainParams = PretrainParams()
     registry: RegistryParams
+    retrain: RetrainParams = RetrainParams()
 
     @model_validator(mode="after")
     def _components_fit(self) -> Self:

@@ -317,10 +317,32 @@ def score(loaded: LoadedClassifier, paths: Sequence[str], truth: np.ndarray) -> 
     return scores_from_report(classification_report(truth, probabilities.argmax(axis=1), loaded.classes))
 
 
+@dataclass(frozen=True)
+class Registration:
+    """What registering one trained model did: its version, the gate's decision, and the scores
+    both models got on the same test split (None where there was nothing to score)."""
+
+    component: str
+    version: str
+    run_id: str
+    decision: GateDecision
+    candidate: Scores | None = None
+    champion_version: str | None = None
+    champion: Scores | None = None
+    new: bool = True  # False: this run was registered before, nothing changed
+
+    def as_json(self) -> dict[str, Any]:
+        return {"component": self.component, "version": self.version, "run_id": self.run_id, "new": self.new,
+                "alias": self.decision.alias, "passed": self.decision.passed, "reason": self.decision.reason,
+                "candidate": asdict(self.candidate) if self.candidate else None,
+                "champion_version": self.champion_version, "champion": asdict(self.champion) if self.champion else None}
+
+
 def register_trained(params: Params, component: str, model_dir: Path, crops: Path, labels: Path,
-                     who: str, progress: Any = print) -> tuple[str, GateDecision]:
+                     who: str, progress: Any = print) -> Registration:
     """Register the classifier `train@component` produced (models/<c>/), gate it against the
-    champion on the current test split, and give it the alias it earned."""
+    champion on the current test split, and give it the alias it earned. A run registered
+    before is not registered again (a weekly run with nothing new is a no-op)."""
     from pipelines.train_stage import CLASSIFIER_FILE
 
     if component not in params.components:
@@ -331,6 +353,14 @@ def register_trained(params: Params, component: str, model_dir: Path, crops: Pat
     info = json.loads(info_path.read_text(encoding="utf-8"))
     registry = Registry(params.registry)
     run = registry.client.get_run(info["mlflow_run_id"])
+    if registry.model_exists(component):
+        earlier = [v for v in registry.versions(component) if v.tags.get("seamline.run_id") == run.info.run_id]
+        if earlier:
+            version = earlier[-1]
+            decision = GateDecision(version.tags.get("seamline.gate") == "passed", None,
+                                    f"run {run.info.run_id} already registered as v{version.version}: {version.tags.get('seamline.gate_reason', '')}")
+            return Registration(component, str(version.version), run.info.run_id, decision,
+                                champion_version=registry.alias_version(component, CHAMPION), new=False)
     metrics = run.data.metrics
     tags = {key: value for key, value in run.data.tags.items() if key.startswith("seamline.")}
     tags.update({"seamline.run_id": run.info.run_id, "seamline.registered_by": who,
@@ -346,7 +376,7 @@ def register_trained(params: Params, component: str, model_dir: Path, crops: Pat
     except RegistryError as error:
         decision = GateDecision(False, None, f"failed the load-and-query check: {error}")
         registry.tag_version(component, version, {"seamline.gate": "failed", "seamline.gate_reason": decision.reason})
-        return version, decision
+        return Registration(component, version, run.info.run_id, decision, champion_version=registry.alias_version(component, CHAMPION))
     candidate_scores = score(candidate, test.paths, test.labels)
     champion_version = registry.alias_version(component, CHAMPION)
     champion_scores = None
@@ -368,7 +398,7 @@ def register_trained(params: Params, component: str, model_dir: Path, crops: Pat
     })
     if decision.alias is not None:
         registry.move_alias(component, decision.alias, version, "register", who, decision.reason)
-    return version, decision
+    return Registration(component, version, run.info.run_id, decision, candidate_scores, champion_version, champion_scores)
 
 
 def promote(params: Params, component: str, version: str, reason: str, who: str, crops: Path, labels: Path,
@@ -426,16 +456,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=Path("models"), help="folder of the train stage's models/<c>/")
     parser.add_argument("--crops", type=Path, default=Path("data/crops"))
     parser.add_argument("--labels", type=Path, default=Path("data/labels"))
+    parser.add_argument("--report", type=Path, default=None, help="write each registration as JSON here (a folder)")
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params, args.profile)
         chosen = args.component or list(params.components)
         who = who_is_acting()
         for component in chosen:
-            version, decision = register_trained(params, component, args.models / component, args.crops, args.labels, who,
-                                                 progress=lambda line: print(line, flush=True))
-            outcome = f"→ {decision.alias}" if decision.alias else "→ no alias"
-            print(f"register {component}: v{version} {outcome} ({decision.reason})", flush=True)
+            done = register_trained(params, component, args.models / component, args.crops, args.labels, who,
+                                    progress=lambda line: print(line, flush=True))
+            outcome = f"→ {done.decision.alias}" if done.decision.alias else "→ no alias"
+            print(f"register {component}: v{done.version} {outcome} ({done.decision.reason})", flush=True)
+            if args.report is not None:
+                args.report.mkdir(parents=True, exist_ok=True)
+                (args.report / f"{component}.json").write_text(json.dumps(done.as_json(), indent=2) + "\n", encoding="utf-8")
     except (ParamsError, RegistryError, TrainingError) as error:
         print(f"register: {error}", file=sys.stderr)
         return 2

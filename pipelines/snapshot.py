@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -47,6 +48,68 @@ def label_counts(labels_root: Path) -> dict[str, dict[str, dict[str, int]]]:
 
 def snapshot_summary(manifests_root: Path, labels_root: Path) -> dict[str, Any]:
     return {"images": source_counts(manifests_root), "labels": label_counts(labels_root)}
+
+
+# --- the weekly git tag (side effects: git in the project folder) -----------------------------
+
+SNAPSHOT_FILES = ("dvc.lock", "reports")
+
+
+class SnapshotError(RuntimeError):
+    """Why a snapshot cannot be taken, in one line (git's own message where git refused)."""
+
+
+def git(root: Path, *arguments: str, required: bool = True) -> str | None:
+    result = subprocess.run(["git", *_identity(root), *arguments], cwd=root, capture_output=True, text=True, check=False)
+    if result.returncode:
+        if not required:
+            return None
+        raise SnapshotError(f"git {' '.join(arguments)}: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def _identity(root: Path) -> list[str]:
+    """A committer for a machine with no git identity (a fresh CI box, a scheduled worker), so a
+    snapshot commit never fails for want of one; a configured identity is left alone."""
+    import os
+
+    configured = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True, check=False)
+    if configured.stdout.strip() or os.environ.get("GIT_COMMITTER_EMAIL"):
+        return []
+    return ["-c", "user.name=Seamline", "-c", "user.email=seamline@localhost"]
+
+
+def next_free_tag(base: str, taken: set[str]) -> str:
+    """`base`, or `base.2`, `base.3`… for a second snapshot in the same week."""
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}.{n}" in taken:
+        n += 1
+    return f"{base}.{n}"
+
+
+def take_snapshot(root: Path, tag: str | None = None, today: date | None = None) -> tuple[str, bool]:
+    """Commit dvc.lock and reports/ and tag the commit; (tag, True) when a snapshot was taken.
+
+    With no `tag`, a week's second snapshot gets a `.2` suffix, and when nothing changed since
+    the last snapshot tag, nothing is committed: (that tag, False). A named `tag` that exists
+    is an error (a snapshot is never moved)."""
+    present = [path for path in SNAPSHOT_FILES if (root / path).exists()]
+    if "dvc.lock" not in present:
+        raise SnapshotError("no dvc.lock: run `dvc repro` first, so there is data to snapshot")
+    taken = set((git(root, "tag", "--list", f"{TAG_PREFIX}*") or "").split())
+    if tag is not None and tag in taken:
+        raise SnapshotError(f"tag {tag} exists: this snapshot was already taken (choose another with --tag)")
+    git(root, "add", "--", *present)
+    unchanged = git(root, "diff", "--cached", "--quiet", required=False) is not None
+    head_tags = [t for t in (git(root, "tag", "--points-at", "HEAD") or "").split() if t.startswith(TAG_PREFIX)]
+    if tag is None and unchanged and head_tags:
+        return max(head_tags), False
+    chosen = tag or next_free_tag(week_tag(today or date.today()), taken)
+    git(root, "commit", "--allow-empty", "-q", "-m", f"data snapshot {chosen}")
+    git(root, "tag", "-a", chosen, "-m", f"data snapshot {chosen}")
+    return chosen, True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

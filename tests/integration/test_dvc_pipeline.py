@@ -98,6 +98,9 @@ def test_weekly_snapshot_tag_and_history(repo) -> None:
     again = subprocess.run([seamline, "data", "snapshot", "--tag", "data-2026-W48"], cwd=root, env=env,
                            capture_output=True, text=True)
     assert again.returncode == 2 and "already taken" in again.stderr
+    unchanged = run([seamline, "data", "snapshot"], root, env).stdout
+    assert "nothing changed since data-2026-W48" in unchanged
+    assert run(["git", "tag", "--list", "data-*"], root, env).stdout.split() == ["data-2026-W48"]
 
     history = run([seamline, "data", "history"], root, env).stdout
     assert "data-2026-W48" in history and f"demo: {rows}" in history

@@ -106,8 +106,9 @@ def register(root: Path, params: object, model: object, name: str) -> tuple[str,
     from pipelines.registry import register_trained
 
     model_dir = train_and_log(root, params, model, name)
-    return register_trained(params, COMPONENT, model_dir, root / "data" / "crops", root / "data" / "labels", "ci-bot",
+    done = register_trained(params, COMPONENT, model_dir, root / "data" / "crops", root / "data" / "labels", "ci-bot",
                             progress=lambda line: None)
+    return done.version, done.decision
 
 
 def test_gate_promote_rollback_and_ledger(project: tuple[Path, object]) -> None:
@@ -118,6 +119,7 @@ def test_gate_promote_rollback_and_ledger(project: tuple[Path, object]) -> None:
         RegistryError,
         champion_lineage,
         promote,
+        register_trained,
         rollback,
     )
 
@@ -140,6 +142,8 @@ def test_gate_promote_rollback_and_ledger(project: tuple[Path, object]) -> None:
 
     good, decision = register(root, params, brightness_classifier(*GOOD), "good")
     assert decision.alias == CHALLENGER, decision.reason
+    again = register_trained(params, COMPONENT, root / "models" / "good" / COMPONENT, crops, labels, "ci-bot", progress=lambda line: None)
+    assert not again.new and again.version == good and "already registered" in again.decision.reason
     assert float(registry.version(COMPONENT, good).tags["seamline.gate_test_macro_f1"]) == 1.0
     assert registry.aliases(COMPONENT) == {CHAMPION: fair, CHALLENGER: good}
 
@@ -199,7 +203,8 @@ def test_a_model_that_does_not_load_is_never_promoted(project: tuple[Path, objec
     crops, labels = root / "data" / "crops", root / "data" / "labels"
     registry = Registry(params.registry)
     before = registry.aliases(COMPONENT) if registry.model_exists(COMPONENT) else {}
-    version, decision = register_trained(params, COMPONENT, corrupt_model(root, params), crops, labels, "ci-bot", progress=lambda line: None)
+    done = register_trained(params, COMPONENT, corrupt_model(root, params), crops, labels, "ci-bot", progress=lambda line: None)
+    version, decision = done.version, done.decision
     assert decision.alias is None and "load-and-query" in decision.reason
     assert registry.version(COMPONENT, version).tags["seamline.gate"] == "failed"
     with pytest.raises(RegistryError, match="does not load"):

@@ -19,3 +19,11 @@ def test_label_counts_per_class_and_split(tmp_path: Path) -> None:
         "sha256,label,split,label_source\na,wide,train,weak\nb,wide,test,weak\nc,wide,train,hand\nd,skinny,val,weak\n"
     )
     assert label_counts(tmp_path) == {"jeans-fit": {"skinny": {"val": 1}, "wide": {"test": 1, "train": 2}}}
+
+
+def test_a_later_snapshot_in_the_same_week_gets_a_suffix() -> None:
+    from pipelines.snapshot import next_free_tag
+
+    assert next_free_tag("data-2026-W48", set()) == "data-2026-W48"
+    assert next_free_tag("data-2026-W48", {"data-2026-W48"}) == "data-2026-W48.2"
+    assert next_free_tag("data-2026-W48", {"data-2026-W48", "data-2026-W48.2"}) == "data-2026-W48.3"

@@ -1,0 +1,222 @@
+"""The whole weekly retrain at toy scale, for real: the demo shop served on 127.0.0.1, the project
+in a temporary git repository with a local DVC remote and a SQLite MLflow store, every stage run
+by DVC from the Prefect flow (a tiny detector, 32 px classifiers).
+
+1. A run is stopped (SIGTERM) while it trains; a second run, under Prefect's test harness, resumes:
+   no re-crawl, no re-detection, only the unfinished training, then gate and register — every
+   component gets a champion, the data snapshot is tagged, the report artifact lists every step.
+2. A third run with no new data is a near no-op: every stage is skipped by DVC.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+TINY = {
+    "detector": {"resnet_depth": 18, "image_size": 128, "min_level": 3, "max_level": 6, "anchor_size": 4.0, "decoder_filters": 32,
+                 "batch_size": 2, "steps": 4, "warmup_steps": 1, "score_threshold": 0.0, "validation_fraction": 0.3},
+    "crop": {"size": 32, "on_no_detection": "full_image"},
+    "training": {"weights": None, "image_size": 32, "batch_size": 8, "early_stopping_patience": 1, "batchnorm_momentum": 0.9,
+                 "frozen": {"epochs": 1, "learning_rate": 1.0e-3, "cached_features": True, "augmented_views": 0},
+                 "fine_tune": {"epochs": 1, "learning_rate": 1.0e-4, "unfreeze_from": 0}},
+}
+
+
+@pytest.fixture(scope="module")
+def weekly_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shop big enough that every class of every component reaches the test split."""
+    from crawlers.demo_shop.site import build_shop
+
+    out = tmp_path_factory.mktemp("weekly-shop") / "shop"
+    build_shop(out, 160, seed=5, difficulty="easy", workers=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, weekly_shop: Path) -> tuple[Path, dict[str, str]]:
+    demo_shop = weekly_shop
+    root = tmp_path_factory.mktemp("weekly") / "project"
+    root.mkdir()
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "prefect.yaml"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    shutil.copytree(PROJECT_ROOT / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
+    shutil.copytree(PROJECT_ROOT / "crawlers" / "sources", root / "crawlers" / "sources")
+    shutil.copytree(PROJECT_ROOT / "pipelines", root / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    tree = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    tiny = copy.deepcopy(tree["profiles"]["demo"])
+    for section, values in TINY.items():
+        tiny[section] = {**tiny.get(section, {}), **values}
+    tiny["pretrain"] = {**tiny.get("pretrain", {}), "epochs": 1}
+    tree["profiles"]["tiny"] = tiny
+    tree["profile"] = "tiny"
+    tree["validation"]["min_examples_per_class"] = 1  # the session's 60-product shop is small
+    tiny["validation"] = {**tiny.get("validation", {}), "min_examples_per_class": 1}
+    tree["registry"]["min_class_recall"] = 0.0  # toy models: the first one to load and answer becomes champion
+    tree["retrain"]["crawl_max_age_hours"] = 12
+    (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+
+    origin = tmp_path_factory.mktemp("shop")
+    server = subprocess.Popen([str(BIN / "seamline"), "demo-shop", "serve", str(demo_shop), "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    url = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SEAMLINE_DEMO_SHOP_URL": url,
+           "PREFECT_HOME": str(origin / "prefect-home"), "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
+           "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com", "SEAMLINE_USER": "weekly-schedule"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    run(["git", "init", "-q"], root, env)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(origin / "dvc-remote")], root, env)
+    run([str(BIN / "seamline"), "annotations", "import", str(demo_shop / "annotations"), "--out", "data/annotations"], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "project"], root, env)
+    yield root, env
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, f"{command}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def stop_during_training(root: Path, env: dict[str, str]) -> list[str]:
+    """Run the flow in a child process and stop it (SIGTERM) once a training stage starts."""
+    process = subprocess.Popen([sys.executable, "-m", "flows.weekly_retrain", "--profile", "tiny"], cwd=root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen: list[str] = []
+    deadline = time.monotonic() + 900
+    for line in process.stdout:
+        seen.append(line)
+        if "train jeans-color: epoch 1" in line or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGTERM)  # as `kill` would; Prefect marks the run crashed and stops its stage
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise AssertionError("the flow did not stop within 2 minutes of SIGTERM") from None
+    time.sleep(2)
+    stages = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_stage_in(p, root)]
+    try:
+        os.killpg(process.pid, signal.SIGTERM)  # what is left of its group: Prefect's temporary API server
+    except ProcessLookupError:
+        pass
+    assert not stages, "a stage outlived the stopped flow"
+    return seen
+
+
+def statuses(report: dict) -> dict[str, str]:
+    return {step["step"]: step["status"] for step in report["steps"]}
+
+
+def test_weekly_retrain_resumes_after_a_stop_then_is_a_no_op(project: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    root, env = project
+    seen = stop_during_training(root, env)
+    assert any("train jeans-color: epoch 1" in line for line in seen), "".join(seen[-40:])
+    assert (root / "models" / "detector" / "detector.json").is_file()
+    assert not (root / "metrics" / "jeans-color.json").exists()  # stopped mid-way through this one
+
+    from prefect.testing.utilities import prefect_test_harness
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(root)
+    from flows.weekly_retrain import weekly_retrain
+
+    with prefect_test_harness():
+        resumed = weekly_retrain(profile="tiny", root=str(root))
+        done = statuses(resumed)
+        assert done["crawl@demo"] == "skipped"          # crawled within retrain.crawl_max_age_hours: not again
+        assert done["detector"] == "skipped" and done["crop"] == "skipped"
+        assert done["train@jeans-color"] == "ran"       # the one that was stopped
+        assert done["train@shirt-collar"] == "skipped"  # finished before the stop
+        assert all(status in ("ran", "skipped") for status in done.values()), done
+
+        from pipelines.config import load_params
+        from pipelines.registry import CHAMPION, Registry
+
+        params = load_params(root / "params.yaml", "tiny")
+        registry = Registry(params.registry)
+        for component in params.components:
+            assert registry.alias_version(component, CHAMPION) is not None, component
+        assert resumed["snapshot"]["tag"] in run(["git", "tag", "--list", "data-*"], root, env).stdout.split()
+        assert done["dvc push"] == "ran"
+
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["weekly-retrain-report"])))
+        page = artifacts[-1].data
+        for step in done:
+            assert step in page, step
+
+        started = time.monotonic()
+        again = weekly_retrain(profile="tiny", root=str(root))
+        seconds = time.monotonic() - started
+        print(f"no-op weekly run: {seconds:.1f} s; steps {statuses(again)}")
+        repeated = statuses(again)
+        stages = [s for s in repeated if s.startswith(("crawl@", "train@")) or s in ("validate", "label", "detector", "crop", "pretrain")]
+        assert all(repeated[s] == "skipped" for s in stages), repeated
+        assert all(repeated[f"register {c}"] == "skipped" for c in params.components), repeated
+
+
+def _is_stage_in(proc: Path, root: Path) -> bool:
+    """A DVC or pipeline-stage process working in `root`."""
+    try:
+        command = (proc / "cmdline").read_text(errors="replace")
+        return Path(os.readlink(proc / "cwd")) == root and ("dvc" in command or "pipelines." in command)
+    except OSError:
+        return False
+
+
+def test_a_gpu_worker_trains_in_its_own_checkout_and_the_parent_takes_it_back(project: tuple[Path, dict[str, str]],
+                                                                             tmp_path: Path) -> None:
+    """execution: distributed, without the Kubernetes part: the inputs are published to the git
+    and DVC remotes, a worker trains in a fresh clone, and its result lands in this workspace."""
+    from flows.train_worker import take_back, train_in_checkout
+    from flows.weekly_retrain import publish_training_inputs
+
+    root, env = project
+    remote = tmp_path.parent / "shared-dvc-remote"
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
+    run(["git", "remote", "add", "origin", str(origin)], root, env)
+    # Workers read the remote from the committed config, as they would an S3 remote.
+    run(["dvc", "remote", "modify", "local", "url", str(remote)], root, env)
+    run(["git", "commit", "-qam", "shared DVC remote"], root, env)
+    old_cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        os.environ.update({k: v for k, v in env.items() if k.startswith(("GIT_", "PATH"))})
+        repo_url, revision = publish_training_inputs.fn(str(root), None)
+        assert repo_url == str(origin)
+        assert revision in run(["git", "ls-remote", str(origin)], root, env).stdout
+
+        bundle = train_in_checkout("jeans-color", repo_url, revision, None, 900, workdir=tmp_path)
+        assert bundle["ran"] and bundle["stage"] == "train@jeans-color"
+        assert any(out["path"] == "models/jeans-color" for out in bundle["lock"]["outs"])
+        assert "metrics/jeans-color.json" in bundle["files"]
+
+        shutil.rmtree(root / "models" / "jeans-color")
+        take_back(root, bundle, None)
+        assert (root / "models" / "jeans-color" / "model.keras").is_file()
+        status = run(["dvc", "status", "train@jeans-color"], root, env).stdout
+        assert "up to date" in status or not status.strip(), status
+    finally:
+        os.chdir(old_cwd)
