@@ -91,3 +91,10 @@ def test_help_explains_each_option(project: Path) -> None:
     assert result.returncode == 0
     for option in ("--profile", "--params"):
         assert option in result.stdout
+
+
+@pytest.mark.parametrize("command", ["models", "predict", "retrain", "deploy", "mlflow-ui", "train", "pretrain", "detect"])
+def test_every_documented_command_is_registered(project: Path, command: str) -> None:
+    result = run(command, "--help", cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Usage: seamline " + command in " ".join(result.stdout.split())
