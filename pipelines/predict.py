@@ -51,11 +51,12 @@ class PhotoTags:
         }
 
 
-def label_of(probabilities: np.ndarray, classes: Sequence[str], thresholds: Sequence[float]) -> tuple[str, str, float]:
-    """(label or `unknown`, best guess, its probability) for one probability row."""
+def label_of(probabilities: np.ndarray, classes: Sequence[str], thresholds: Mapping[str, float]) -> tuple[str, str, float]:
+    """(label or `unknown`, best guess, its probability) for one probability row; `thresholds`
+    is classifier.json's class → threshold tuned on validation (a class without one: 0)."""
     best = int(np.argmax(probabilities))
     probability = float(probabilities[best])
-    label = classes[best] if probability >= float(thresholds[best]) else "unknown"
+    label = classes[best] if probability >= float(thresholds.get(classes[best], 0.0)) else "unknown"
     return label, classes[best], probability
 
 
@@ -127,7 +128,9 @@ class Tagger:
         for name, rows in pending.items():
             classifier = self.classifiers[name]
             batch = np.stack([pixels for _, pixels, _ in rows])
-            probabilities = np.asarray(classifier.model.predict(batch, verbose=0, batch_size=64), dtype=np.float64)
+            # A direct call, not predict(): a request's few crops need no dataset, and varying batch
+            # sizes do not retrace a predict function each time.
+            probabilities = np.asarray(classifier.model(batch, training=False), dtype=np.float64)
             for (i, _, box), row in zip(rows, probabilities):
                 label, guess, probability = label_of(row, classifier.classes, classifier.meta["thresholds"])
                 results[i].tags[name] = ComponentTag(name, label, probability, guess,

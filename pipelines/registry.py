@@ -172,6 +172,7 @@ class Registry:
         # An unreachable tracking server should fail in seconds with one line, not retry for minutes.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars flood the flow's log
         self.rules = rules
         self.uri = tracking_uri(rules)
         mlflow.set_tracking_uri(self.uri)

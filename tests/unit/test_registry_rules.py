@@ -95,8 +95,10 @@ def test_check_outputs_refuses_what_cannot_be_served(answers: np.ndarray, declar
 
 def test_label_of_abstains_below_the_classes_threshold() -> None:
     classes = ["light", "middle", "deep"]
-    assert label_of(np.array([0.1, 0.7, 0.2]), classes, [0.5, 0.6, 0.5]) == ("middle", "middle", 0.7)
-    assert label_of(np.array([0.1, 0.55, 0.35]), classes, [0.5, 0.6, 0.5]) == ("unknown", "middle", 0.55)
+    thresholds = {"light": 0.5, "middle": 0.6, "deep": 0.5}  # as classifier.json stores them
+    assert label_of(np.array([0.1, 0.7, 0.2]), classes, thresholds) == ("middle", "middle", 0.7)
+    assert label_of(np.array([0.1, 0.55, 0.35]), classes, thresholds) == ("unknown", "middle", 0.55)
+    assert label_of(np.array([0.1, 0.55, 0.35]), classes, {}) == ("middle", "middle", 0.55)
 
 
 def test_resize_crop_composites_alpha_on_black() -> None:
