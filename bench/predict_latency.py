@@ -106,14 +106,16 @@ def main() -> int:
 
     truth = product_labels(args.shop) if (args.shop / "ground_truth.jsonl").is_file() else {}
     if truth:
-        print(f"\n{'component':<14} {'tagged':>7} {'right':>6} {'unknown':>8} {'acc (answered)':>15}")
+        print(f"\n{'component':<14} {'tagged':>7} {'wrong item':>11} {'right':>6} {'unknown':>8} {'acc (answered)':>15}")
         for component in tagger.classifiers:
-            rows = [(t.tags[component], truth[re.sub(r"^https?://[^/]+", "", url)][ATTRIBUTE[component]])
+            # A photo of the other item (a shirt component on jeans) has no truth: a detector error.
+            rows = [(t.tags[component], truth[re.sub(r"^https?://[^/]+", "", url)].get(ATTRIBUTE[component]))
                     for (_, _, url), t in zip(images, tags) if component in t.tags]
+            wrong_item = sum(1 for _, true in rows if true is None)
             answered = [(tag, true) for tag, true in rows if not tag.unknown]
             right = sum(1 for tag, true in answered if tag.label == true)
             accuracy = right / len(answered) if answered else 0.0
-            print(f"{component:<14} {len(rows):>7} {right:>6} {len(rows) - len(answered):>8} {accuracy:>15.3f}")
+            print(f"{component:<14} {len(rows):>7} {wrong_item:>11} {right:>6} {len(rows) - len(answered):>8} {accuracy:>15.3f}")
         sample_sha, _, sample_url = images[0]
         print("\nfirst photo:", sample_sha[:12], json.dumps({k: v["label"] for k, v in tags[0].as_json()["components"].items()}),
               "truth:", json.dumps(truth[re.sub(r"^https?://[^/]+", "", sample_url)]))

@@ -130,6 +130,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     frozen_test: dict[str, Any] | None = None
+    kept_phase: str = ""  # whose weights the model ends with: the phase with the lower validation loss
 
 
 class EpochLog:
@@ -202,6 +203,14 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
                       callbacks=[stopper(), log.callback("frozen"), *callbacks], shuffle=False, verbose=0)
         result.phase_seconds["frozen"] = time.perf_counter() - started
         result.frozen_test = {"probabilities": predict_probabilities(model, test_set)}
+        result.kept_phase = "frozen"
+    frozen_weights = None
+    if training.frozen.epochs and training.fine_tune.epochs:
+        import tempfile
+
+        # Saved by name, not as a list: a list's order follows `trainable`, which fine-tuning changes.
+        frozen_weights = Path(tempfile.mkdtemp(prefix="seamline-frozen-")) / "frozen.weights.h5"
+        model.save_weights(frozen_weights)
     if training.fine_tune.epochs:
         started = time.perf_counter()
         set_trainable(model, "fine_tune", training.fine_tune.unfreeze_from)
@@ -209,8 +218,21 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
         model.fit(train_set, validation_data=val_set, epochs=training.fine_tune.epochs, class_weight=weights,
                   callbacks=[stopper(), log.callback("fine_tune"), *callbacks], shuffle=False, verbose=0)
         result.phase_seconds["fine_tune"] = time.perf_counter() - started
+        result.kept_phase = "fine_tune"
+        if frozen_weights is not None:
+            if best_val_loss(log.rows, "frozen") <= best_val_loss(log.rows, "fine_tune"):
+                # Fine-tuning never beat the frozen phase on validation: keep the frozen model.
+                model.load_weights(frozen_weights)
+                result.kept_phase = "frozen"
+            frozen_weights.unlink(missing_ok=True)
+            frozen_weights.parent.rmdir()
     result.history = log.rows
     return result
+
+
+def best_val_loss(rows: Sequence[Mapping[str, Any]], phase: str) -> float:
+    """The lowest validation loss a phase reached (inf if it logged none)."""
+    return min((float(row["val_loss"]) for row in rows if row.get("phase") == phase and "val_loss" in row), default=float("inf"))
 
 
 def _fit_head_on_cached_features(model: Any, examples: Mapping[str, Examples], train_set: Any, val_set: Any,
@@ -301,6 +323,7 @@ def run_stage(params: Params, component_name: str, crops: Path, labels: Path, ou
             "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
             "phase_seconds": {k: round(v, 1) for k, v in result.phase_seconds.items()},
             "epochs": len(result.history),
+            "kept_phase": result.kept_phase,
         }
         if result.frozen_test is not None and training.fine_tune.epochs:
             frozen = classification_report(truth, result.frozen_test["probabilities"].argmax(axis=1), component.classes)
@@ -321,6 +344,7 @@ def run_stage(params: Params, component_name: str, crops: Path, labels: Path, ou
 
         mlflow.log_metrics({"test_accuracy": report["accuracy"], "test_macro_f1": report["macro_f1"],
                             "test_coverage_with_unknown": report["with_unknown"]["coverage"]})
+        mlflow.set_tag("seamline.kept_phase", result.kept_phase)
         if "frozen" in metrics:
             mlflow.log_metrics({"frozen_test_accuracy": metrics["frozen"]["accuracy"], "frozen_test_macro_f1": metrics["frozen"]["macro_f1"]})
         mlflow.log_artifacts(str(plots), "plots")

@@ -25,7 +25,8 @@ import yaml
 
 from tests.conftest import PROJECT_ROOT
 
-pytestmark = pytest.mark.slow
+# A whole weekly run, stopped, resumed and repeated, on 2 cores: well past the suite's 15-minute default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 BIN = Path(sys.executable).parent
 TINY = {
     "detector": {"resnet_depth": 18, "image_size": 128, "min_level": 3, "max_level": 6, "anchor_size": 4.0, "decoder_filters": 32,

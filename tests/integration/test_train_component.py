@@ -104,6 +104,11 @@ def test_the_mlflow_run_holds_metrics_confusion_matrix_and_a_loadable_model(proj
     assert run.data.metrics["frozen_test_accuracy"] == pytest.approx(trained["frozen"]["accuracy"])
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_loss")
     assert [m.step for m in history] == [1, 2, 3]  # both phases on one epoch axis
+    # The model ends with the weights of whichever phase reached the lower validation loss.
+    expected = "frozen" if min(m.value for m in history[:2]) <= history[2].value else "fine_tune"
+    assert trained["kept_phase"] == expected == run.data.tags["seamline.kept_phase"]
+    if expected == "frozen":
+        assert trained["accuracy"] == pytest.approx(trained["frozen"]["accuracy"])
     assert run.data.tags["seamline.component"] == COMPONENT and run.data.tags["seamline.git_commit"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")}
     assert "plots/confusion.png" in artifacts

@@ -54,3 +54,13 @@ def test_evaluate_reports_plain_and_gated_metrics() -> None:
 def test_balanced_class_weights() -> None:
     weights = balanced_class_weights(np.array([0, 0, 0, 1]), classes=3)
     assert weights[0] == pytest.approx(4 / 9) and weights[1] == pytest.approx(4 / 3) and weights[2] == 1.0
+
+
+def test_best_val_loss_per_phase() -> None:
+    from pipelines.train_stage import best_val_loss
+
+    rows = [{"phase": "frozen", "val_loss": 0.9}, {"phase": "frozen", "val_loss": 0.7},
+            {"phase": "fine_tune", "val_loss": 0.8}, {"phase": "fine_tune"}]
+    assert best_val_loss(rows, "frozen") == 0.7
+    assert best_val_loss(rows, "fine_tune") == 0.8
+    assert best_val_loss(rows, "other") == float("inf")
