@@ -47,13 +47,16 @@ def stop_running_stages() -> None:
 
 
 def failure_message(lines: Sequence[str]) -> str:
-    """The line that says why: the stage's own last message before DVC's `ERROR: failed to
-    reproduce…`, with DVC's line as the fallback."""
+    """The line that says why: for a stage, its own last message before DVC's `ERROR: failed to
+    reproduce…`; for any other DVC command, DVC's ERROR line itself."""
     meaningful = [line.strip() for line in lines if line.strip() and not _NOISE.search(line)]
     dvc_errors = [i for i, line in enumerate(meaningful) if line.startswith("ERROR:")]
     if dvc_errors:
+        first = meaningful[dvc_errors[0]]
         before = [line for line in meaningful[: dvc_errors[0]] if not line.startswith(("Running stage", ">"))]
-        return before[-1] if before else meaningful[dvc_errors[0]].removeprefix("ERROR: ")
+        if "failed to reproduce" in first and before:
+            return before[-1]
+        return first.removeprefix("ERROR: ")
     return meaningful[-1] if meaningful else "failed with no output"
 
 

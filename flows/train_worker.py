@@ -55,10 +55,10 @@ def train_in_checkout(component: str, repo_url: str, revision: str, remote: str 
     try:
         run_command(["git", "clone", "--quiet", repo_url, str(checkout)], scratch, "git clone", 600, log)
         run_command(["git", "checkout", "--quiet", revision], checkout, "git checkout", 120, log)
-        run_command(["dvc", "pull", "--quiet", *remote_args, *TRAIN_INPUTS], checkout, "dvc pull", 3600, log, env=project_env(checkout))
+        run_command(["dvc", "pull", *remote_args, *TRAIN_INPUTS], checkout, "dvc pull", 3600, log, env=project_env(checkout))
         repro("resolve", checkout, 600, log)
         run = repro(stage, checkout, timeout_s, log)
-        run_command(["dvc", "push", "--quiet", *remote_args, stage], checkout, "dvc push", 3600, log, env=project_env(checkout))
+        run_command(["dvc", "push", *remote_args, stage], checkout, "dvc push", 3600, log, env=project_env(checkout))
         return {"component": component, "stage": stage, "ran": run.ran, "seconds": run.seconds,
                 "lock": lock_entry(checkout / "dvc.lock", stage), "files": uncached_files(checkout, component)}
     finally:
@@ -72,7 +72,7 @@ def take_back(root: Path, bundle: Mapping[str, Any], remote: str | None, log: Ca
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(base64.b64decode(encoded))
-    run_command(["dvc", "pull", "--quiet", *(["-r", remote] if remote else []), bundle["stage"]], root, "dvc pull", 3600, log)
+    run_command(["dvc", "pull", *(["-r", remote] if remote else []), bundle["stage"]], root, "dvc pull", 3600, log)
 
 
 @flow(name="train-component-on-worker", log_prints=True, persist_result=True)

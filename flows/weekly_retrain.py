@@ -101,7 +101,7 @@ def crawl_source(source: str, root: str, max_age_hours: float, timeout_s: float)
 def commit_crawls(stages: Sequence[str], root: str) -> None:
     """Record the crawled folders in dvc.lock and the cache (the crawls ran outside `dvc repro`,
     in parallel, which one DVC workspace lock would not allow)."""
-    run_command(["dvc", "commit", "--force", "--quiet", *stages], Path(root), "dvc commit", 600, _log())
+    run_command(["dvc", "commit", "--force", *stages], Path(root), "dvc commit", 600, _log())
 
 
 @task(task_run_name="{stage}")
@@ -129,7 +129,7 @@ def push_data(root: str, remote: str | None, timeout_s: float) -> str | None:
     if not any(line.strip() for line in remotes):
         _log()("dvc push: no remote configured, skipped")
         return None
-    run_command(["dvc", "push", "--quiet", *(["-r", remote] if remote else [])], project, "dvc push", timeout_s, _log())
+    run_command(["dvc", "push", *(["-r", remote] if remote else [])], project, "dvc push", timeout_s, _log())
     return remote or "default remote"
 
 
@@ -168,7 +168,7 @@ def publish_training_inputs(root: str, remote: str | None) -> tuple[str, str]:
         url = (git(project, "remote", "get-url", "origin", required=False) or "").strip()
         if not url:
             raise StageFailed("publish training inputs", "execution: distributed needs a git remote 'origin' the GPU workers can clone")
-        run_command(["dvc", "push", "--quiet", *(["-r", remote] if remote else []), "label", "crop", "pretrain"], project, "dvc push", 3600, _log())
+        run_command(["dvc", "push", *(["-r", remote] if remote else []), "label", "crop", "pretrain"], project, "dvc push", 3600, _log())
         git(project, "add", "dvc.lock")
         if git(project, "diff", "--cached", "--quiet", required=False) is None:
             git(project, "commit", "-q", "-m", "retrain: training inputs for the GPU workers")

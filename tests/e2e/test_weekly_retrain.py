@@ -198,8 +198,10 @@ def test_a_gpu_worker_trains_in_its_own_checkout_and_the_parent_takes_it_back(pr
     origin = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
     run(["git", "remote", "add", "origin", str(origin)], root, env)
-    # Workers read the remote from the committed config, as they would an S3 remote.
+    # Workers read the remote from the committed config, as they would an S3 remote; the
+    # workspace's own (config.local) setting must name the same place.
     run(["dvc", "remote", "modify", "local", "url", str(remote)], root, env)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], root, env)
     run(["git", "commit", "-qam", "shared DVC remote"], root, env)
     old_cwd = os.getcwd()
     os.chdir(root)

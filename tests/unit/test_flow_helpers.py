@@ -31,6 +31,9 @@ ERROR: failed to reproduce 'label': failed to run: python -m pipelines.label, ex
 def test_failure_message_is_the_stages_own_line() -> None:
     assert failure_message(DVC_FAILURE) == "label: 2 classes below validation.min_examples_per_class: shirt-pattern: stripe has 4"
     assert failure_message(["ERROR: unexpected error - no dvc.yaml"]) == "unexpected error - no dvc.yaml"
+    pull = ["WARNING: Some of the cache files do not exist", "Everything is up to date.",
+            "ERROR: failed to pull data from the cloud - Checkout failed for following targets:", "data/crops"]
+    assert failure_message(pull) == "failed to pull data from the cloud - Checkout failed for following targets:"
     assert failure_message(["plain failure"]) == "plain failure"
     assert failure_message([]) == "failed with no output"
 
