@@ -47,6 +47,7 @@ demo: install ## Install, then run the weekly retrain flow on the embedded defau
 	echo "==> demo finished in $$(( ($$(date +%s) - start) / 60 )) min $$(( ($$(date +%s) - start) % 60 )) s (after the install)"
 	@echo "    Report: reports/retrain/latest.md (also a Prefect artifact). Shop: $(SHOP_DIR) (contact sheets in $(SHOP_DIR)/sheets)."
 	@echo "    MLflow UI (runs, registry, aliases): $(BIN)/seamline mlflow-ui   → http://127.0.0.1:5000"
+	@echo "    Search page and API (the catalogue the run indexed): $(BIN)/seamline serve   → http://127.0.0.1:8000/"
 	@echo "    Tag any photo: $(BIN)/seamline predict PHOTO...   Promote or roll back: $(BIN)/seamline models --help"
 	@echo "    Browse the shop: $(BIN)/seamline demo-shop serve $(SHOP_DIR) --port $(SHOP_PORT)"
 

@@ -1,6 +1,6 @@
 """The weekly retrain, as Prefect flows: crawl every enabled source (in parallel, bounded) →
 validate → label → snapshot (git tag + dvc push) → resolve → detector → crop → pretrain → train
-each component → gate and register → report.
+each component → gate and register → index the catalogue for search → report.
 
 Every step runs its DVC stage in a child process (`dvc repro --single-item`), so DVC's cache
 skips what has not changed — a killed run started again redoes only the unfinished stages — and
@@ -49,6 +49,8 @@ DATA_STAGES = ("validate", "label", "snapshot")
 MODEL_STAGES = ("resolve", "detector", "crop", "pretrain")
 REPORT_DIR = Path("reports/retrain")
 REGISTRY_REPORTS = Path("reports/registry")
+CATALOGUE_SUMMARY = Path("reports/catalogue_summary.json")
+INDEX_STEP = "index catalogue"
 
 
 class RetrainFailed(RuntimeError):
@@ -143,6 +145,17 @@ def register_components(components: list[str], root: str, params_file: str, prof
         command += ["--component", component]
     run_command(command, Path(root), "register", timeout_s, _log(), env=project_env(Path(root)))
     return {c: read_json(Path(root) / REGISTRY_REPORTS / f"{c}.json") for c in components}
+
+
+@task(task_run_name="index catalogue")
+def index_catalogue(root: str, params_file: str, profile: str, timeout_s: float) -> dict[str, Any]:
+    """Tag the validated images with the champions into the search catalogue (pipelines/catalogue.py);
+    incremental, so only new images and components whose champion changed are tagged."""
+    command = [sys.executable, "-m", "pipelines.catalogue", "--params", params_file, "--profile", profile,
+               "--summary", str(CATALOGUE_SUMMARY)]
+    (Path(root) / CATALOGUE_SUMMARY).unlink(missing_ok=True)
+    run_command(command, Path(root), INDEX_STEP, timeout_s, _log(), env=project_env(Path(root)))
+    return read_json(Path(root) / CATALOGUE_SUMMARY)
 
 
 @flow(name="train-component", log_prints=True)
@@ -248,7 +261,7 @@ def weekly_retrain(profile: str | None = None, root: str = ".", params_file: str
     chosen_components = list(components or params.components)
     report = RetrainReport(profile=params.profile, started=_now(), tracking_uri=_tracking_uri(params))
     planned = ([f"crawl@{s}" for s in chosen_sources] + list(DATA_STAGES) + ["snapshot tag", "dvc push"] + list(MODEL_STAGES)
-               + [f"train@{c}" for c in chosen_components] + [f"register {c}" for c in chosen_components])
+               + [f"train@{c}" for c in chosen_components] + [f"register {c}" for c in chosen_components] + [INDEX_STEP])
     statuses: dict[str, str] = {}
     registrations: dict[str, dict[str, Any]] = {}
     try:
@@ -272,6 +285,7 @@ def weekly_retrain(profile: str | None = None, root: str = ".", params_file: str
             statuses[component] = "trained" if trained["ran"] else "up to date"
             report.steps.append(StepOutcome(f"train@{component}", "ran" if trained["ran"] else "skipped", trained["seconds"]))
         registrations.update(_register(params, project, params_file, chosen_components, statuses, report))
+        _index(params, project, params_file, report)
     except StageFailed as error:
         if not report.failed:
             report.steps.append(StepOutcome(error.stage, "failed", 0.0, str(error)))
@@ -383,6 +397,21 @@ def _register(params: Params, project: Path, params_file: str, components: Seque
         report.steps.append(StepOutcome(f"register {component}", "ran", seconds, registered[component].get("reason", "")))
         done[component] = registered[component]
     return done
+
+
+def _index(params: Params, project: Path, params_file: str, report: RetrainReport) -> None:
+    began = time.monotonic()
+    try:
+        summary = index_catalogue(str(project), params_file, params.profile, _timeout(params, "index"))
+    except StageFailed as error:
+        report.steps.append(StepOutcome(INDEX_STEP, "failed", time.monotonic() - began, str(error).removeprefix(f"{INDEX_STEP}: ")))
+        raise
+    if summary.get("skipped"):
+        report.steps.append(StepOutcome(INDEX_STEP, "skipped", time.monotonic() - began, summary["skipped"]))
+        return
+    status = "ran" if summary.get("tagged") or summary.get("removed") else "skipped"
+    report.steps.append(StepOutcome(INDEX_STEP, status, time.monotonic() - began,
+                                    f"{summary.get('images', 0)} images, {summary.get('tagged', 0)} tagged now"))
 
 
 def _fill_report(params: Params, project: Path, report: RetrainReport, sources: Sequence[str], statuses: dict[str, str],

@@ -627,9 +627,9 @@ def pretrain(
 
 
 # The registry and schedule commands live in their own modules; importing them registers them on `app`.
-from pipelines import cli_models, cli_schedule
+from pipelines import cli_models, cli_schedule, cli_search
 
-COMMAND_MODULES = (cli_models, cli_schedule)
+COMMAND_MODULES = (cli_models, cli_schedule, cli_search)
 
 if __name__ == "__main__":
     app()

@@ -261,6 +261,8 @@ def models_promote(
         fail("--reason must say why")
     entry = _registry_call(params, lambda: promote(params, component, model_version, reason, _who(who), crops, labels, alias))
     out_console.print(f"{component}: {entry.alias} v{entry.from_version or '-'} → v{entry.to_version} ({entry.who}: {entry.why})", highlight=False)
+    if entry.alias == CHAMPION:
+        out_console.print(_RETAG_HINT, highlight=False)
 
 
 @models_app.command("rollback")
@@ -283,6 +285,10 @@ def models_rollback(
     _component(params, component)
     entry = _registry_call(params, lambda: rollback(params, component, reason, _who(who), crops, labels))
     out_console.print(f"{component}: champion v{entry.from_version} → v{entry.to_version} ({entry.who}: {entry.why})", highlight=False)
+    out_console.print(_RETAG_HINT, highlight=False)
+
+
+_RETAG_HINT = "the search catalogue still holds the old champion's tags: `seamline index` re-tags them (a restarted `seamline serve` does too)"
 
 
 @app.command("predict")

@@ -288,6 +288,23 @@ class RegistryParams(_Section):
     ledger: Annotated[str, Field(min_length=1)] = "mlflow/ledger.jsonl"
 
 
+class SearchParams(_Section):
+    """The catalogue index and the search service (`seamline index`, `seamline serve`)."""
+
+    catalogue: Annotated[str, Field(min_length=1)] = "data/catalogue/catalogue.db"
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    page_size: PositiveInt = 24
+    max_page_size: PositiveInt = 100
+    similar_limit: PositiveInt = 12
+    # Uploads: bigger bodies are refused before they are read, and a photo whose header declares
+    # more pixels than this is refused before it is decoded (a decompression bomb).
+    max_upload_mb: Annotated[float, Field(gt=0)] = 20.0
+    max_image_pixels: PositiveInt = 40_000_000
+    crop_preview_px: Annotated[int, Field(ge=32, le=1024)] = 256   # stored crop thumbnails
+    batch_size: PositiveInt = 32   # photos per detector/classifier batch while indexing
+
+
 # --- the whole file -------------------------------------------------------------------------
 
 _COMPONENT_NAME = re.compile(r"^(shirt|jeans)-[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -307,6 +324,7 @@ class Params(_Section):
     pretrain: PretrainParams = PretrainParams()
     registry: RegistryParams
     retrain: RetrainParams = RetrainParams()
+    search: SearchParams = SearchParams()
 
     @model_validator(mode="after")
     def _components_fit(self) -> Self:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.config import Params
-from pipelines.registry import CHAMPION, LoadedClassifier, Registry, RegistryError
+from pipelines.registry import CHAMPION, LoadedClassifier, NoChampion, Registry
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class ComponentTag:
     probabilities: dict[str, float]
     version: str
     box: tuple[float, float, float, float] | None
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)  # unit-length backbone features
 
     @property
     def unknown(self) -> bool:
@@ -79,6 +80,7 @@ class Tagger:
         self.params = params
         self.detector = detector
         self.classifiers = dict(classifiers)
+        self._feature_models: dict[str, Any] = {}
 
     @classmethod
     def from_registry(cls, params: Params, detector_dir: Path, components: Sequence[str] | None = None,
@@ -95,18 +97,21 @@ class Tagger:
             if version is not None:
                 loaded[name] = registry.load(name, version)
         if not loaded:
-            raise RegistryError(f"no {alias} model for {', '.join(chosen)} at {registry.uri} (register and promote one first)")
+            raise NoChampion(f"no {alias} model for {', '.join(chosen)} at {registry.uri} (register and promote one first)")
         return cls(params, load_detector(detector_dir), loaded)
 
-    def tag(self, images: Sequence[np.ndarray], keep_crops: bool = False) -> list[PhotoTags]:
+    def tag(self, images: Sequence[np.ndarray], keep_crops: bool = False,
+            detections: Sequence[Sequence[Any]] | None = None) -> list[PhotoTags]:
+        """Tag each photo; `detections` (one list of `Detection` per photo) skips the detector,
+        as the catalogue does with detections it already has."""
         from pipelines.crop_stage import Region, crop_one
         from pipelines.detect import best_of_category
 
         threshold = self.params.detector.score_threshold
-        detections = self.detector.detect(list(images))
+        found_per_image = list(detections) if detections is not None else self.detector.detect(list(images))
         results = [PhotoTags() for _ in images]
         pending: dict[str, list[tuple[int, np.ndarray, tuple[float, float, float, float] | None]]] = {}
-        for i, (image, found) in enumerate(zip(images, detections)):
+        for i, (image, found) in enumerate(zip(images, found_per_image)):
             for name, classifier in self.classifiers.items():
                 component = self.params.components[name]
                 if component.item in self.params.detector.categories and best_of_category(found, component.item, threshold) is None:
@@ -114,10 +119,7 @@ class Tagger:
                     continue
                 best = best_of_category(found, component.crop_region, threshold, self.params.crop.pick)
                 region = Region(best.box, best.mask, best.score) if best else None
-                crop_params = self.params.crop.model_copy(update={"mode": classifier.meta.get("crop_mode", self.params.crop.mode)})
-                if crop_params.mode == "annotation":  # no annotations for a new photo: the detector's box
-                    crop_params = crop_params.model_copy(update={"mode": "bbox"})
-                pixels, _ = crop_one(image, region, crop_params)
+                pixels, _ = crop_one(image, region, self.crop_params(classifier))
                 if pixels is None:
                     results[i].skipped[name] = f"no {component.crop_region} found"
                     continue
@@ -130,9 +132,32 @@ class Tagger:
             batch = np.stack([pixels for _, pixels, _ in rows])
             # A direct call, not predict(): a request's few crops need no dataset, and varying batch
             # sizes do not retrace a predict function each time.
-            probabilities = np.asarray(classifier.model(batch, training=False), dtype=np.float64)
-            for (i, _, box), row in zip(rows, probabilities):
+            pooled, probabilities = (np.asarray(t, dtype=np.float32) for t in self._with_features(name)(batch, training=False))
+            for (i, _, box), row, features in zip(rows, probabilities.astype(np.float64), pooled):
                 label, guess, probability = label_of(row, classifier.classes, classifier.meta["thresholds"])
                 results[i].tags[name] = ComponentTag(name, label, probability, guess,
-                                                     dict(zip(classifier.classes, map(float, row))), classifier.version, box)
+                                                     dict(zip(classifier.classes, map(float, row))), classifier.version, box,
+                                                     unit_vector(features))
         return results
+
+    def crop_params(self, classifier: LoadedClassifier) -> Any:
+        """The crop recipe the classifier was trained on; `annotation` becomes the detector's box
+        (a new photo has no annotations)."""
+        mode = classifier.meta.get("crop_mode", self.params.crop.mode)
+        return self.params.crop.model_copy(update={"mode": "bbox" if mode == "annotation" else mode})
+
+    def _with_features(self, name: str) -> Any:
+        """The classifier with its pooled backbone features as a second output: the embedding the
+        catalogue ranks similar items by, at no extra cost."""
+        if name not in self._feature_models:
+            import keras
+
+            model = self.classifiers[name].model
+            self._feature_models[name] = keras.Model(model.input, [model.get_layer("gap").output, model.output])
+        return self._feature_models[name]
+
+
+def unit_vector(features: np.ndarray) -> np.ndarray:
+    """L2-normalised float32 features, so a dot product is the cosine similarity."""
+    norm = float(np.linalg.norm(features))
+    return (features / norm if norm > 0 else features).astype(np.float32)

@@ -43,6 +43,10 @@ class RegistryError(RuntimeError):
     served, an unreachable tracking server), in one line."""
 
 
+class NoChampion(RegistryError):
+    """No component has a version under the alias asked for: nothing to serve yet."""
+
+
 # --- pure rules -------------------------------------------------------------------------------
 
 

@@ -1,0 +1,105 @@
+"""`seamline index` and `seamline serve`: the catalogue the champions tag, and the search page and
+API shoppers and designers use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipelines.cli import DEFAULT_PARAMS_PATH, ParamsFile, app, fail, out_console
+from pipelines.cli_models import Profile, _params, _registry_call
+
+Detector = Annotated[Path, typer.Option("--detector", help="The trained detector.", file_okay=False)]
+Images = Annotated[Path, typer.Option("--images", help="Where the crawled images live (data/raw).", file_okay=False)]
+Catalogue = Annotated[Path | None, typer.Option("--catalogue", help="The catalogue database (default: search.catalogue in params).", dir_okay=False)]
+
+
+@app.command("index")
+def index(
+    manifest: Annotated[Path, typer.Option("--manifest", help="The validated manifest: every image in it is catalogued.", dir_okay=False)] = Path("data/validated/manifest.parquet"),
+    images: Images = Path("data/raw"),
+    crops: Annotated[Path, typer.Option("--crops", help="The crop stage's output; its detections are reused.", file_okay=False)] = Path("data/crops"),
+    detector_dir: Detector = Path("models/detector"),
+    catalogue: Catalogue = None,
+    profile: Profile = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Tag every validated image with each component's champion into the search catalogue.
+
+    Incremental: an image is tagged again only when it is new, when its component's champion changed version, or when the detector changed; images no longer validated leave the catalogue. The weekly retrain runs this after registration; run it after promoting or rolling back.
+    """
+    from pipelines.catalogue import CatalogueError, run_refresh
+    from pipelines.detect import DetectorError
+
+    params = _params(params_file, profile)
+    target = catalogue or Path(params.search.catalogue)
+    try:
+        summary = _registry_call(params, lambda: run_refresh(params, detector_dir, manifest, images, crops, target,
+                                                             progress=lambda line: out_console.print(line, highlight=False)))
+    except (CatalogueError, DetectorError) as error:
+        fail(f"index: {error}")
+    out_console.print(f"catalogue {target}: {summary.images} images, {summary.tagged} tagged now, {summary.up_to_date} up to date, "
+                      f"{summary.removed} removed, {summary.unreadable} unreadable ({summary.seconds:.0f} s)", highlight=False)
+    for component, counts in summary.labels.items():
+        out_console.print(f"  {component:<14} " + "  ".join(f"{label} {n}" for label, n in counts.items()), highlight=False)
+
+
+@app.command("serve")
+def serve(
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default: search.port in params, 8000).", min=1, max=65535)] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Interface (default: search.host, 127.0.0.1 — this machine only).")] = None,
+    refresh: Annotated[bool, typer.Option("--refresh/--no-refresh", help="Bring the catalogue up to date with the champions before serving.")] = True,
+    manifest: Annotated[Path, typer.Option("--manifest", help="The validated manifest, for --refresh.", dir_okay=False)] = Path("data/validated/manifest.parquet"),
+    images: Images = Path("data/raw"),
+    crops: Annotated[Path, typer.Option("--crops", help="The crop stage's output, for --refresh.", file_okay=False)] = Path("data/crops"),
+    detector_dir: Detector = Path("models/detector"),
+    catalogue: Catalogue = None,
+    profile: Profile = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Serve the attribute search page and API.
+
+    The page (/) tags an uploaded or dropped photo, shows the crops and each attribute's confidence, and finds catalogue products that share the attributes; chips filter by attribute.
+
+    The API: POST /predict, GET /search?collar=band&pattern=stripe, POST /similar, GET /attributes, GET /health; OpenAPI docs at /docs. Each component's champion is loaded from the registry at start, and the catalogue is brought up to date with them unless --no-refresh.
+    """
+    import uvicorn
+
+    from pipelines.catalogue import CatalogueError
+    from pipelines.catalogue import refresh as refresh_catalogue
+    from pipelines.detect import DetectorError
+    from pipelines.serve import create_app, load_service
+
+    params = _params(params_file, profile)
+    target = catalogue or Path(params.search.catalogue)
+    try:
+        service = _registry_call(params, lambda: load_service(params, detector_dir, images, target))
+        missing = [name for name in params.components if name not in service.tagger.classifiers]
+        if missing:
+            out_console.print(f"no champion for {', '.join(missing)}: not searchable until one is promoted", highlight=False)
+        if refresh:
+            refresh_catalogue(params, service.tagger, manifest, images, target, crops,
+                              progress=lambda line: out_console.print(line, highlight=False))
+        elif not target.is_file():
+            fail(f"{target}: no catalogue yet; run `seamline index` or serve with --refresh")
+    except (CatalogueError, DetectorError) as error:
+        fail(str(error))
+    chosen_host = host or params.search.host
+    chosen_port = port or params.search.port
+    _check_port(chosen_host, chosen_port)
+    out_console.print(f"search page on http://{chosen_host}:{chosen_port}/  (API docs at /docs; Ctrl-C stops it)", highlight=False)
+    uvicorn.run(create_app(service), host=chosen_host, port=chosen_port, log_level="info")
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail with one line if the port is taken (uvicorn would log and exit after loading the models)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
