@@ -288,7 +288,8 @@ def models_rollback(
     out_console.print(_RETAG_HINT, highlight=False)
 
 
-_RETAG_HINT = "the search catalogue still holds the old champion's tags: `seamline index` re-tags them (a restarted `seamline serve` does too)"
+_RETAG_HINT = ("search: a running `seamline serve` switches to the new champion and re-tags its catalogue within search.reload_minutes; "
+               "`seamline index` re-tags it now")
 
 
 @app.command("predict")

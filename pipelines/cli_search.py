@@ -63,7 +63,7 @@ def serve(
 
     The page (/) tags an uploaded or dropped photo, shows the crops and each attribute's confidence, and finds catalogue products that share the attributes; chips filter by attribute.
 
-    The API: POST /predict, GET /search?collar=band&pattern=stripe, POST /similar, GET /attributes, GET /health; OpenAPI docs at /docs. Each component's champion is loaded from the registry at start, and the catalogue is brought up to date with them unless --no-refresh.
+    The API: POST /predict, GET /search?collar=band&pattern=stripe, POST /similar, GET /attributes, GET /health; OpenAPI docs at /docs. Each component's champion is loaded from the registry at start, and the catalogue is brought up to date with them unless --no-refresh. Every search.reload_minutes the service asks the registry whether a champion moved (a promotion or rollback) and, if so, re-tags the catalogue with it and switches to it.
     """
     import uvicorn
 
@@ -75,7 +75,7 @@ def serve(
     params = _params(params_file, profile)
     target = catalogue or Path(params.search.catalogue)
     try:
-        service = _registry_call(params, lambda: load_service(params, detector_dir, images, target))
+        service = _registry_call(params, lambda: load_service(params, detector_dir, images, target, manifest, crops))
         missing = [name for name in params.components if name not in service.tagger.classifiers]
         if missing:
             out_console.print(f"no champion for {', '.join(missing)}: not searchable until one is promoted", highlight=False)

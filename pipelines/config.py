@@ -303,6 +303,9 @@ class SearchParams(_Section):
     max_image_pixels: PositiveInt = 40_000_000
     crop_preview_px: Annotated[int, Field(ge=32, le=1024)] = 256   # stored crop thumbnails
     batch_size: PositiveInt = 32   # photos per detector/classifier batch while indexing
+    # How often a running service asks the registry whether a champion moved (a promotion or a
+    # rollback); a moved one is loaded and its catalogue tags redone before it answers. 0: never.
+    reload_minutes: Annotated[float, Field(ge=0)] = 10.0
 
 
 # --- the whole file -------------------------------------------------------------------------

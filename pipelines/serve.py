@@ -15,7 +15,8 @@ from __future__ import annotations
 import base64
 import io
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -85,17 +86,60 @@ def crop_data_url(pixels: np.ndarray, side: int) -> str:
 
 @dataclass
 class SearchService:
-    """What the endpoints share: params, the loaded champions and detector, the catalogue."""
+    """What the endpoints share: params, the loaded champions and detector, the catalogue, and
+    the inputs a refresh of the catalogue reads."""
 
     params: Params
     tagger: Any
     catalogue: Path
     images_root: Path
+    manifest: Path = Path("data/validated/manifest.parquet")
+    crops: Path | None = Path("data/crops")
 
     def __post_init__(self) -> None:
         # One photo through the models at a time: TensorFlow already uses every core for one
         # forward pass, and concurrent calls into the same Keras models are not worth the risk.
         self._lock = threading.Lock()
+
+    def reload_moved_champions(self, progress: Callable[[str], None]) -> dict[str, str]:
+        """Load every champion that moved since this service loaded its models, re-tag the
+        catalogue with it, then swap it in; returns component → new version. Requests keep
+        being answered by the old models until the catalogue agrees with the new ones."""
+        from pipelines.catalogue import refresh
+        from pipelines.predict import Tagger
+        from pipelines.registry import CHAMPION, Registry
+
+        registry = Registry(self.params.registry)
+        moved = {}
+        for name in self.params.components:
+            version = registry.alias_version(name, CHAMPION) if registry.model_exists(name) else None
+            loaded = self.tagger.classifiers.get(name)
+            if version is not None and (loaded is None or loaded.version != version):
+                moved[name] = version
+        if not moved:
+            return {}
+        progress("champion moved: " + ", ".join(f"{name} → v{version}" for name, version in moved.items()))
+        classifiers = {**self.tagger.classifiers, **{name: registry.load(name, version) for name, version in moved.items()}}
+        fresh = Tagger(self.params, self.tagger.detector, classifiers)
+        refresh(self.params, fresh, self.manifest, self.images_root, self.catalogue, self.crops, progress)
+        with self._lock:
+            self.tagger = fresh
+        progress("now serving " + ", ".join(f"{name} v{c.version}" for name, c in fresh.classifiers.items()))
+        return moved
+
+
+def watch_champions(service: SearchService, stop: threading.Event, progress: Callable[[str], None]) -> None:
+    """Every search.reload_minutes until `stop` is set: pick up moved champions. A failure (the
+    tracking server down, a model that does not load) is logged and tried again next time; the
+    service goes on with the models it has."""
+    interval = service.params.search.reload_minutes * 60.0
+    while not stop.wait(interval):
+        try:
+            service.reload_moved_champions(progress)
+        except Exception as error:  # noqa: BLE001 - the service must outlive a bad reload
+            from pipelines.registry import one_line
+
+            progress(f"champion reload failed, still serving the loaded models: {one_line(error)}")
 
     @property
     def max_bytes(self) -> int:
@@ -136,7 +180,18 @@ def create_app(service: SearchService) -> Any:
 
     from pipelines import catalogue as index
 
-    app = FastAPI(title="Seamline attribute search", version="1",
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        import logging
+
+        stop = threading.Event()
+        if service.params.search.reload_minutes > 0:
+            log = logging.getLogger("uvicorn.error")
+            threading.Thread(target=watch_champions, args=(service, stop, log.info), name="champion-watch", daemon=True).start()
+        yield
+        stop.set()
+
+    app = FastAPI(title="Seamline attribute search", version="1", lifespan=lifespan,
                   description="Tag fashion photos by component attributes and find catalogue products that share them.")
     limit = service.max_bytes
 
@@ -252,8 +307,10 @@ def create_app(service: SearchService) -> Any:
     return app
 
 
-def load_service(params: Params, detector_dir: Path, images_root: Path, catalogue: Path | None = None) -> SearchService:
+def load_service(params: Params, detector_dir: Path, images_root: Path, catalogue: Path | None = None,
+                 manifest: Path = Path("data/validated/manifest.parquet"), crops: Path | None = Path("data/crops")) -> SearchService:
     """The champions, the detector and the catalogue path, ready to serve."""
     from pipelines.predict import Tagger
 
-    return SearchService(params, Tagger.from_registry(params, detector_dir), catalogue or Path(params.search.catalogue), images_root)
+    return SearchService(params, Tagger.from_registry(params, detector_dir), catalogue or Path(params.search.catalogue),
+                         images_root, manifest, crops)

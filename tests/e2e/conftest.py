@@ -60,6 +60,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, weekly_shop: Path) -> Iter
     tiny["validation"] = {**tiny.get("validation", {}), "min_examples_per_class": 1}
     tree["registry"]["min_class_recall"] = 0.0  # toy models: the first one to load and answer becomes champion
     tree["retrain"]["crawl_max_age_hours"] = 12
+    tree["search"]["reload_minutes"] = 0.05  # a served search notices a promotion within seconds
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
 
     origin = tmp_path_factory.mktemp("shop")

@@ -257,3 +257,32 @@ def test_the_page_tags_an_uploaded_photo_and_shows_matching_products(searchable,
         assert not browser.find_element(By.ID, "error").is_displayed()
     finally:
         browser.quit()
+
+
+def test_a_running_service_switches_to_a_promoted_champion_and_re_tags_its_catalogue(searchable, server) -> None:
+    """An ML lead promotes another version while `seamline serve` runs: within search.reload_minutes
+    the service loads it, re-tags that component's catalogue entries, and only then serves it."""
+    import time
+
+    from mlflow import MlflowClient
+
+    root, env, catalogue = searchable
+    client = MlflowClient(f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("jeans-color", "champion")
+    # The same model once more as a new version: the promotion is real, only the weights are not new.
+    again = client.create_model_version("jeans-color", champion.source, run_id=champion.run_id)
+    promoted = run([str(BIN / "seamline"), "models", "promote", "jeans-color", str(again.version), "--reason", "reload test",
+                    "--profile", "tiny"], root, env)
+    assert "switches to the new champion" in promoted.stdout
+    deadline = time.monotonic() + 240
+    health: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(server + "/health", timeout=10) as answer:
+            health = json.loads(answer.read())
+        if health["models"]["jeans-color"] == str(again.version):
+            break
+        time.sleep(1)
+    assert health["models"]["jeans-color"] == str(again.version), health
+    assert health["status"] == "ok" and health["catalogue"]["stale_components"] == [], health
+    versions = {row["model_version"] for row in catalogue_rows(catalogue, "SELECT DISTINCT model_version FROM tags WHERE component = 'jeans-color'")}
+    assert versions == {str(again.version)}
