@@ -130,9 +130,9 @@ class Tagger:
         for name, rows in pending.items():
             classifier = self.classifiers[name]
             batch = np.stack([pixels for _, pixels, _ in rows])
-            # A direct call, not predict(): a request's few crops need no dataset, and varying batch
-            # sizes do not retrace a predict function each time.
-            pooled, probabilities = (np.asarray(t, dtype=np.float32) for t in self._with_features(name)(batch, training=False))
+            # A traced call, not predict(): a request's few crops need no dataset, and varying batch
+            # sizes do not retrace.
+            pooled, probabilities = (np.asarray(t, dtype=np.float32) for t in self._with_features(name)(batch.astype(np.float32)))
             for (i, _, box), row, features in zip(rows, probabilities.astype(np.float64), pooled):
                 label, guess, probability = label_of(row, classifier.classes, classifier.meta["thresholds"])
                 results[i].tags[name] = ComponentTag(name, label, probability, guess,
@@ -147,13 +147,23 @@ class Tagger:
         return self.params.crop.model_copy(update={"mode": "bbox" if mode == "annotation" else mode})
 
     def _with_features(self, name: str) -> Any:
-        """The classifier with its pooled backbone features as a second output: the embedding the
-        catalogue ranks similar items by, at no extra cost."""
+        """The classifier with its pooled backbone features as a second output (the embedding the
+        catalogue ranks similar items by, at no extra cost), as one traced graph: an eager call
+        of DenseNet121's 400-odd layers costs ~0.3 s of Python per call on this CPU, the traced
+        one ~20 ms for a single crop. Traced once for any batch size."""
         if name not in self._feature_models:
             import keras
+            import tensorflow as tf
 
             model = self.classifiers[name].model
-            self._feature_models[name] = keras.Model(model.input, [model.get_layer("gap").output, model.output])
+            both = keras.Model(model.input, [model.get_layer("gap").output, model.output])
+            size = int(self.classifiers[name].meta["image_size"])
+
+            @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+            def forward(pixels: Any) -> Any:
+                return both(pixels, training=False)
+
+            self._feature_models[name] = forward
         return self._feature_models[name]
 
 
