@@ -127,20 +127,6 @@ class SearchService:
         progress("now serving " + ", ".join(f"{name} v{c.version}" for name, c in fresh.classifiers.items()))
         return moved
 
-
-def watch_champions(service: SearchService, stop: threading.Event, progress: Callable[[str], None]) -> None:
-    """Every search.reload_minutes until `stop` is set: pick up moved champions. A failure (the
-    tracking server down, a model that does not load) is logged and tried again next time; the
-    service goes on with the models it has."""
-    interval = service.params.search.reload_minutes * 60.0
-    while not stop.wait(interval):
-        try:
-            service.reload_moved_champions(progress)
-        except Exception as error:  # noqa: BLE001 - the service must outlive a bad reload
-            from pipelines.registry import one_line
-
-            progress(f"champion reload failed, still serving the loaded models: {one_line(error)}")
-
     @property
     def max_bytes(self) -> int:
         return int(self.params.search.max_upload_mb * 1_000_000)
@@ -165,6 +151,20 @@ def watch_champions(service: SearchService, stop: threading.Event, progress: Cal
         return {name: {"attribute": short.get(name, name), "item": component.item, "classes": list(component.classes),
                        "model_version": self.tagger.classifiers[name].version if name in self.tagger.classifiers else None}
                 for name, component in self.params.components.items()}
+
+
+def watch_champions(service: SearchService, stop: threading.Event, progress: Callable[[str], None]) -> None:
+    """Every search.reload_minutes until `stop` is set: pick up moved champions. A failure (the
+    tracking server down, a model that does not load) is logged and tried again next time; the
+    service goes on with the models it has."""
+    interval = service.params.search.reload_minutes * 60.0
+    while not stop.wait(interval):
+        try:
+            service.reload_moved_champions(progress)
+        except Exception as error:  # noqa: BLE001 - the service must outlive a bad reload
+            from pipelines.registry import one_line
+
+            progress(f"champion reload failed, still serving the loaded models: {one_line(error)}")
 
 
 def page_json(page: Page, filters: Mapping[str, str]) -> dict[str, Any]:
