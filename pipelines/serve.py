@@ -23,6 +23,12 @@ from typing import Annotated, Any
 
 import numpy as np
 
+# At module level, not inside create_app: FastAPI resolves the endpoints' (string) annotations
+# against this module's globals.
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+
 from pipelines.catalogue import CatalogueError, Page, attribute_names, parse_filters
 from pipelines.config import Params
 
@@ -174,10 +180,6 @@ def page_json(page: Page, filters: Mapping[str, str]) -> dict[str, Any]:
 
 def create_app(service: SearchService) -> Any:
     """The FastAPI application over one loaded service."""
-    from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-
     from pipelines import catalogue as index
 
     @asynccontextmanager
