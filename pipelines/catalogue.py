@@ -429,11 +429,40 @@ def statistics(catalogue: Path) -> dict[str, Any]:
 # --- the stage's command line -----------------------------------------------------------------
 
 
+def already_current(params: Params, detector_dir: Path, manifest: Path, catalogue: Path) -> RefreshSummary | None:
+    """The summary of a catalogue that already agrees with the validated images, the champions'
+    versions and the detector, found without loading a model (the weekly no-op case); None when
+    there is work to do."""
+    from pipelines.registry import CHAMPION, Registry
+
+    record = detector_dir / "detector.json"  # pipelines.detect's DETECTOR_FILE; importing it would start TensorFlow
+    if not catalogue.is_file() or not record.is_file():
+        return None
+    registry = Registry(params.registry)
+    models = {name: version for name in params.components
+              if registry.model_exists(name) and (version := registry.alias_version(name, CHAMPION)) is not None}
+    images = validated_images(manifest)
+    with connect(catalogue) as connection:
+        served = set(indexed_models(connection))
+        stored = {row["sha256"] for row in connection.execute("SELECT sha256 FROM items")}
+        detector = json.loads(record.read_text(encoding="utf-8")).get("version")
+        if not models or served - set(models) or stored - {image.sha256 for image in images} \
+                or images_to_tag(connection, images, models, detector):
+            return None
+        return RefreshSummary(images=len(images), up_to_date=len(images), models=models, labels=label_counts(connection))
+
+
 def run_refresh(params: Params, detector_dir: Path, manifest: Path, images_root: Path, crop_cache: Path | None,
                 catalogue: Path, progress: Callable[[str], None]) -> RefreshSummary:
-    """Load every champion and the detector, then refresh the catalogue."""
+    """Load every champion and the detector, then refresh the catalogue (unless it is already
+    current, which is found out without loading any model)."""
     from pipelines.predict import Tagger
 
+    current = already_current(params, detector_dir, manifest, catalogue)
+    if current is not None:
+        progress(f"index: {current.images} validated images, {current.up_to_date} up to date, 0 to tag "
+                 f"with {', '.join(f'{n} v{v}' for n, v in current.models.items())}")
+        return current
     tagger = Tagger.from_registry(params, detector_dir)
     missing = [name for name in params.components if name not in tagger.classifiers]
     if missing:

@@ -14,13 +14,16 @@ from pipelines.cli_models import Profile, _params, _registry_call
 Detector = Annotated[Path, typer.Option("--detector", help="The trained detector.", file_okay=False)]
 Images = Annotated[Path, typer.Option("--images", help="Where the crawled images live (data/raw).", file_okay=False)]
 Catalogue = Annotated[Path | None, typer.Option("--catalogue", help="The catalogue database (default: search.catalogue in params).", dir_okay=False)]
+Manifest = Annotated[Path, typer.Option("--manifest", help="The validated manifest: every image in it is catalogued.", dir_okay=False)]
+Crops = Annotated[Path, typer.Option("--crops", help="The crop stage's output; its detections are reused.", file_okay=False)]
+MANIFEST = Path("data/validated/manifest.parquet")
 
 
 @app.command("index")
 def index(
-    manifest: Annotated[Path, typer.Option("--manifest", help="The validated manifest: every image in it is catalogued.", dir_okay=False)] = Path("data/validated/manifest.parquet"),
+    manifest: Manifest = MANIFEST,
     images: Images = Path("data/raw"),
-    crops: Annotated[Path, typer.Option("--crops", help="The crop stage's output; its detections are reused.", file_okay=False)] = Path("data/crops"),
+    crops: Crops = Path("data/crops"),
     detector_dir: Detector = Path("models/detector"),
     catalogue: Catalogue = None,
     profile: Profile = None,
@@ -51,9 +54,9 @@ def serve(
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default: search.port in params, 8000).", min=1, max=65535)] = None,
     host: Annotated[str | None, typer.Option("--host", help="Interface (default: search.host, 127.0.0.1 — this machine only).")] = None,
     refresh: Annotated[bool, typer.Option("--refresh/--no-refresh", help="Bring the catalogue up to date with the champions before serving.")] = True,
-    manifest: Annotated[Path, typer.Option("--manifest", help="The validated manifest, for --refresh.", dir_okay=False)] = Path("data/validated/manifest.parquet"),
+    manifest: Manifest = MANIFEST,
     images: Images = Path("data/raw"),
-    crops: Annotated[Path, typer.Option("--crops", help="The crop stage's output, for --refresh.", file_okay=False)] = Path("data/crops"),
+    crops: Crops = Path("data/crops"),
     detector_dir: Detector = Path("models/detector"),
     catalogue: Catalogue = None,
     profile: Profile = None,

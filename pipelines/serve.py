@@ -147,8 +147,7 @@ class SearchService:
         for name, crop in tags.crops.items():
             if name in found["components"]:
                 found["components"][name]["crop"] = crop_data_url(crop, self.params.search.crop_preview_px)
-        items = {self.params.components[name].item for name in tags.tags}
-        found["item"] = items.pop() if len(items) == 1 else None
+        found["items"] = sorted({self.params.components[name].item for name in tags.tags})  # a photo may show a shirt and jeans
         return found
 
     def attributes(self) -> dict[str, Any]:
