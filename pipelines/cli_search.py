@@ -77,6 +77,12 @@ def serve(
 
     params = _params(params_file, profile)
     target = catalogue or Path(params.search.catalogue)
+    chosen_host = host or params.search.host
+    chosen_port = port or params.search.port
+    # The cheap refusals first: loading the models takes tens of seconds.
+    _check_port(chosen_host, chosen_port)
+    if not refresh and not target.is_file():
+        fail(f"{target}: no catalogue yet; run `seamline index` or serve with --refresh")
     try:
         service = _registry_call(params, lambda: load_service(params, detector_dir, images, target, manifest, crops))
         missing = [name for name in params.components if name not in service.tagger.classifiers]
@@ -85,19 +91,14 @@ def serve(
         if refresh:
             refresh_catalogue(params, service.tagger, manifest, images, target, crops,
                               progress=lambda line: out_console.print(line, highlight=False))
-        elif not target.is_file():
-            fail(f"{target}: no catalogue yet; run `seamline index` or serve with --refresh")
     except (CatalogueError, DetectorError) as error:
         fail(str(error))
-    chosen_host = host or params.search.host
-    chosen_port = port or params.search.port
-    _check_port(chosen_host, chosen_port)
     out_console.print(f"search page on http://{chosen_host}:{chosen_port}/  (API docs at /docs; Ctrl-C stops it)", highlight=False)
     uvicorn.run(create_app(service), host=chosen_host, port=chosen_port, log_level="info")
 
 
 def _check_port(host: str, port: int) -> None:
-    """Fail with one line if the port is taken (uvicorn would log and exit after loading the models)."""
+    """Fail with one line if the port is taken (uvicorn would only log it, after the models load)."""
     import socket
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
