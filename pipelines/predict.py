@@ -155,6 +155,9 @@ class Tagger:
             import keras
             import tensorflow as tf
 
+            # Each classifier traces once; TensorFlow's "N of the last N calls triggered
+            # retracing" counts those first traces across functions and is noise here.
+            tf.get_logger().setLevel("ERROR")
             model = self.classifiers[name].model
             both = keras.Model(model.input, [model.get_layer("gap").output, model.output])
             size = int(self.classifiers[name].meta["image_size"])
