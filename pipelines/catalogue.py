@@ -106,9 +106,10 @@ def connect(path: Path, create: bool = False) -> Iterator[sqlite3.Connection]:
     try:
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA foreign_keys = ON")
-        # WAL: the search service keeps reading while a refresh writes.
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.executescript(SCHEMA)
+        if create:  # only writers set up the file; each search request opens a reader
+            # WAL (persistent in the file): the search service keeps reading while a refresh writes.
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.executescript(SCHEMA)
         yield connection
     except sqlite3.DatabaseError as error:
         raise CatalogueError(f"{path}: {error}") from None
