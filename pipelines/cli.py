@@ -554,7 +554,7 @@ def detect(
             best = best_of_category(detections, category, threshold, crop.pick)
             region = (truth.get(sha, {}).get(category) if crop.mode == "annotation"
                       else Region(best.box, best.mask, best.score) if best else None)
-            pixels, status = crop_one(pixels_of[path], region, crop)
+            pixels, status = crop_one(pixels_of[path], region, crop.model_copy(update={"margin": params.crop_for(name).margin}))
             if pixels is None:
                 out_console.print(f"  {name}: no {category} found → skipped (crop.on_no_detection: skip)", highlight=False, soft_wrap=True)
             else:

@@ -19,7 +19,8 @@ def box_of_points(points: np.ndarray) -> Box:
 
 
 def square_around(box: Box, margin: float = 0.0) -> Box:
-    """The square box centred on `box` whose side is its longer side plus `margin` on each side."""
+    """The square box centred on `box` whose side is its longer side plus `margin` on each side
+    (a negative margin, above -0.5, shrinks it about the centre)."""
     x0, y0, x1, y1 = box
     side = max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2

@@ -245,12 +245,12 @@ def run_crop_stage(params: Params, labels: Path, manifest: Path, images_root: Pa
         except DetectorError as error:
             raise CropStageError(str(error)) from None
     version = detector.version if needs_detector else None
-    recipe = crop_recipe(crop, version)
+    recipes = {name: crop_recipe(params.crop_for(name), version) for name in params.components}
     out.mkdir(parents=True, exist_ok=True)
     previous = read_index(out / INDEX_FILE)
 
     wanted = [(c, sha, split) for c, rows in labelled.items() for sha, split in rows]
-    todo = [(c, sha, split) for c, sha, split in wanted if not _reusable(previous.get((c, sha)), recipe, out)]
+    todo = [(c, sha, split) for c, sha, split in wanted if not _reusable(previous.get((c, sha)), recipes[c], out)]
     todo_images = sorted({sha for _, sha, _ in todo})
     progress(f"crop: {len(wanted)} image/component pairs, {len(wanted) - len(todo)} up to date, "
              f"{len(todo)} to crop from {len(todo_images)} images (mode {crop.mode}, {crop.size} px)")
@@ -272,7 +272,7 @@ def run_crop_stage(params: Params, labels: Path, manifest: Path, images_root: Pa
     for sha, pairs in todo_by_image.items():
         image = read_rgb(paths[sha]) if sha in paths else None
         for component, split in pairs:
-            rows[(component, sha)] = _crop_pair(params, component, sha, split, image, paths, cache, ground_truth, recipe, out)
+            rows[(component, sha)] = _crop_pair(params, component, sha, split, image, paths, cache, ground_truth, recipes[component], out)
 
     wanted_keys = {(c, sha) for c, sha, _ in wanted}
     for key, row in list(rows.items()):
@@ -283,7 +283,7 @@ def run_crop_stage(params: Params, labels: Path, manifest: Path, images_root: Pa
     split_of = {(c, sha): split for c, sha, split in wanted}
     final = [CropRow(**{**asdict(rows[key]), "split": split_of[key]}) for key in sorted(rows)]
     write_index(out / INDEX_FILE, final)
-    return summarise(final, len(todo), detected_now, detect_seconds, time.perf_counter() - started, recipe)
+    return summarise(final, len(todo), detected_now, detect_seconds, time.perf_counter() - started, recipes)
 
 
 def _reusable(row: CropRow | None, recipe: str, out: Path) -> bool:
@@ -292,7 +292,7 @@ def _reusable(row: CropRow | None, recipe: str, out: Path) -> bool:
 
 def _crop_pair(params: Params, component: str, sha: str, split: str, image: np.ndarray | None, paths: Mapping[str, Path],
                cache: DetectionCache | None, ground_truth: Mapping[str, Mapping[str, Region]], recipe: str, out: Path) -> CropRow:
-    crop = params.crop
+    crop = params.crop_for(component)
     category = params.components[component].crop_region
 
     def row(file: str, status: str, reason: str, region: Region | None = None) -> CropRow:
@@ -319,7 +319,8 @@ def _crop_pair(params: Params, component: str, sha: str, split: str, image: np.n
     return row(file, status, reason, region)
 
 
-def summarise(rows: Sequence[CropRow], processed: int, detected_now: int, detect_seconds: float, seconds: float, recipe: str) -> dict[str, Any]:
+def summarise(rows: Sequence[CropRow], processed: int, detected_now: int, detect_seconds: float, seconds: float,
+              recipes: Mapping[str, str]) -> dict[str, Any]:
     per_component: dict[str, dict[str, int]] = {}
     for row in rows:
         counts = per_component.setdefault(row.component, {})
@@ -327,7 +328,7 @@ def summarise(rows: Sequence[CropRow], processed: int, detected_now: int, detect
         counts[key] = counts.get(key, 0) + 1
     reasons = Counter(row.reason for row in rows if row.reason)
     return {
-        "recipe": recipe,
+        "recipes": dict(sorted(recipes.items())),
         "pairs": len(rows),
         "processed_pairs": processed,
         "reused_pairs": len(rows) - processed,

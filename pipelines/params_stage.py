@@ -29,12 +29,13 @@ def stage_settings(params: Params) -> dict[str, Any]:
             **params.crop.model_dump(mode="json"),
             "score_threshold": params.detector.score_threshold,
             "regions": {name: c.crop_region for name, c in params.components.items()},
+            "margins": {name: params.crop_for(name).margin for name in params.components},
         },
     }
     settings["pretrain"] = {**params.pretrain.model_dump(mode="json"),
                             "used_by": sorted(n for n, c in params.components.items() if c.training.weights not in (None, "imagenet"))}
     for name, component in params.components.items():
-        settings[f"train-{name}"] = {**component.model_dump(mode="json"), "crop": params.crop.model_dump(mode="json")}
+        settings[f"train-{name}"] = {**component.model_dump(mode="json"), "crop": params.crop_for(name).model_dump(mode="json")}
     return settings
 
 

@@ -119,7 +119,7 @@ class Tagger:
                     continue
                 best = best_of_category(found, component.crop_region, threshold, self.params.crop.pick)
                 region = Region(best.box, best.mask, best.score) if best else None
-                pixels, _ = crop_one(image, region, self.crop_params(classifier))
+                pixels, _ = crop_one(image, region, self.crop_params(name, classifier))
                 if pixels is None:
                     results[i].skipped[name] = f"no {component.crop_region} found"
                     continue
@@ -140,11 +140,14 @@ class Tagger:
                                                      unit_vector(features))
         return results
 
-    def crop_params(self, classifier: LoadedClassifier) -> Any:
-        """The crop recipe the classifier was trained on; `annotation` becomes the detector's box
+    def crop_params(self, name: str, classifier: LoadedClassifier) -> Any:
+        """The crop recipe the classifier was trained on (its mode and margin, from its metadata;
+        today's params for a model that predates them); `annotation` becomes the detector's box
         (a new photo has no annotations)."""
-        mode = classifier.meta.get("crop_mode", self.params.crop.mode)
-        return self.params.crop.model_copy(update={"mode": "bbox" if mode == "annotation" else mode})
+        today = self.params.crop_for(name)
+        mode = classifier.meta.get("crop_mode", today.mode)
+        margin = classifier.meta.get("crop_margin", today.margin)
+        return today.model_copy(update={"mode": "bbox" if mode == "annotation" else mode, "margin": margin})
 
     def _with_features(self, name: str) -> Any:
         """The classifier with its pooled backbone features as a second output (the embedding the

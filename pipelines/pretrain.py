@@ -56,16 +56,25 @@ def unlabelled_crops(crops: Path, params: Params, limit: int) -> list[str]:
 
 
 def view_model(pretrain: PretrainParams) -> Any:
-    """One random view of a batch: zoomed-in crop, shift, flip, mild colour jitter."""
+    """One random view of a batch: zoomed-in crop, shift, flip, colour jitter, sometimes grey."""
     import keras
 
-    return keras.Sequential([
+    layers = [
         keras.layers.RandomZoom((-pretrain.zoom, 0.0), fill_mode="reflect", seed=pretrain.seed),
         keras.layers.RandomTranslation(pretrain.shift, pretrain.shift, fill_mode="reflect", seed=pretrain.seed + 1),
         keras.layers.RandomFlip("horizontal", seed=pretrain.seed + 2),
-        keras.layers.RandomColorJitter(value_range=(0, 255), brightness_factor=pretrain.color_jitter,
-                                       contrast_factor=pretrain.color_jitter, seed=pretrain.seed + 3),
-    ], name="views")
+    ]
+    jitter = pretrain.color_jitter
+    if jitter or pretrain.hue_jitter:
+        # Keras's saturation factor is centred on 0.5 (no change); a single float would mean
+        # (0, f), which greys nearly every view.
+        layers.append(keras.layers.RandomColorJitter(
+            value_range=(0, 255), brightness_factor=jitter or None, contrast_factor=jitter or None,
+            saturation_factor=(0.5 - jitter / 2, 0.5 + jitter / 2) if jitter else None,
+            hue_factor=pretrain.hue_jitter or None, seed=pretrain.seed + 3))
+    if pretrain.grayscale:
+        layers.append(keras.layers.RandomGrayscale(pretrain.grayscale, seed=pretrain.seed + 4))
+    return keras.Sequential(layers, name="views")
 
 
 def nt_xent(z1: Any, z2: Any, temperature: float) -> Any:

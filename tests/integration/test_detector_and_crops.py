@@ -128,6 +128,19 @@ def test_the_crop_stage_reprocesses_only_new_images(project: Path, trained: dict
     unchanged = run_crop_stage(project)
     assert (unchanged["detected_images"], unchanged["processed_pairs"]) == (0, 0)
 
+    # One component's own zoom re-crops that component alone, from the cached detections.
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    tree = yaml.safe_load(original)
+    tree["profiles"]["tiny"].setdefault("components", {}).setdefault("shirt-pattern", {})["crop_margin"] = -0.3
+    params_file.write_text(yaml.safe_dump(tree, sort_keys=False))
+    try:
+        zoomed = run_crop_stage(project)
+    finally:
+        params_file.write_text(original)
+    assert (zoomed["detected_images"], zoomed["processed_pairs"]) == (0, 42)
+    assert zoomed["recipes"]["shirt-pattern"] != zoomed["recipes"]["shirt-collar"]
+
 
 def test_corrupt_and_missing_images_are_recorded_with_their_reason(project: Path, trained: dict) -> None:
     images = sorted((project / "data" / "annotations" / "images").iterdir())[:3]

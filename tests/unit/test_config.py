@@ -92,6 +92,16 @@ def test_other_components_keep_the_general_values(tree: dict[str, Any]) -> None:
     assert (training.batch_size, training.seed) == (3, 1)
 
 
+def test_a_component_may_have_its_own_crop_margin(tree: dict[str, Any]) -> None:
+    tree = copy.deepcopy(tree)
+    tree["crop"]["margin"] = 0.1
+    tree["components"]["shirt-pattern"]["crop_margin"] = -0.25
+    params = resolve_params(tree, "paper")
+    assert params.crop_for("shirt-pattern").margin == -0.25
+    assert params.crop_for("jeans-fit").margin == 0.1
+    assert params.crop_for("shirt-pattern").size == params.crop.size
+
+
 def test_resolved_params_are_frozen(tree: dict[str, Any]) -> None:
     params = resolve_params(tree, "demo")
     with pytest.raises(pydantic.ValidationError):
@@ -156,6 +166,12 @@ BAD_CASES: list[tuple[str, Mutation, str, str]] = [
         lambda t: t["components"]["jeans-fit"].update(crop_region="collar"),
         "components.jeans-fit",
         "not a region of a jeans",
+    ),
+    (
+        "a zoom that leaves nothing of the box",
+        lambda t: t["profiles"]["demo"]["components"]["shirt-pattern"].update(crop_margin=-0.5),
+        "profiles.demo.components.shirt-pattern.crop_margin",
+        "greater than or equal to -0.45",
     ),
     (
         "detector input the FPN cannot divide",

@@ -13,6 +13,14 @@ def test_square_around_keeps_the_centre_and_takes_the_longer_side() -> None:
     assert square_around((0, 0, 10, 10), margin=0.1) == pytest.approx((-1.0, -1.0, 11.0, 11.0))
 
 
+def test_a_negative_margin_zooms_into_the_centre() -> None:
+    assert square_around((0, 0, 40, 20), margin=-0.25) == pytest.approx((10.0, 0.0, 30.0, 20.0))
+    image = np.zeros((40, 40, 3), dtype=np.uint8)
+    image[15:25, 15:25] = 255  # the middle quarter of the box's side, white
+    zoomed = crop_square(image, (0, 0, 40, 40), size=20, margin=-0.375)  # keeps the middle 10 px
+    assert (zoomed == 255).all()
+
+
 def test_box_of_points() -> None:
     assert box_of_points(np.array([(3, 9), (7, 1), (5, 5)])) == (3.0, 1.0, 7.0, 9.0)
 
