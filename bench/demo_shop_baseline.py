@@ -128,13 +128,23 @@ def build_model(size: int, classes: int):
     return model
 
 
-def budget_callback(budget_s: float):
-    """Stops at an epoch end once the next epoch would likely overrun the wall-clock budget."""
+def budget_callback(budget_s: float, started: float | None = None):
+    """Stops at an epoch end once the next epoch would likely overrun the wall-clock budget.
+
+    The clock starts at `started` (a `time.perf_counter()` reading) or at the first `fit` the
+    callback sees; one callback passed to several fits (a frozen phase, then a fine-tune) shares
+    one budget between them, and a fit that starts with the budget spent stops after one step."""
     import keras
 
     class Budget(keras.callbacks.Callback):
+        start = started
+
         def on_train_begin(self, logs=None) -> None:
-            self.start = self.epoch_start = time.perf_counter()
+            if self.start is None:
+                self.start = time.perf_counter()
+            self.epoch_start = time.perf_counter()
+            if self.epoch_start - self.start > budget_s:
+                self.model.stop_training = True
 
         def on_epoch_begin(self, epoch, logs=None) -> None:
             self.epoch_start = time.perf_counter()

@@ -84,7 +84,7 @@ def keras_guide(component, examples: dict[str, Examples], scratch: Path, started
     compile_classifier(model, training.loss, training.frozen.learning_rate)
     model.fit(train, validation_data=val, epochs=training.frozen.epochs, callbacks=[clock], verbose=0)
     if training.fine_tune.epochs:
-        set_trainable(classifier, "fine_tune", training.fine_tune.unfreeze_from)
+        set_trainable(classifier, "fine_tune", training.fine_tune.unfreeze_from, training.batchnorm_trains)
         compile_classifier(model, training.loss, training.fine_tune.learning_rate)
         model.fit(train, validation_data=val, epochs=training.fine_tune.epochs, callbacks=[clock], verbose=0)
     return clock

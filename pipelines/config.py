@@ -181,6 +181,10 @@ class FineTunePhaseParams(_Section):
     epochs: Annotated[int, Field(ge=0)] = 20
     learning_rate: LearningRate = 1e-5
     unfreeze_from: Annotated[int, Field(ge=0)] = 0
+    # A pretrained base's BatchNorm while fine-tuning: `inference` keeps the statistics it
+    # brought (the keras-io recipe, right for ImageNet weights and small sets); `train` lets them
+    # follow the crops, for a base pretrained on other views of these very images.
+    batchnorm: Literal["inference", "train"] = "inference"
 
 
 class AugmentationParams(_Section):
@@ -202,12 +206,18 @@ class TrainingParams(_Section):
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.3
     early_stopping_patience: PositiveInt = 5
     class_weights: Literal["balanced", "none"] = "balanced"
-    # BatchNorm momentum for a base trained from scratch (weights: null); null keeps Keras's 0.99.
+    # BatchNorm momentum wherever BatchNorm trains (see `batchnorm_trains`); null keeps Keras's 0.99.
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     seed: int = 42
     frozen: FrozenPhaseParams = FrozenPhaseParams()
     fine_tune: FineTunePhaseParams = FineTunePhaseParams()
     augmentation: AugmentationParams = AugmentationParams()
+
+    @property
+    def batchnorm_trains(self) -> bool:
+        """Whether the base's BatchNorm layers train while fine-tuning: always from scratch (there
+        are no statistics to keep), otherwise as `fine_tune.batchnorm` says."""
+        return self.weights is None or self.fine_tune.batchnorm == "train"
 
     @model_validator(mode="after")
     def _trains_at_all(self) -> Self:

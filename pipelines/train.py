@@ -64,11 +64,9 @@ def build_classifier(
     """An uncompiled classifier with named layers: `pixels` → `scaling` → `base` → `gap` →
     `dropout` → `probabilities`.
 
-    `weights` is `imagenet`, None, or a weights file path/URI (`pipelines.weights`). A pretrained
-    base is called with `training=False`, so its BatchNorm layers keep their learnt
-    statistics even when unfrozen for fine-tuning (the keras-io transfer-learning recipe). A base
-    trained from scratch (`weights=None`) has no statistics to keep: its BatchNorm trains, with
-    `batchnorm_momentum` (lower than Keras's 0.99) so the moving averages catch up in few steps.
+    `weights` is `imagenet`, None, or a weights file path/URI (`pipelines.weights`).
+    `batchnorm_momentum` (lower than Keras's 0.99) lets the moving averages of BatchNorm layers
+    that train catch up in few steps; whether they train is `set_trainable`'s business.
     """
     from pipelines.weights import is_file_source, load_into
 
@@ -78,14 +76,16 @@ def build_classifier(
     base.name = "base"
     if from_file:
         load_into(base, weights, f"a {backbone} base")
-    pretrained = weights is not None
-    if not pretrained and batchnorm_momentum is not None:
+    if batchnorm_momentum is not None:
         for layer in base.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = batchnorm_momentum
     pixels = keras.Input(shape=shape, name="pixels")
     scaled = input_scaling(_INPUT_MODE[backbone])(pixels)
-    features = base(scaled, training=False) if pretrained else base(scaled)
+    # No `base(scaled, training=False)`: in Keras 3 the outer model's `training=True` overrides it
+    # (keras-team/keras#20285), so it would not keep BatchNorm in inference mode; a
+    # non-trainable BatchNorm layer does, and `set_trainable` decides that.
+    features = base(scaled)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
     dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
     probabilities = keras.layers.Dense(len(classes), activation="softmax", name="probabilities", dtype="float32")(dropped)
@@ -95,17 +95,21 @@ def build_classifier(
 # --- the paper's two phases --------------------------------------------------------------------
 
 
-def set_trainable(model: keras.Model, phase: Literal["frozen", "fine_tune"], unfreeze_from: int = 0) -> None:
+def set_trainable(model: keras.Model, phase: Literal["frozen", "fine_tune"], unfreeze_from: int = 0,
+                  batchnorm_trains: bool = True) -> None:
     """Phase 1 trains the head on a frozen base; phase 2 unfreezes the base from layer
-    `unfreeze_from` on (0: all of it). A pretrained base's BatchNorm stays in inference mode
-    either way (see `build_classifier`)."""
+    `unfreeze_from` on (0: all of it). With `batchnorm_trains=False` the base's BatchNorm layers
+    stay frozen, and so in inference mode with the statistics the base brought (the keras-io
+    recipe for a pretrained base and a small data set); a base trained from scratch has none to
+    keep."""
     base = model.get_layer("base")
     if phase == "frozen":
         base.trainable = False
         return
     base.trainable = True
     for index, layer in enumerate(base.layers):
-        layer.trainable = index >= unfreeze_from
+        frozen_norm = isinstance(layer, keras.layers.BatchNormalization) and not batchnorm_trains
+        layer.trainable = index >= unfreeze_from and not frozen_norm
 
 
 def compile_classifier(model: keras.Model, loss: str, learning_rate: float) -> None:

@@ -213,7 +213,7 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
         model.save_weights(frozen_weights)
     if training.fine_tune.epochs:
         started = time.perf_counter()
-        set_trainable(model, "fine_tune", training.fine_tune.unfreeze_from)
+        set_trainable(model, "fine_tune", training.fine_tune.unfreeze_from, training.batchnorm_trains)
         compile_classifier(model, training.loss, training.fine_tune.learning_rate)
         model.fit(train_set, validation_data=val_set, epochs=training.fine_tune.epochs, class_weight=weights,
                   callbacks=[stopper(), log.callback("fine_tune"), *callbacks], shuffle=False, verbose=0)

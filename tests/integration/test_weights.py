@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipelines.train import build_classifier
+from pipelines.train import build_classifier, set_trainable
 from pipelines.weights import WeightsError, fetch_weights
 
 pytestmark = pytest.mark.slow
@@ -71,3 +71,25 @@ def test_a_file_for_another_architecture_does_not_fit(saved_base: tuple[Path, np
 def test_an_unknown_scheme_is_refused() -> None:
     with pytest.raises(WeightsError, match="unsupported scheme 'ftp'"):
         fetch_weights("ftp://example.org/base.weights.h5")
+
+
+
+def _moving_means(model: keras.Model) -> np.ndarray:
+    return np.concatenate([layer.moving_mean.numpy() for layer in model.get_layer("base").layers
+                           if isinstance(layer, keras.layers.BatchNormalization)])
+
+
+@pytest.mark.parametrize("batchnorm_trains", [False, True])
+def test_fine_tuning_keeps_or_moves_the_bases_batchnorm_statistics(saved_base: tuple[Path, np.ndarray],
+                                                                  batchnorm_trains: bool) -> None:
+    """`fine_tune.batchnorm: inference` keeps the statistics a pretrained base brought through a
+    training step; `train` moves them towards the new images."""
+    path, _ = saved_base
+    model = build_classifier(backbone="densenet121", classes=CLASSES, image_size=32, dropout=0.0, weights=str(path),
+                             batchnorm_momentum=0.5)
+    set_trainable(model, "fine_tune", batchnorm_trains=batchnorm_trains)
+    before = _moving_means(model)
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model.train_on_batch(images, np.eye(2, dtype="float32")[[0, 1] * 4])
+    assert (not np.allclose(_moving_means(model), before)) is batchnorm_trains

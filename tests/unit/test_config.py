@@ -102,6 +102,20 @@ def test_a_component_may_have_its_own_crop_margin(tree: dict[str, Any]) -> None:
     assert params.crop_for("shirt-pattern").size == params.crop.size
 
 
+@pytest.mark.parametrize(("weights", "batchnorm", "trains"), [
+    ("imagenet", "inference", False),
+    ("imagenet", "train", True),
+    ("models/pretrain/base.weights.h5", "inference", False),
+    (None, "inference", True),  # a from-scratch base has no statistics to keep
+])
+def test_whether_batchnorm_trains_while_fine_tuning(tree: dict[str, Any], weights: str | None, batchnorm: str,
+                                                    trains: bool) -> None:
+    tree = copy.deepcopy(tree)
+    tree["training"]["weights"] = weights
+    tree["training"]["fine_tune"]["batchnorm"] = batchnorm
+    assert resolve_params(tree, "paper").component("shirt-collar").training.batchnorm_trains is trains
+
+
 def test_resolved_params_are_frozen(tree: dict[str, Any]) -> None:
     params = resolve_params(tree, "demo")
     with pytest.raises(pydantic.ValidationError):
