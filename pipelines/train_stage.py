@@ -299,7 +299,8 @@ def run_stage(params: Params, component_name: str, crops: Path, labels: Path, ou
     alpha = params.crop.mode == "mask_alpha"
     progress(f"train {component_name}: {len(examples['train'])} train / {len(examples['val'])} val / {len(examples['test'])} test crops; "
              f"{training.backbone} ({training.weights or 'from scratch'}) at {training.image_size} px; "
-             f"frozen {training.frozen.epochs} + fine-tune {training.fine_tune.epochs} epochs")
+             f"frozen {training.frozen.epochs} + fine-tune {training.fine_tune.epochs} epochs "
+             f"(BatchNorm {'trains' if training.batchnorm_trains else 'frozen'})")
     tags = {"seamline.component": component_name, "seamline.profile": params.profile,
             "seamline.base_weights": str(training.weights), "seamline.crop_mode": params.crop.mode,
             "seamline.crop_margin": str(params.crop_for(component_name).margin)}
