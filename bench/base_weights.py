@@ -107,7 +107,7 @@ def main() -> int:
     params = load_params(args.params, args.profile)
     names = args.components.split(",") if args.components else list(params.components)
     chosen = args.arms.split(",")
-    unknown = sorted(set(names) - set(params.components)) or sorted(set(chosen) - set(ARMS))
+    unknown = sorted(set(names) - set(params.components)) + sorted(set(chosen) - set(ARMS))
     if unknown:
         print(f"base bench: unknown component or arm {', '.join(unknown)} (components: {', '.join(params.components)}; "
               f"arms: {', '.join(ARMS)})", file=sys.stderr)
