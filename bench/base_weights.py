@@ -10,7 +10,7 @@ are printed with the pretraining cost (paid once for all components).
 Needs crops and labels: run `make demo` (or `dvc repro crop`) first.
 
 Usage: python bench/base_weights.py [--budget-s 120] [--components shirt-pattern,jeans-color]
-       [--arms scratch,ssl_fine_tune] [--base models/pretrain/base.weights.h5] [--json PATH]
+       [--arms scratch,ssl_fine_tune] [--base models/pretrain/base.weights.h5] [--json PATH] [--verbose]
 
 The budget covers each arm's whole training call (building the model, caching features, both
 phases) and stops at the first batch past it, so a slow model gets the same seconds as a fast one.
@@ -61,11 +61,22 @@ def score(component: ComponentParams, model: keras.Model, examples: dict, alpha:
     return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
 
 
-def run_arm(component: ComponentParams, examples: dict, alpha: bool, budget_s: float) -> dict[str, float]:
+def epoch_line(label: str, row: dict, seconds: float) -> str:
+    """One epoch of one arm: whether it learns at all shows in the training accuracy."""
+    return (f"    {label:<14} {row['phase']:<9} epoch {row['epoch']:>3}  accuracy {row.get('accuracy', float('nan')):.3f}  "
+            f"val_accuracy {row.get('val_accuracy', float('nan')):.3f}  val_loss {row.get('val_loss', float('nan')):.3f}  ({seconds:.0f} s)")
+
+
+def run_arm(label: str, component: ComponentParams, examples: dict, alpha: bool, budget_s: float, verbose: bool) -> dict[str, float]:
     keras.backend.clear_session()
     started = time.perf_counter()
+
+    def on_epoch(row: dict) -> None:
+        if verbose:
+            print(epoch_line(label, row, time.perf_counter() - started), flush=True)
+
     # One clock for the whole call: building the model, caching features and both phases.
-    result = train_classifier(component, examples, alpha, callbacks=[budget_callback(budget_s, started)])
+    result = train_classifier(component, examples, alpha, on_epoch, callbacks=[budget_callback(budget_s, started)])
     seconds = time.perf_counter() - started
     return {**score(component, result.model, examples, alpha), "seconds": round(seconds, 1), "epochs": len(result.history)}
 
@@ -103,6 +114,7 @@ def main() -> int:
     parser.add_argument("--crops", type=Path, default=Path("data/crops"))
     parser.add_argument("--labels", type=Path, default=Path("data/labels"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--verbose", action="store_true", help="print every epoch of every DenseNet121 arm (training and validation accuracy)")
     args = parser.parse_args()
     params = load_params(args.params, args.profile)
     names = args.components.split(",") if args.components else list(params.components)
@@ -122,7 +134,8 @@ def main() -> int:
     work = tempfile.TemporaryDirectory(prefix="seamline-base-bench-")
     pretrain_seconds = 0.0
     base = args.base
-    if base is None:
+    # Only the self-supervised arms use a base: the others should not wait minutes for one.
+    if base is None and {"ssl_frozen", "ssl_fine_tune"} & set(chosen):
         files = unlabelled_crops(args.crops, params, params.pretrain.max_images)
         print(f"base bench: pretraining on {len(files)} unlabelled crops, {params.pretrain.epochs} epochs ...", flush=True)
         started = time.perf_counter()
@@ -140,7 +153,8 @@ def main() -> int:
             "ssl_frozen": arm(component, base, UNLIMITED, 0, 1e-4),
             "ssl_fine_tune": arm(component, base, 30, UNLIMITED, 1e-4),
         }
-        results[name] = {label: run_arm(c, examples[name], alpha, args.budget_s) for label, c in arms.items() if label in chosen}
+        results[name] = {label: run_arm(label, c, examples[name], alpha, args.budget_s, args.verbose)
+                         for label, c in arms.items() if label in chosen}
         if "small_cnn" in chosen:
             results[name]["small_cnn"] = small_cnn(component, examples[name], alpha, args.budget_s)
         row = "  ".join(f"{label} {r['accuracy']:.3f}/{r['macro_f1']:.3f}" for label, r in results[name].items())

@@ -388,8 +388,9 @@ def data_snapshot(
 ) -> None:
     """Commit dvc.lock and the reports (the data the stages produced, by hash) and tag the commit.
 
-    Run after `dvc repro`; `dvc push` then sends the data itself to the remote. With nothing
-    changed since the last snapshot, nothing is committed.
+    Run after `dvc repro`; `dvc push` then sends the data itself to the remote. When the data
+    stages' entries in dvc.lock match the last snapshot's, nothing is committed (the model
+    stages alone having run is not new data).
     """
     from pipelines.snapshot import SnapshotError, take_snapshot
 
@@ -401,7 +402,7 @@ def data_snapshot(
     if taken:
         out_console.print(f"tagged {chosen} at {head}; send the data with `dvc push`", highlight=False)
     else:
-        out_console.print(f"nothing changed since {chosen} (at {head}): no new snapshot", highlight=False)
+        out_console.print(f"nothing changed since {chosen} in the data stages of dvc.lock: no new snapshot", highlight=False)
 
 
 @data_app.command("history")

@@ -17,6 +17,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pipelines.manifest import iter_manifests, read_manifest
 
 TAG_PREFIX = "data-"
@@ -53,6 +55,8 @@ def snapshot_summary(manifests_root: Path, labels_root: Path) -> dict[str, Any]:
 # --- the weekly git tag (side effects: git in the project folder) -----------------------------
 
 SNAPSHOT_FILES = ("dvc.lock", "reports")
+# dvc.yaml stages (before any @item) whose outputs are the data; the rest make models from it.
+DATA_STAGE_NAMES = ("crawl", "validate", "label", "snapshot")
 
 
 class SnapshotError(RuntimeError):
@@ -89,23 +93,45 @@ def next_free_tag(base: str, taken: set[str]) -> str:
     return f"{base}.{n}"
 
 
+def data_entries(lock_text: str | None) -> dict[str, Any]:
+    """The dvc.lock entries of the stages that make the data (crawl@<source>, validate, label,
+    snapshot): what a snapshot pins. The model stages' entries are left out, so retraining on the
+    same data is not a new snapshot."""
+    if not lock_text:
+        return {}
+    stages = (yaml.safe_load(lock_text) or {}).get("stages", {}) or {}
+    return {name: entry for name, entry in stages.items() if name.split("@", 1)[0] in DATA_STAGE_NAMES}
+
+
+def latest_snapshot(root: Path) -> str | None:
+    """The newest snapshot tag in HEAD's history, or None before the first one."""
+    found = git(root, "describe", "--tags", "--abbrev=0", "--match", f"{TAG_PREFIX}*", "HEAD", required=False)
+    return found.strip() if found else None
+
+
+def data_changed_since(root: Path, tag: str) -> bool:
+    """Whether the data stages' lock entries differ between `tag` and the working tree."""
+    then = git(root, "show", f"{tag}:dvc.lock", required=False)
+    return data_entries(then) != data_entries((root / "dvc.lock").read_text(encoding="utf-8"))
+
+
 def take_snapshot(root: Path, tag: str | None = None, today: date | None = None) -> tuple[str, bool]:
     """Commit dvc.lock and reports/ and tag the commit; (tag, True) when a snapshot was taken.
 
-    With no `tag`, a week's second snapshot gets a `.2` suffix, and when nothing changed since
-    the last snapshot tag, nothing is committed: (that tag, False). A named `tag` that exists
-    is an error (a snapshot is never moved)."""
+    With no `tag`, a week's second snapshot gets a `.2` suffix, and when the data stages' entries
+    in dvc.lock are what the last snapshot tag holds, nothing is committed: (that tag, False) —
+    even if the model stages ran since (they change dvc.lock too, not the data). A named `tag`
+    that exists is an error (a snapshot is never moved)."""
     present = [path for path in SNAPSHOT_FILES if (root / path).exists()]
     if "dvc.lock" not in present:
         raise SnapshotError("no dvc.lock: run `dvc repro` first, so there is data to snapshot")
     taken = set((git(root, "tag", "--list", f"{TAG_PREFIX}*") or "").split())
     if tag is not None and tag in taken:
         raise SnapshotError(f"tag {tag} exists: this snapshot was already taken (choose another with --tag)")
+    last = latest_snapshot(root)
+    if tag is None and last is not None and not data_changed_since(root, last):
+        return last, False
     git(root, "add", "--", *present)
-    unchanged = git(root, "diff", "--cached", "--quiet", required=False) is not None
-    head_tags = [t for t in (git(root, "tag", "--points-at", "HEAD") or "").split() if t.startswith(TAG_PREFIX)]
-    if tag is None and unchanged and head_tags:
-        return max(head_tags), False
     chosen = tag or next_free_tag(week_tag(today or date.today()), taken)
     git(root, "commit", "--allow-empty", "-q", "-m", f"data snapshot {chosen}")
     git(root, "tag", "-a", chosen, "-m", f"data snapshot {chosen}")

@@ -5,7 +5,8 @@ by DVC from the Prefect flow (a tiny detector, 32 px classifiers).
 1. A run is stopped (SIGTERM) while it trains; a second run, under Prefect's test harness, resumes:
    no re-crawl, no re-detection, only the unfinished training, then gate and register — every
    component gets a champion, the data snapshot is tagged, the report artifact lists every step.
-2. A third run with no new data is a near no-op: every stage is skipped by DVC.
+2. A third run with no new data is a near no-op: every stage is skipped by DVC, and no new
+   snapshot is tagged.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ def test_weekly_retrain_resumes_after_a_stop_then_is_a_no_op(project: tuple[Path
         stages = [s for s in repeated if s.startswith(("crawl@", "train@")) or s in ("validate", "label", "detector", "crop", "pretrain")]
         assert all(repeated[s] == "skipped" for s in stages), repeated
         assert all(repeated[f"register {c}"] == "skipped" for c in params.components), repeated
+        # The model stages rewrote dvc.lock after the last snapshot; the data did not change.
+        assert repeated["snapshot tag"] == "skipped", repeated
+        assert again["snapshot"]["tag"] == resumed["snapshot"]["tag"]
 
 
 def _is_stage_in(proc: Path, root: Path) -> bool:

@@ -27,3 +27,35 @@ def test_a_later_snapshot_in_the_same_week_gets_a_suffix() -> None:
     assert next_free_tag("data-2026-W48", set()) == "data-2026-W48"
     assert next_free_tag("data-2026-W48", {"data-2026-W48"}) == "data-2026-W48.2"
     assert next_free_tag("data-2026-W48", {"data-2026-W48", "data-2026-W48.2"}) == "data-2026-W48.3"
+
+
+def _lock(label_md5: str, model_md5: str) -> str:
+    return (f"schema: '2.0'\nstages:\n  crawl@demo:\n    cmd: crawl demo\n    outs:\n    - path: data/raw/demo\n      md5: aaa.dir\n"
+            f"  label:\n    cmd: label\n    outs:\n    - path: data/labels\n      md5: {label_md5}.dir\n"
+            f"  train@jeans-fit:\n    cmd: train jeans-fit\n    outs:\n    - path: models/jeans-fit\n      md5: {model_md5}.dir\n")
+
+
+def test_retraining_on_the_same_data_is_not_a_new_snapshot(tmp_path: Path) -> None:
+    """The model stages rewrite dvc.lock after the snapshot; only a change of the data stages'
+    entries makes the next snapshot (before, each weekly run after the first tagged a `.2`)."""
+    import subprocess
+
+    from pipelines.snapshot import take_snapshot
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(_lock("l1", "m1"))
+    week = date(2026, 11, 26)
+    assert take_snapshot(tmp_path, today=week) == ("data-2026-W48", True)
+
+    lock.write_text(_lock("l1", "m2"))  # this week's trainings ran after the snapshot
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "latest.md").write_text("retrain report\n")
+    assert take_snapshot(tmp_path, today=week) == ("data-2026-W48", False)
+    tags = subprocess.run(["git", "tag", "--list"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert tags.split() == ["data-2026-W48"]
+
+    lock.write_text(_lock("l2", "m2"))  # new labels: new data
+    assert take_snapshot(tmp_path, today=week) == ("data-2026-W48.2", True)
+    committed = subprocess.run(["git", "show", "data-2026-W48.2:dvc.lock"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert "l2.dir" in committed and "m2.dir" in committed
