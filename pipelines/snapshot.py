@@ -99,7 +99,13 @@ def data_entries(lock_text: str | None) -> dict[str, Any]:
     same data is not a new snapshot."""
     if not lock_text:
         return {}
-    stages = (yaml.safe_load(lock_text) or {}).get("stages", {}) or {}
+    try:
+        lock = yaml.safe_load(lock_text) or {}
+    except yaml.YAMLError as error:
+        raise SnapshotError(f"dvc.lock is not valid YAML ({' '.join(str(error).split())}): run `dvc repro` to rewrite it") from None
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    if not isinstance(stages, dict):
+        raise SnapshotError("dvc.lock has no `stages` mapping: run `dvc repro` to rewrite it")
     return {name: entry for name, entry in stages.items() if name.split("@", 1)[0] in DATA_STAGE_NAMES}
 
 

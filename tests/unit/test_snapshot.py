@@ -59,3 +59,21 @@ def test_retraining_on_the_same_data_is_not_a_new_snapshot(tmp_path: Path) -> No
     assert take_snapshot(tmp_path, today=week) == ("data-2026-W48.2", True)
     committed = subprocess.run(["git", "show", "data-2026-W48.2:dvc.lock"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert "l2.dir" in committed and "m2.dir" in committed
+
+
+def test_a_broken_dvc_lock_is_one_clear_error_and_commits_nothing(tmp_path: Path) -> None:
+    import subprocess
+
+    import pytest
+
+    from pipelines.snapshot import SnapshotError, take_snapshot
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(_lock("l1", "m1"))
+    take_snapshot(tmp_path, today=date(2026, 11, 26))
+    lock.write_text("stages:\n  label: [unclosed\n")
+    with pytest.raises(SnapshotError, match="dvc.lock is not valid YAML"):
+        take_snapshot(tmp_path, today=date(2026, 11, 26))
+    tags = subprocess.run(["git", "tag", "--list"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert tags.split() == ["data-2026-W48"]
