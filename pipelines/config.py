@@ -205,6 +205,10 @@ class TrainingParams(_Section):
     loss: Literal["categorical_crossentropy", "mse"] = "categorical_crossentropy"
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.3
     early_stopping_patience: PositiveInt = 5
+    # Epochs before early stopping starts watching validation loss. A from-scratch DenseNet121 on
+    # ~1,000 crops sits near chance for ~20 epochs before it finds small cues such as rips, and
+    # its noisy early val_loss would otherwise stop it there.
+    early_stopping_start: Annotated[int, Field(ge=0)] = 0
     class_weights: Literal["balanced", "none"] = "balanced"
     # BatchNorm momentum wherever BatchNorm trains (see `batchnorm_trains`); null keeps Keras's 0.99.
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None

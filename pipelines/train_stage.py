@@ -184,7 +184,7 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
     log = EpochLog(on_epoch)
 
     def stopper() -> Any:
-        return keras.callbacks.EarlyStopping(monitor="val_loss", patience=training.early_stopping_patience, restore_best_weights=True)
+        return early_stopping(training)
 
     with distribution().scope():
         model = build_classifier(backbone=training.backbone, classes=component.classes, image_size=training.image_size,
@@ -228,6 +228,16 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
             frozen_weights.parent.rmdir()
     result.history = log.rows
     return result
+
+
+def early_stopping(training: TrainingParams) -> Any:
+    """Stops a phase after `early_stopping_patience` epochs without a lower validation loss,
+    counted from epoch `early_stopping_start` on, and restores its best weights. The epochs
+    before that start are never kept: a from-scratch model's early val_loss minimum is noise."""
+    import keras
+
+    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=training.early_stopping_patience,
+                                         start_from_epoch=training.early_stopping_start, restore_best_weights=True)
 
 
 def best_val_loss(rows: Sequence[Mapping[str, Any]], phase: str) -> float:

@@ -23,7 +23,8 @@ TINY = {
     "detector": {"resnet_depth": 18, "image_size": 128, "min_level": 3, "max_level": 6, "anchor_size": 4.0, "decoder_filters": 32,
                  "batch_size": 2, "steps": 4, "warmup_steps": 1, "score_threshold": 0.0, "validation_fraction": 0.3},
     "crop": {"size": 32, "on_no_detection": "full_image"},
-    "training": {"weights": None, "image_size": 32, "batch_size": 8, "early_stopping_patience": 1, "batchnorm_momentum": 0.9,
+    "training": {"weights": None, "image_size": 32, "batch_size": 8, "early_stopping_patience": 1, "early_stopping_start": 0,
+                 "batchnorm_momentum": 0.9,
                  "frozen": {"epochs": 1, "learning_rate": 1.0e-3, "cached_features": True, "augmented_views": 0},
                  "fine_tune": {"epochs": 1, "learning_rate": 1.0e-4, "unfreeze_from": 0}},
 }

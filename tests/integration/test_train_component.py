@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 
 SEAMLINE = str(Path(sys.executable).with_name("seamline"))
 COMPONENT = "jeans-color"
-TINY_TRAINING = {"weights": None, "image_size": 32, "batch_size": 8, "early_stopping_patience": 2, "augmentation": {"shift": 0.05},
+TINY_TRAINING = {"weights": None, "image_size": 32, "batch_size": 8, "early_stopping_patience": 2, "early_stopping_start": 0,
+                 "augmentation": {"shift": 0.05},
                  "frozen": {"epochs": 2, "learning_rate": 1.0e-3, "cached_features": True, "augmented_views": 1},
                  "fine_tune": {"epochs": 1, "learning_rate": 1.0e-3, "unfreeze_from": 0}}
 

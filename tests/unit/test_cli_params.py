@@ -65,7 +65,7 @@ def test_show_prints_the_resolved_component_as_json(project: Path) -> None:
     shown = json.loads(result.stdout)
     assert shown["classes"] == ["bootcut", "regular", "skinny", "wide"]
     assert shown["training"]["image_size"] == 64
-    assert shown["training"]["dropout"] == 0.2
+    assert shown["training"]["dropout"] == 0.0
 
 
 def test_show_whole_paper_profile_as_yaml(project: Path) -> None:
