@@ -183,9 +183,6 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
     weights = balanced_class_weights(examples["train"].labels, classes) if training.class_weights == "balanced" else None
     log = EpochLog(on_epoch)
 
-    def stopper() -> Any:
-        return early_stopping(training)
-
     with distribution().scope():
         model = build_classifier(backbone=training.backbone, classes=component.classes, image_size=training.image_size,
                                  dropout=training.dropout, weights=training.weights,
@@ -196,11 +193,11 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
         set_trainable(model, "frozen")
         if training.frozen.cached_features:
             _fit_head_on_cached_features(model, examples, train_set, val_set, training, classes, weights, alpha, augment,
-                                         [stopper(), log.callback("frozen"), *callbacks])
+                                         [early_stopping(training), log.callback("frozen"), *callbacks])
         else:
             compile_classifier(model, training.loss, training.frozen.learning_rate)
             model.fit(train_set, validation_data=val_set, epochs=training.frozen.epochs, class_weight=weights,
-                      callbacks=[stopper(), log.callback("frozen"), *callbacks], shuffle=False, verbose=0)
+                      callbacks=[early_stopping(training), log.callback("frozen"), *callbacks], shuffle=False, verbose=0)
         result.phase_seconds["frozen"] = time.perf_counter() - started
         result.frozen_test = {"probabilities": predict_probabilities(model, test_set)}
         result.kept_phase = "frozen"
@@ -216,7 +213,7 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
         set_trainable(model, "fine_tune", training.fine_tune.unfreeze_from, training.batchnorm_trains)
         compile_classifier(model, training.loss, training.fine_tune.learning_rate)
         model.fit(train_set, validation_data=val_set, epochs=training.fine_tune.epochs, class_weight=weights,
-                  callbacks=[stopper(), log.callback("fine_tune"), *callbacks], shuffle=False, verbose=0)
+                  callbacks=[early_stopping(training), log.callback("fine_tune"), *callbacks], shuffle=False, verbose=0)
         result.phase_seconds["fine_tune"] = time.perf_counter() - started
         result.kept_phase = "fine_tune"
         if frozen_weights is not None:
