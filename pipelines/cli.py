@@ -627,10 +627,14 @@ def pretrain(
         raise typer.Exit(code)
 
 
-# The registry and schedule commands live in their own modules; importing them registers them on `app`.
-from pipelines import cli_models, cli_schedule, cli_search
-
-COMMAND_MODULES = (cli_models, cli_schedule, cli_search)
-
 if __name__ == "__main__":
-    app()
+    # `python -m pipelines.cli`: this copy of the module is `__main__`, and the command modules
+    # register on the `app` of `pipelines.cli` (they import it by name), so run that one's.
+    from pipelines.cli import app as registered_app
+
+    registered_app()
+else:
+    # The registry and schedule commands live in their own modules; importing them registers them on `app`.
+    from pipelines import cli_models, cli_schedule, cli_search
+
+    COMMAND_MODULES = (cli_models, cli_schedule, cli_search)

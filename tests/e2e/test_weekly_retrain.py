@@ -125,7 +125,8 @@ def _is_stage_in(proc: Path, root: Path) -> bool:
 def test_a_gpu_worker_trains_in_its_own_checkout_and_the_parent_takes_it_back(project: tuple[Path, dict[str, str]],
                                                                              tmp_path: Path) -> None:
     """execution: distributed, without the Kubernetes part: the inputs are published to the git
-    and DVC remotes, a worker trains in a fresh clone, and its result lands in this workspace."""
+    and DVC remotes, a worker trains in a fresh clone, and its result lands in this workspace.
+    jeans-washing: a frozen-phase-only training in the tiny profile, the quickest to repeat."""
     from flows.train_worker import take_back, train_in_checkout
     from flows.weekly_retrain import publish_training_inputs
 
@@ -147,15 +148,15 @@ def test_a_gpu_worker_trains_in_its_own_checkout_and_the_parent_takes_it_back(pr
         assert repo_url == str(origin)
         assert revision in run(["git", "ls-remote", str(origin)], root, env).stdout
 
-        bundle = train_in_checkout("jeans-color", repo_url, revision, None, 900, workdir=tmp_path)
-        assert bundle["ran"] and bundle["stage"] == "train@jeans-color"
-        assert any(out["path"] == "models/jeans-color" for out in bundle["lock"]["outs"])
-        assert "metrics/jeans-color.json" in bundle["files"]
+        bundle = train_in_checkout("jeans-washing", repo_url, revision, None, 900, workdir=tmp_path)
+        assert bundle["ran"] and bundle["stage"] == "train@jeans-washing"
+        assert any(out["path"] == "models/jeans-washing" for out in bundle["lock"]["outs"])
+        assert "metrics/jeans-washing.json" in bundle["files"]
 
-        shutil.rmtree(root / "models" / "jeans-color")
+        shutil.rmtree(root / "models" / "jeans-washing")
         take_back(root, bundle, None)
-        assert (root / "models" / "jeans-color" / "model.keras").is_file()
-        status = run(["dvc", "status", "train@jeans-color"], root, env).stdout
+        assert (root / "models" / "jeans-washing" / "model.keras").is_file()
+        status = run(["dvc", "status", "train@jeans-washing"], root, env).stdout
         assert "up to date" in status or not status.strip(), status
     finally:
         os.chdir(old_cwd)

@@ -83,13 +83,21 @@ def _moving_means(model: keras.Model) -> np.ndarray:
 def test_fine_tuning_keeps_or_moves_the_bases_batchnorm_statistics(saved_base: tuple[Path, np.ndarray],
                                                                   batchnorm_trains: bool) -> None:
     """`fine_tune.batchnorm: inference` keeps the statistics a pretrained base brought through a
-    training step; `train` moves them towards the new images."""
+    training step; `train` moves them towards the new images. Either way the step is a real one:
+    a finite loss, a head that moved, probabilities after it (the dependency smoke test leaves
+    the DenseNet121 training step to this test: tracing one costs about a minute on 2 cores)."""
     path, _ = saved_base
     model = build_classifier(backbone="densenet121", classes=CLASSES, image_size=32, dropout=0.0, weights=str(path),
                              batchnorm_momentum=0.5)
+    assert [layer.name for layer in model.layers][1:] == ["scaling", "base", "gap", "dropout", "probabilities"]
     set_trainable(model, "fine_tune", batchnorm_trains=batchnorm_trains)
-    before = _moving_means(model)
+    before, head_before = _moving_means(model), model.get_layer("probabilities").get_weights()[0].copy()
     model.compile(optimizer="adam", loss="categorical_crossentropy")
     images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
-    model.train_on_batch(images, np.eye(2, dtype="float32")[[0, 1] * 4])
+    loss = model.train_on_batch(images, np.eye(2, dtype="float32")[[0, 1] * 4])
     assert (not np.allclose(_moving_means(model), before)) is batchnorm_trains
+    assert np.isfinite(loss)
+    assert not np.allclose(model.get_layer("probabilities").get_weights()[0], head_before)
+    probabilities = model.predict(images, verbose=0)
+    assert probabilities.shape == (8, len(CLASSES))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)

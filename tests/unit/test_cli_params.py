@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import PROJECT_ROOT
 
 SEAMLINE = str(Path(sys.executable).with_name("seamline"))
 
@@ -98,3 +101,14 @@ def test_every_documented_command_is_registered(project: Path, command: str) -> 
     result = run(command, "--help", cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Usage: seamline " + command in " ".join(result.stdout.split())
+
+
+def test_python_dash_m_runs_the_same_cli_with_every_command_registered(project: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "params", "check"], cwd=project, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "ok (profiles: paper, demo)" in result.stdout
+    listed = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], cwd=project, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert listed.returncode == 0, listed.stderr
+    assert all(f" {command} " in listed.stdout for command in ("models", "serve", "deploy")), listed.stdout
