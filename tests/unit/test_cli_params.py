@@ -103,12 +103,16 @@ def test_every_documented_command_is_registered(project: Path, command: str) -> 
     assert "Usage: seamline " + command in " ".join(result.stdout.split())
 
 
+def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m pipelines.cli ARGS`, the way a checkout without the console script runs it."""
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+
+
 def test_python_dash_m_runs_the_same_cli_with_every_command_registered(project: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "params", "check"], cwd=project, capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    result = run_module("params", "check", cwd=project)
     assert result.returncode == 0, result.stderr
     assert "ok (profiles: paper, demo)" in result.stdout
-    listed = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], cwd=project, capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    listed = run_module("--help", cwd=project)
     assert listed.returncode == 0, listed.stderr
     assert all(f" {command} " in listed.stdout for command in ("models", "serve", "deploy")), listed.stdout
