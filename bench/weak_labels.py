@@ -68,12 +68,18 @@ def main() -> None:
         report(args.shop, args.manifests, args.labels)
 
 
-def report(shop: Path, manifests: Path, labels: Path) -> None:
+def image_labels(shop: Path, manifests: Path) -> dict[str, dict[str, str]]:
+    """sha256 of every crawled image → the true labels and item of the product it shows."""
     truth = product_labels(shop)
     image_truth = {}
     for manifest in iter_manifests(manifests):
         for row in read_manifest(manifest).rows:
             image_truth[row.sha256] = truth[re.sub(r"^https?://[^/]+", "", row.product_url)]
+    return image_truth
+
+
+def report(shop: Path, manifests: Path, labels: Path) -> None:
+    image_truth = image_labels(shop, manifests)
     print(f"{'component':<14} {'images':>7} {'labelled':>9} {'coverage':>9} {'precision':>10}")
     for component, attribute in ATTRIBUTE.items():
         item = component.split("-")[0]

@@ -108,3 +108,21 @@ def test_resize_crop_composites_alpha_on_black() -> None:
     out = resize_crop(rgba, 4)
     assert out.shape == (4, 4, 3) and out.dtype == np.float32
     assert out[0, 0, 0] == pytest.approx(200) and out[-1, -1, 0] == pytest.approx(0)
+
+
+@pytest.mark.parametrize("size", [16, 32, 48])
+def test_resize_crop_gives_the_pixels_training_decoded(tmp_path, size: int) -> None:
+    # Serving must feed a classifier what training fed it, also when its image_size is not the
+    # crop size (upsampled or downsampled): compare with train_stage's decode of the saved PNG.
+    import cv2
+
+    from pipelines.train_stage import decode_crop
+
+    crop = np.random.default_rng(size).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    crop[8:20, 4:28] = (250, 30, 90)  # an edge, where resampling methods differ most
+    path = tmp_path / "crop.png"
+    cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    decoded = decode_crop(str(path), size, alpha=False).numpy()
+    served = resize_crop(crop, size)
+    assert served.shape == decoded.shape == (size, size, 3)
+    assert np.abs(served - decoded).max() < 1e-3
