@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-CACHE_DIR = Path(os.environ.get("SEAMLINE_WEIGHTS_CACHE", ".cache/weights"))
+DEFAULT_CACHE_DIR = Path(".cache/weights")
 MLFLOW_SCHEMES = ("runs", "models", "mlflow-artifacts")
 WEIGHTS_SUFFIX = ".weights.h5"
 
@@ -31,15 +31,23 @@ def is_file_source(spec: str | None) -> bool:
     return spec is not None and spec != "imagenet"
 
 
-def fetch_weights(spec: str, cache_dir: Path = CACHE_DIR) -> Path:
-    """A local file holding the weights `spec` names, downloading a URI into `cache_dir`."""
+def weights_cache() -> Path:
+    """Where fetched weights go: $SEAMLINE_WEIGHTS_CACHE, else .cache/weights. Read at each call,
+    not at import: a default bound at import ignored a later setting, and a test's download
+    landed in the repository (and once in a commit)."""
+    return Path(os.environ.get("SEAMLINE_WEIGHTS_CACHE", DEFAULT_CACHE_DIR))
+
+
+def fetch_weights(spec: str, cache_dir: Path | None = None) -> Path:
+    """A local file holding the weights `spec` names, downloading a URI into `cache_dir`
+    (default: `weights_cache()`)."""
     scheme = urlparse(spec).scheme
     if scheme in ("", "file"):
         path = Path(urlparse(spec).path if scheme == "file" else spec)
         if not path.exists():
             raise WeightsError(f"weights: {spec} not found")
         return _single_weights_file(path, spec)
-    target = cache_dir / hashlib.sha256(spec.encode()).hexdigest()[:16]
+    target = (cache_dir or weights_cache()) / hashlib.sha256(spec.encode()).hexdigest()[:16]
     if scheme == "s3":
         return _fetch_s3(spec, target)
     if scheme in MLFLOW_SCHEMES:

@@ -48,10 +48,12 @@ def test_weights_from_an_s3_uri(saved_base: tuple[Path, np.ndarray], moto_s3: st
     boto3.client("s3").upload_file(str(path), "seamline-data", "bases/densenet.weights.h5")
     local = fetch_weights("s3://seamline-data/bases/densenet.weights.h5", cache_dir=tmp_path / "cache")
     assert local.read_bytes() == path.read_bytes()
+    # The stage's own path (no cache_dir) honours the variable set after import: the download
+    # goes there, not into the repository's .cache/.
     monkeypatch.setenv("SEAMLINE_WEIGHTS_CACHE", str(tmp_path / "cache2"))
-    monkeypatch.setattr("pipelines.weights.CACHE_DIR", tmp_path / "cache2")
     loaded = classifier("s3://seamline-data/bases/densenet.weights.h5")
     np.testing.assert_array_equal(loaded.get_layer("base").get_weights()[0], first_kernel)
+    assert [p.name for p in (tmp_path / "cache2").rglob("*.weights.h5")] == ["densenet.weights.h5"]
     with pytest.raises(WeightsError, match="could not be downloaded"):
         fetch_weights("s3://seamline-data/bases/missing.weights.h5", cache_dir=tmp_path / "cache")
 
