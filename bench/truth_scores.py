@@ -38,8 +38,10 @@ def score(model_dir: Path, crops: Path, labels: Path, image_truth: dict[str, dic
     model = keras.models.load_model(model_dir / "model.keras")
     predicted = crop_probabilities(model, test.paths, int(meta["image_size"]), meta["crop_mode"] == "mask_alpha").argmax(axis=1)
     attribute = ATTRIBUTE[component]
-    # A true label outside the component's classes cannot be predicted; it counts as an error.
-    true = np.asarray([classes.index(t) if (t := image_truth[Path(p).stem].get(attribute)) in classes else -1 for p in test.paths])
+    truths = [image_truth[Path(p).stem].get(attribute) for p in test.paths]
+    if unknown := sorted({str(t) for t in truths if t not in classes}):
+        raise ValueError(f"{component}: the shop's truth has classes the model does not ({', '.join(unknown)})")
+    true = np.asarray([classes.index(t) for t in truths])
     on_weak = classification_report(test.labels, predicted, classes)
     on_truth = classification_report(true, predicted, classes)
     return {"component": component, "test_crops": len(test), "wrong_weak_labels": int((true != test.labels).sum()),
@@ -68,7 +70,7 @@ def main() -> None:
     for component in args.components:
         try:
             row = score(args.models / component, args.crops, args.labels, image_truth, component)
-        except TrainingError as error:
+        except (TrainingError, ValueError) as error:
             parser.exit(2, f"truth_scores: {error}\n")
         except KeyError as error:
             parser.exit(2, f"truth_scores: test image {error} is not in the manifests under {args.manifests} "
