@@ -62,19 +62,12 @@ def label_of(probabilities: np.ndarray, classes: Sequence[str], thresholds: Mapp
 
 
 def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
-    """A crop as the classifier's float32 0–255 RGB input (RGBA composited on black), resized
-    exactly as training decoded it (`train_stage.decode_crop`): a classifier whose `image_size`
-    is not the crop size (the demo's pattern model upsamples 64 px crops to 96) must see the
-    same pixels at serving time; OpenCV's area resize, used before, differed by ~1.3 grey levels
-    per pixel on upsampling."""
-    import tensorflow as tf
+    """A crop as the classifier's float32 0–255 RGB input, exactly as training decoded it
+    (`train_stage.classifier_pixels`): OpenCV's area resize, used before, differed by ~1.3 grey
+    levels per pixel on upsampling and ~2.3 on downsampling."""
+    from pipelines.train_stage import classifier_pixels
 
-    pixels = crop.astype(np.float32)
-    if pixels.shape[2] == 4:
-        pixels = pixels[..., :3] * (pixels[..., 3:] / 255.0)
-    if pixels.shape[0] != size or pixels.shape[1] != size:
-        pixels = tf.image.resize(pixels, (size, size), antialias=True).numpy()
-    return pixels
+    return np.asarray(classifier_pixels(crop, size))
 
 
 class Tagger:

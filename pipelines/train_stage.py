@@ -80,18 +80,26 @@ def load_examples(crops: Path, labels: Path, component: str, classes: Sequence[s
     return examples
 
 
-def decode_crop(path: Any, image_size: int, alpha: bool) -> Any:
-    """A crop PNG as float32 0–255 RGB at `image_size`; an RGBA crop (mask_alpha) is composited
-    on black, which is what the background means there."""
+def classifier_pixels(image: Any, image_size: int) -> Any:
+    """A crop (H, W, 3 or 4; any dtype) as a classifier's float32 0–255 RGB input at
+    `image_size`: an RGBA crop (mask_alpha) is composited on black, which is what the
+    background means there. Training (`decode_crop`) and serving (`predict.resize_crop`) both
+    come through here, so a served crop gets exactly the pixels training saw."""
     import tensorflow as tf
 
-    image = tf.io.decode_png(tf.io.read_file(path), channels=4 if alpha else 3)
     image = tf.cast(image, tf.float32)
-    if alpha:
+    if image.shape[-1] == 4:
         image = image[..., :3] * (image[..., 3:] / 255.0)
     image = tf.image.resize(image, (image_size, image_size), antialias=True)
     image.set_shape((image_size, image_size, 3))
     return image
+
+
+def decode_crop(path: Any, image_size: int, alpha: bool) -> Any:
+    """A crop PNG as `classifier_pixels`."""
+    import tensorflow as tf
+
+    return classifier_pixels(tf.io.decode_png(tf.io.read_file(path), channels=4 if alpha else 3), image_size)
 
 
 def make_dataset(examples: Examples, classes: int, training: TrainingParams, alpha: bool, shuffle: bool,

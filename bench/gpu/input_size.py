@@ -38,6 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the device has the tree, not the install
+from pipelines.evaluate import classification_report  # noqa: E402  (numpy only)
+
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1) * 255
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1) * 255
 
@@ -97,18 +100,6 @@ def view(x, keep: float, size: int):
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def macro_f1(predicted, truth, classes: int) -> float:
-    scores = []
-    for c in range(classes):
-        tp = int(((predicted == c) & (truth == c)).sum())
-        fp = int(((predicted == c) & (truth != c)).sum())
-        fn = int(((predicted != c) & (truth == c)).sum())
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
-    return sum(scores) / classes
-
-
 def train_one(data: Path, spec: str, seed: int) -> dict[str, object]:
     """One from-scratch DenseNet121 on one variant, the demo profile's recipe."""
     import torch
@@ -141,8 +132,8 @@ def train_one(data: Path, spec: str, seed: int) -> dict[str, object]:
         with torch.no_grad(), torch.autocast(**autocast):
             logits = torch.cat([model(x[index[name][i:i + 256]]).float() for i in range(0, len(index[name]), 256)])
         truth = y[index[name]]
-        predicted = logits.argmax(1)
-        return F.cross_entropy(logits, truth).item(), (predicted == truth).float().mean().item(), macro_f1(predicted, truth, classes)
+        report = classification_report(truth.cpu().numpy(), logits.argmax(1).cpu().numpy(), [str(c) for c in packed["classes"]])
+        return F.cross_entropy(logits, truth).item(), report["accuracy"], report["macro_f1"]
 
     watch_from = min(20, epochs - 1)  # the demo's early_stopping_start
     best, best_state, kept, waited, history, started = math.inf, None, 0, 0, [], time.time()
