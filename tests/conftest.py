@@ -67,6 +67,16 @@ def _no_inherited_mlflow_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> Iterat
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `make test`'s two xdist workers (`--dist loadgroup`), keep each module on one worker
+    so its module-scoped fixtures (a trained model, a detector) are built once, and keep the e2e
+    modules together: they share one weekly-retrain workspace (tests/e2e/conftest.py)."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        group = "weekly-workspace" if module.startswith("tests/e2e/") else module
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
