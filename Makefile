@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
-# Two pytest-xdist workers; 0 runs the suite in one process (tests/conftest.py groups the modules).
+# Two pytest-xdist workers, the e2e modules first (the longest unit); 0 runs the suite in one
+# process. tests/conftest.py decides what stays together on one worker.
 PYTEST_WORKERS ?= 2
 # Stages in dvc.yaml call `python` and `dvc`: the project's venv comes first on the PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -28,7 +29,7 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP) ## Create .venv and install the pinned dependency set (requirements.lock)
 
 test: install ## Run the test suite (unit, integration, e2e)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: demo ## Run every benchmark under bench/ (each prints ratios measured side by side)
 	@set -e; for script in bench/[!_]*.py; do echo "==> $$script"; $(BIN)/python $$script; done

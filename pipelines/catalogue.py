@@ -377,17 +377,61 @@ def search(catalogue: Path, filters: Mapping[str, str], page: int = 1, per_page:
 def similar(catalogue: Path, photo: Any, limit: int = 12) -> tuple[list[Hit], list[str]]:
     """Products sharing the photo's predicted labels (not `unknown`), ranked by the mean cosine
     similarity of backbone features over the components both were tagged on. If no product shares
-    them all, those sharing the most come first. Returns (hits, the attributes matched on)."""
+    them all, those sharing the most come first. Returns (hits, the attributes matched on).
+
+    Photos are read tier by tier, most shared labels first (counted by SQL on the label index),
+    and reading stops once `limit` products are ranked: no lower tier can outrank them, so a
+    request does not decode the embeddings of the whole catalogue."""
     wanted = {name: tag.label for name, tag in photo.tags.items() if not tag.unknown}
     components = list(photo.tags)
     if not components:
         return [], []
     vectors = {name: tag.embedding for name, tag in photo.tags.items() if tag.embedding is not None}
-    candidates: dict[str, dict[str, Any]] = {}
+    best_per_product: dict[str, tuple[int, float, str, dict[str, Any]]] = {}
     with connect(catalogue) as connection:
+        for shared_count, shas in _tiers_by_shared_labels(connection, wanted, components):
+            tier: list[tuple[int, float, str, dict[str, Any]]] = []
+            for sha, entry in _candidates(connection, shas, components, wanted, vectors).items():
+                tier.append((shared_count, float(np.mean(entry["cosines"])) if entry["cosines"] else -1.0, sha, entry))
+            for item in sorted(tier, key=lambda s: (-s[1], s[2])):
+                best_per_product.setdefault(item[3]["product_url"], item)
+            if len(best_per_product) >= limit:
+                break
+        chosen = sorted(best_per_product.values(), key=lambda s: (-s[0], -s[1], s[2]))[:limit]
+        tags = _tags_of(connection, [sha for _, _, sha, _ in chosen])
+    hits = [Hit(sha, entry["product_url"], entry["title"], entry["source"], tags[sha], shared_count / max(len(wanted), 1),
+                shared=sorted(entry["shared"]), similarity=cosine) for shared_count, cosine, sha, entry in chosen]
+    return hits, sorted(wanted)
+
+
+def _tiers_by_shared_labels(connection: sqlite3.Connection, wanted: Mapping[str, str],
+                            components: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
+    """(how many of the wanted labels, the photos sharing exactly that many), most first; with no
+    wanted label, one tier of every photo tagged on any of the components."""
+    if not wanted:
+        query = f"SELECT DISTINCT sha256 FROM tags WHERE label IS NOT NULL AND component IN ({','.join('?' * len(components))})"
+        yield 0, sorted(row["sha256"] for row in connection.execute(query, list(components)))
+        return
+    matches = " OR ".join("(component = ? AND label = ?)" for _ in wanted)
+    query = f"SELECT sha256, COUNT(*) AS shared FROM tags WHERE {matches} GROUP BY sha256"
+    tiers: dict[int, list[str]] = {}
+    for row in connection.execute(query, [value for pair in wanted.items() for value in pair]):
+        tiers.setdefault(row["shared"], []).append(row["sha256"])
+    for shared_count in sorted(tiers, reverse=True):
+        yield shared_count, sorted(tiers[shared_count])
+
+
+def _candidates(connection: sqlite3.Connection, shas: Sequence[str], components: Sequence[str], wanted: Mapping[str, str],
+                vectors: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """sha256 → its product, the wanted labels it shares and its cosines to the photo's features,
+    over the components both were tagged on."""
+    candidates: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(shas), 500):
+        part = list(shas[start:start + 500])
         query = (f"SELECT t.sha256, t.component, t.label, t.embedding, i.product_url, i.title, i.source FROM tags t "
-                 f"JOIN items i ON i.sha256 = t.sha256 WHERE t.label IS NOT NULL AND t.component IN ({','.join('?' * len(components))})")
-        for row in connection.execute(query, components):
+                 f"JOIN items i ON i.sha256 = t.sha256 WHERE t.label IS NOT NULL AND t.component IN ({','.join('?' * len(components))}) "
+                 f"AND t.sha256 IN ({','.join('?' * len(part))})")
+        for row in connection.execute(query, [*components, *part]):
             entry = candidates.setdefault(row["sha256"], {"product_url": row["product_url"], "title": row["title"],
                                                           "source": row["source"], "shared": [], "cosines": []})
             if wanted.get(row["component"]) == row["label"]:
@@ -396,16 +440,7 @@ def similar(catalogue: Path, photo: Any, limit: int = 12) -> tuple[list[Hit], li
             mine = vectors.get(row["component"])
             if stored is not None and mine is not None and stored.shape == mine.shape:
                 entry["cosines"].append(float(np.dot(stored, mine)))
-        scored = [(len(entry["shared"]), float(np.mean(entry["cosines"])) if entry["cosines"] else -1.0, sha, entry)
-                  for sha, entry in candidates.items() if entry["shared"] or not wanted]
-        best_per_product: dict[str, tuple[int, float, str, dict[str, Any]]] = {}
-        for item in sorted(scored, key=lambda s: (-s[0], -s[1], s[2])):
-            best_per_product.setdefault(item[3]["product_url"], item)
-        chosen = sorted(best_per_product.values(), key=lambda s: (-s[0], -s[1], s[2]))[:limit]
-        tags = _tags_of(connection, [sha for _, _, sha, _ in chosen])
-    hits = [Hit(sha, entry["product_url"], entry["title"], entry["source"], tags[sha], shared_count / max(len(wanted), 1),
-                shared=sorted(entry["shared"]), similarity=cosine) for shared_count, cosine, sha, entry in chosen]
-    return hits, sorted(wanted)
+    return candidates
 
 
 def crop_jpeg(catalogue: Path, sha256: str, component: str) -> bytes | None:

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,14 +68,22 @@ def _no_inherited_mlflow_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> Iterat
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `make test`'s two xdist workers (`--dist loadgroup`), keep each module on one worker
-    so its module-scoped fixtures (a trained model, a detector) are built once, and keep the e2e
-    modules together: they share one weekly-retrain workspace (tests/e2e/conftest.py)."""
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        group = "weekly-workspace" if module.startswith("tests/e2e/") else module
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test` runs two pytest-xdist workers with `--dist loadscope`: each module goes whole to
+    one worker, so its module-scoped fixtures (a trained model, a detector) are built once. Here
+    the two e2e modules are one unit as well: they share one weekly-retrain workspace
+    (tests/e2e/conftest.py), and split they would each build it. (xdist's own `loadgroup` marks
+    do not reach its scheduler under pytest 9, whose node ids drop the group suffix.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "tests/e2e" if module.startswith("tests/e2e/") else module
+
+    return ModuleScheduling(config, log)
 
 
 def free_port() -> int:

@@ -46,11 +46,13 @@ def stop_during_training(root: Path, env: dict[str, str]) -> list[str]:
         raise AssertionError("the flow did not stop within 2 minutes of SIGTERM") from None
     time.sleep(2)
     stages = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_stage_in(p, root)]
+    group = [_command_of(p) for p in Path("/proc").iterdir() if p.name.isdigit() and _group_of(p) == process.pid]
     try:
-        os.killpg(process.pid, signal.SIGTERM)  # what is left of its group: Prefect's temporary API server
+        os.killpg(process.pid, signal.SIGTERM)  # whatever is left of its group, so a failure here leaves nothing running
     except ProcessLookupError:
         pass
     assert not stages, "a stage outlived the stopped flow"
+    assert not group, f"outlived the stopped flow (Prefect's temporary API server?): {group}"
     return seen
 
 
@@ -111,6 +113,21 @@ def test_weekly_retrain_resumes_after_a_stop_then_is_a_no_op(project: tuple[Path
         # The model stages rewrote dvc.lock after the last snapshot; the data did not change.
         assert repeated["snapshot tag"] == "skipped", repeated
         assert again["snapshot"]["tag"] == resumed["snapshot"]["tag"]
+
+
+def _group_of(proc: Path) -> int | None:
+    """The process group of a /proc entry (field 5 of its stat line), or None once it is gone."""
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _command_of(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_text(errors="replace").replace("\0", " ").strip()
+    except OSError:
+        return "?"
 
 
 def _is_stage_in(proc: Path, root: Path) -> bool:

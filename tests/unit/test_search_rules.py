@@ -183,6 +183,44 @@ def test_similar_ignores_unknown_labels_and_respects_the_limit(catalogue: Path) 
     assert matched_on == ["shirt-pattern"] and [hit.product_url for hit in hits] == ["http://shop/p/c"]
 
 
+def ranked_by_definition(catalogue: Path, query: PhotoTags, limit: int) -> list[tuple[str, str, list[str]]]:
+    """similar()'s ranking computed the plain way, from every tag row: (product, photo, shared)."""
+    import sqlite3
+
+    wanted = {name: tag.label for name, tag in query.tags.items() if not tag.unknown}
+    photos: dict[str, dict] = {}
+    with sqlite3.connect(catalogue) as connection:
+        for sha, component, label, blob, product in connection.execute(
+                "SELECT t.sha256, t.component, t.label, t.embedding, i.product_url FROM tags t JOIN items i USING (sha256) "
+                "WHERE t.label IS NOT NULL"):
+            if component not in query.tags:
+                continue
+            entry = photos.setdefault(sha, {"product": product, "shared": [], "cosines": []})
+            entry["shared"] += [component] if wanted.get(component) == label else []
+            entry["cosines"].append(float(np.dot(decode_embedding(blob), query.tags[component].embedding)))
+    scored = sorted(((-len(e["shared"]), -float(np.mean(e["cosines"])), sha) for sha, e in photos.items() if e["shared"] or not wanted))
+    best: dict[str, tuple[str, str, list[str]]] = {}
+    for _, _, sha in scored:
+        best.setdefault(photos[sha]["product"], (photos[sha]["product"], sha, sorted(photos[sha]["shared"])))
+    return list(best.values())[:limit]
+
+
+@pytest.mark.parametrize("limit", [1, 3, 12, 200])
+def test_similar_reading_tier_by_tier_ranks_as_reading_everything(tmp_path: Path, limit: int) -> None:
+    rng = np.random.default_rng(7)
+    classes = {"shirt-collar": ["band", "regular", "unknown"], "shirt-pattern": ["dot", "solid", "stripe", "unknown"]}
+    rows = []
+    for i in range(240):
+        tags = {name: (str(rng.choice(labels)), 0.9, list(rng.normal(size=4))) for name, labels in classes.items() if rng.random() > 0.1}
+        rows.append((f"s{i:03d}", f"http://shop/p/{i % 70}", tags))
+    rows.append(("jeans", "http://shop/p/j", {"jeans-color": ("deep", 0.9, [1, 0, 0, 0])}))
+    fill(tmp_path / "c.db", rows)
+    for labels in [("band", "stripe"), ("regular", "unknown"), ("unknown", "unknown"), ("band", None)]:
+        query = photo({name: (label, list(rng.normal(size=4))) for name, label in zip(classes, labels) if label})
+        hits, _ = similar(tmp_path / "c.db", query, limit=limit)
+        assert [(hit.product_url, hit.sha256, hit.shared) for hit in hits] == ranked_by_definition(tmp_path / "c.db", query, limit), labels
+
+
 def test_only_images_with_outdated_or_missing_tags_are_tagged_again(catalogue: Path) -> None:
     images = [CatalogueImage(sha, "shop", "u", "t", "p") for sha in ("a1", "j1", "new")]
     with connect(catalogue) as connection:
