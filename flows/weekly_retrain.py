@@ -470,7 +470,19 @@ def _stop(signum: int, frame: Any) -> None:
 
     print(f"retrain: stopped by signal {signum}; stopping the running stage", file=sys.stderr, flush=True)
     stop_running_stages()
+    stop_temporary_prefect_server()
     os._exit(128 + signum)
+
+
+def stop_temporary_prefect_server() -> None:
+    """Stop the temporary Prefect API server this process started, if any. Prefect stops it from an
+    atexit hook, which `os._exit` skips: a weekly run stopped with `kill PID` left it running
+    (tests/e2e/test_weekly_retrain.py caught one)."""
+    if "prefect.server.api.server" not in sys.modules:  # never started one: nothing to import or stop
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    SubprocessASGIServer().stop()  # the port-less instance is the temporary one; Prefect's own test fixture stops it so
 
 
 if __name__ == "__main__":
