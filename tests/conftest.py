@@ -68,6 +68,7 @@ def _no_inherited_mlflow_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> Iterat
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+@pytest.hookimpl(optionalhook=True)  # plain `pytest` (or -p no:xdist) runs without xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`make test` runs two pytest-xdist workers with `--dist loadscope`: each module goes whole to
     one worker, so its module-scoped fixtures (a trained model, a detector) are built once. Here
