@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.catalogue import Hit, _tags_of, connect, decode_embedding, encode_embedding, similar  # noqa: E402
+from pipelines.catalogue import Hit, _candidates, _tags_of, connect, encode_embedding, similar  # noqa: E402
 from pipelines.config import DEFAULT_PARAMS_PATH, load_params  # noqa: E402
 from pipelines.predict import ComponentTag, PhotoTags, unit_vector  # noqa: E402
 
@@ -64,23 +64,15 @@ def query_of(tags: dict[str, str], rng: np.random.Generator) -> PhotoTags:
 
 
 def similar_reading_everything(catalogue: Path, photo: PhotoTags, limit: int = 12) -> tuple[list[Hit], list[str]]:
-    """pipelines.catalogue.similar as it was before tiers (ed43ea7): every tagged photo read."""
+    """pipelines.catalogue.similar as it was before tiers (ed43ea7): every tagged photo read, here
+    through the same row reader (`_candidates`) the tiered version uses, so only the early stop differs."""
     wanted = {name: tag.label for name, tag in photo.tags.items() if not tag.unknown}
     components = list(photo.tags)
     vectors = {name: tag.embedding for name, tag in photo.tags.items() if tag.embedding is not None}
-    candidates: dict[str, dict] = {}
     with connect(catalogue) as connection:
-        query = (f"SELECT t.sha256, t.component, t.label, t.embedding, i.product_url, i.title, i.source FROM tags t "
-                 f"JOIN items i ON i.sha256 = t.sha256 WHERE t.label IS NOT NULL AND t.component IN ({','.join('?' * len(components))})")
-        for row in connection.execute(query, components):
-            entry = candidates.setdefault(row["sha256"], {"product_url": row["product_url"], "title": row["title"],
-                                                          "source": row["source"], "shared": [], "cosines": []})
-            if wanted.get(row["component"]) == row["label"]:
-                entry["shared"].append(row["component"])
-            stored = decode_embedding(row["embedding"])
-            mine = vectors.get(row["component"])
-            if stored is not None and mine is not None and stored.shape == mine.shape:
-                entry["cosines"].append(float(np.dot(stored, mine)))
+        query = f"SELECT DISTINCT sha256 FROM tags WHERE label IS NOT NULL AND component IN ({','.join('?' * len(components))})"
+        every = [row["sha256"] for row in connection.execute(query, components)]
+        candidates = _candidates(connection, every, components, wanted, vectors)
         scored = [(len(entry["shared"]), float(np.mean(entry["cosines"])) if entry["cosines"] else -1.0, sha, entry)
                   for sha, entry in candidates.items() if entry["shared"] or not wanted]
         best_per_product: dict[str, tuple] = {}
