@@ -58,10 +58,11 @@ def project(tmp_path_factory: pytest.TempPathFactory, weekly_shop: Path) -> Iter
     # Only jeans-color (the training the test stops) fine-tunes: tracing a DenseNet121 training
     # step costs half a minute on 2 cores, and both phases have their own integration test.
     components = tiny.setdefault("components", {})
+    for entry in components.values():
+        entry.pop("training", None)  # the demo's per-component sizes (pattern's 128 px): TINY's 32 px for all
     for name in tree["components"]:
         if name != "jeans-color":
-            entry = components.setdefault(name, {})
-            entry["training"] = {**entry.get("training", {}), "fine_tune": {"epochs": 0}}
+            components.setdefault(name, {})["training"] = {"fine_tune": {"epochs": 0}}
     tree["profiles"]["tiny"] = tiny
     tree["profile"] = "tiny"
     tree["validation"]["min_examples_per_class"] = 1  # the session's 60-product shop is small

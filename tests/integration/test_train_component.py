@@ -35,6 +35,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, demo_shop: Path) -> Path:
     root = tmp_path_factory.mktemp("train-project")
     tree = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     tiny = copy.deepcopy(tree["profiles"]["demo"])
+    for entry in tiny.get("components", {}).values():
+        entry.pop("training", None)  # the demo's per-component sizes: this test's 32 px for all
     tiny["training"] = {**tiny["training"], **TINY_TRAINING}
     tiny["crop"] = {"mode": "none", "size": 32}
     tree["profiles"]["tiny"] = tiny

@@ -49,10 +49,12 @@ def test_demo_profile_is_sized_for_a_cpu_without_downloads(tree: dict[str, Any])
         assert training.weights is None and training.batchnorm_trains
         assert training.frozen.epochs == 0  # a frozen random base learns nothing worth a phase
         assert training.early_stopping_start < training.fine_tune.epochs
-        assert training.image_size <= 96
+        assert training.image_size <= 128  # the crops are 64 px; only pattern upsamples them
     # The demo profile's general values beat the paper's component-level choices.
     assert params.component("jeans-fit").training.fine_tune.unfreeze_from == 0
     assert params.component("jeans-damage").training.loss == "categorical_crossentropy"
+    assert params.component("shirt-pattern").training.image_size == 2 * params.crop.size
+    assert params.component("shirt-collar").training.image_size == params.crop.size
     assert params.detector.image_size % 2**params.detector.max_level == 0
 
 
