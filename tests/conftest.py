@@ -1,5 +1,6 @@
 """Shared test set-up: quiet TensorFlow logs, and paths to the shipped project files."""
 
+import copy
 import os
 import socket
 import subprocess
@@ -85,6 +86,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return "tests/e2e" if module.startswith("tests/e2e/") else module
 
     return ModuleScheduling(config, log)
+
+
+def tiny_profile_base(tree: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the demo profile for a test to shrink: it keeps the demo's crop choices but drops
+    its per-component training settings (pattern's 128 px), so the test's own sizes apply to all."""
+    tiny = copy.deepcopy(tree["profiles"]["demo"])
+    for entry in tiny.get("components", {}).values():
+        entry.pop("training", None)
+    return tiny
 
 
 def free_port() -> int:

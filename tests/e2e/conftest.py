@@ -4,7 +4,6 @@ store, on the `tiny` profile (a tiny detector, 32 px classifiers)."""
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, tiny_profile_base
 
 BIN = Path(sys.executable).parent
 TINY = {
@@ -51,15 +50,13 @@ def project(tmp_path_factory: pytest.TempPathFactory, weekly_shop: Path) -> Iter
     shutil.copytree(PROJECT_ROOT / "crawlers" / "sources", root / "crawlers" / "sources")
     shutil.copytree(PROJECT_ROOT / "pipelines", root / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
     tree = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    tiny = copy.deepcopy(tree["profiles"]["demo"])
+    tiny = tiny_profile_base(tree)
     for section, values in TINY.items():
         tiny[section] = {**tiny.get(section, {}), **values}
     tiny["pretrain"] = {**tiny.get("pretrain", {}), "epochs": 1}
     # Only jeans-color (the training the test stops) fine-tunes: tracing a DenseNet121 training
     # step costs half a minute on 2 cores, and both phases have their own integration test.
     components = tiny.setdefault("components", {})
-    for entry in components.values():
-        entry.pop("training", None)  # the demo's per-component sizes (pattern's 128 px): TINY's 32 px for all
     for name in tree["components"]:
         if name != "jeans-color":
             components.setdefault(name, {})["training"] = {"fine_tune": {"epochs": 0}}

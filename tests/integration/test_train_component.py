@@ -4,7 +4,6 @@ matrix and a model that loads back and predicts; DVC's files are where DVC expec
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import subprocess
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, tiny_profile_base
 from tests.shop_truth import products
 
 pytestmark = pytest.mark.slow
@@ -34,9 +33,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, demo_shop: Path) -> Path:
     """Whole-image crops (32 px) of the shop's jeans photos with their colour, split 60/20/20."""
     root = tmp_path_factory.mktemp("train-project")
     tree = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    tiny = copy.deepcopy(tree["profiles"]["demo"])
-    for entry in tiny.get("components", {}).values():
-        entry.pop("training", None)  # the demo's per-component sizes: this test's 32 px for all
+    tiny = tiny_profile_base(tree)
     tiny["training"] = {**tiny["training"], **TINY_TRAINING}
     tiny["crop"] = {"mode": "none", "size": 32}
     tree["profiles"]["tiny"] = tiny
