@@ -68,14 +68,29 @@ def main() -> None:
         report(args.shop, args.manifests, args.labels)
 
 
+def image_views(shop: Path) -> dict[str, str]:
+    """URL path of every product photo → the view the renderer drew (front, alt, detail)."""
+    views: dict[str, str] = {}
+    for line in (shop / "ground_truth.jsonl").read_text().splitlines():
+        for image in json.loads(line)["images"]:
+            views[image["url"]] = image["view"]
+    return views
+
+
 def image_labels(shop: Path, manifests: Path) -> dict[str, dict[str, str]]:
-    """sha256 of every crawled image → the true labels and item of the product it shows."""
-    truth = product_labels(shop)
+    """sha256 of every crawled image → the true labels and item of the product it shows, and
+    the photo's view."""
+    truth, views = product_labels(shop), image_views(shop)
     image_truth = {}
     for manifest in iter_manifests(manifests):
         for row in read_manifest(manifest).rows:
-            image_truth[row.sha256] = truth[re.sub(r"^https?://[^/]+", "", row.product_url)]
+            view = views.get(_url_path(row.image_url), "unknown")
+            image_truth[row.sha256] = {**truth[_url_path(row.product_url)], "view": view}
     return image_truth
+
+
+def _url_path(url: str) -> str:
+    return re.sub(r"^https?://[^/]+", "", url)
 
 
 def report(shop: Path, manifests: Path, labels: Path) -> None:

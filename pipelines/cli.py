@@ -484,7 +484,7 @@ SHEET_MODES = ("bbox", "mask", "mask_alpha", "none")
 @app.command("detect")
 def detect(
     images: Annotated[list[Path], typer.Argument(help="Photos to run the garment detector on.", dir_okay=False)],
-    mode: Annotated[str | None, typer.Option("--mode", help="Crop mode: bbox | mask | mask_alpha | annotation | none (default: params crop.mode).")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="Crop mode: bbox | mask | mask_alpha | annotation | none (default: each component's, from params).")] = None,
     component: Annotated[str | None, typer.Option("--component", "-c", help="Only this component's crop (default: every component).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Crop file (one image, one component) or folder for the crops.")] = None,
     sheet: Annotated[Path | None, typer.Option("--sheet", help="Also write a contact sheet: each image and component in every mode.")] = None,
@@ -520,8 +520,9 @@ def detect(
         fail(f"--mode {mode}: expected bbox, mask, mask_alpha, annotation or none")
     if component is not None and component not in params.components:
         fail(f"--component {component}: unknown component (known: {', '.join(params.components)})")
-    crop = params.crop.model_copy(update={"mode": mode}) if mode else params.crop
     chosen = [component] if component else list(params.components)
+    # Each component's own recipe (its mode and margin), unless --mode overrides every mode.
+    crops = {name: params.crop_for(name).model_copy(update={"mode": mode} if mode else {}) for name in chosen}
     single_file = out is not None and out.suffix.lower() == ".png"
     if single_file and (len(images) > 1 or len(chosen) > 1):
         fail("--out FILE.png needs one image and one --component; give a folder for more")
@@ -531,7 +532,7 @@ def detect(
     except DetectorError as error:
         fail(str(error))
     threshold = params.detector.score_threshold
-    truth = annotation_regions(annotations) if crop.mode == "annotation" else {}
+    truth = annotation_regions(annotations) if any(c.mode == "annotation" for c in crops.values()) else {}
     pixels_of = {path: read_rgb(path) for path in images}
     for path, pixels in pixels_of.items():
         if pixels is None:
@@ -549,13 +550,13 @@ def detect(
             out_console.print(f"  {d.category:<8} {d.score:.3f}  box {x0:.0f},{y0:.0f} → {x1:.0f},{y1:.0f}", highlight=False, soft_wrap=True)
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         for name in chosen:
-            category, item = params.components[name].crop_region, params.components[name].item
+            category, item, crop = params.components[name].crop_region, params.components[name].item, crops[name]
             if component is None and item in params.detector.categories and not best_of_category(detections, item, threshold):
                 continue  # jeans components on a shirt photo: the pipeline would not crop them
             best = best_of_category(detections, category, threshold, crop.pick)
             region = (truth.get(sha, {}).get(category) if crop.mode == "annotation"
                       else Region(best.box, best.mask, best.score) if best else None)
-            pixels, status = crop_one(pixels_of[path], region, crop.model_copy(update={"margin": params.crop_for(name).margin}))
+            pixels, status = crop_one(pixels_of[path], region, crop)
             if pixels is None:
                 out_console.print(f"  {name}: no {category} found → skipped (crop.on_no_detection: skip)", highlight=False, soft_wrap=True)
             else:

@@ -245,6 +245,10 @@ class ComponentParams(_Section):
     # shirt's pattern at -0.25 is the middle half of the shirt, its checks and dots twice as
     # many pixels wide at the same crop size, and no silhouette to learn instead.
     crop_margin: CropMargin | None = None
+    # This component's own `crop.mode` (None: the global one). A shade is a statistic of the
+    # garment's pixels: `mask` blacks out the background a box keeps, which a texture or a
+    # silhouette can ignore but a colour average cannot.
+    crop_mode: CropMode | None = None
     training: TrainingParams
 
     @model_validator(mode="after")
@@ -383,9 +387,10 @@ class Params(_Section):
         return self
 
     def crop_for(self, name: str) -> CropParams:
-        """The crop recipe of one component: `crop` with the component's own margin, if any."""
-        margin = self.components[name].crop_margin
-        return self.crop if margin is None else self.crop.model_copy(update={"margin": margin})
+        """The crop recipe of one component: `crop` with the component's own mode and margin, if any."""
+        component = self.components[name]
+        own = {"mode": component.crop_mode, "margin": component.crop_margin}
+        return self.crop.model_copy(update={key: value for key, value in own.items() if value is not None})
 
     def component(self, name: str) -> ComponentParams:
         """The named component, or a ParamsError listing the known ones."""

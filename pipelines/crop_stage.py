@@ -236,7 +236,8 @@ def run_crop_stage(params: Params, labels: Path, manifest: Path, images_root: Pa
     started = time.perf_counter()
     labelled = read_labelled(labels, params.components)
     paths = image_paths(manifest, images_root)
-    needs_detector = crop.mode in MODES_NEEDING_DETECTOR
+    modes = {params.crop_for(name).mode for name in params.components}
+    needs_detector = bool(modes & MODES_NEEDING_DETECTOR)
     if needs_detector and detector is None:
         from pipelines.detect import DetectorError, load_detector
 
@@ -253,7 +254,7 @@ def run_crop_stage(params: Params, labels: Path, manifest: Path, images_root: Pa
     todo = [(c, sha, split) for c, sha, split in wanted if not _reusable(previous.get((c, sha)), recipes[c], out)]
     todo_images = sorted({sha for _, sha, _ in todo})
     progress(f"crop: {len(wanted)} image/component pairs, {len(wanted) - len(todo)} up to date, "
-             f"{len(todo)} to crop from {len(todo_images)} images (mode {crop.mode}, {crop.size} px)")
+             f"{len(todo)} to crop from {len(todo_images)} images (mode {'/'.join(sorted(modes))}, {crop.size} px)")
 
     detected_now = 0
     detect_seconds = 0.0
@@ -263,7 +264,7 @@ def run_crop_stage(params: Params, labels: Path, manifest: Path, images_root: Pa
         detect_started = time.perf_counter()
         detected_now = detect_missing(detector, cache, todo_images, paths, read_rgb, progress)
         detect_seconds = time.perf_counter() - detect_started
-    ground_truth = annotation_regions(annotations) if crop.mode == "annotation" else {}
+    ground_truth = annotation_regions(annotations) if "annotation" in modes else {}
 
     rows = dict(previous)
     todo_by_image: dict[str, list[tuple[str, str]]] = {}

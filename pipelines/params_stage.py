@@ -30,6 +30,7 @@ def stage_settings(params: Params) -> dict[str, Any]:
             "score_threshold": params.detector.score_threshold,
             "regions": {name: c.crop_region for name, c in params.components.items()},
             "margins": {name: params.crop_for(name).margin for name in params.components},
+            "modes": {name: params.crop_for(name).mode for name in params.components},
         },
     }
     settings["pretrain"] = {**params.pretrain.model_dump(mode="json"),

@@ -312,14 +312,15 @@ def run_stage(params: Params, component_name: str, crops: Path, labels: Path, ou
     component = params.components[component_name]
     training = component.training
     examples = load_examples(crops, labels, component_name, component.classes)
-    alpha = params.crop.mode == "mask_alpha"
+    crop = params.crop_for(component_name)
+    alpha = crop.mode == "mask_alpha"
     progress(f"train {component_name}: {len(examples['train'])} train / {len(examples['val'])} val / {len(examples['test'])} test crops; "
              f"{training.backbone} ({training.weights or 'from scratch'}) at {training.image_size} px; "
              f"frozen {training.frozen.epochs} + fine-tune {training.fine_tune.epochs} epochs "
              f"(BatchNorm {'trains' if training.batchnorm_trains else 'frozen'})")
     tags = {"seamline.component": component_name, "seamline.profile": params.profile,
-            "seamline.base_weights": str(training.weights), "seamline.crop_mode": params.crop.mode,
-            "seamline.crop_margin": str(params.crop_for(component_name).margin)}
+            "seamline.base_weights": str(training.weights), "seamline.crop_mode": crop.mode,
+            "seamline.crop_margin": str(crop.margin)}
     with mlflow_run(params.registry, "classifiers", component_name, tags) as run:
         mlflow.log_params(flat_params(training.model_dump(mode="json"), "training."))
         mlflow.log_params({"classes": json.dumps(list(component.classes)), "train_examples": len(examples["train"])})
@@ -353,7 +354,7 @@ def run_stage(params: Params, component_name: str, crops: Path, labels: Path, ou
         result.model.save(out / MODEL_FILE)
         classifier = {"component": component_name, "classes": list(component.classes), "thresholds": report["thresholds"],
                       "image_size": training.image_size, "item": component.item, "crop_region": component.crop_region,
-                      "crop_mode": params.crop.mode, "crop_margin": params.crop_for(component_name).margin, "base_weights": training.weights, "mlflow_run_id": run.info.run_id}
+                      "crop_mode": crop.mode, "crop_margin": crop.margin, "base_weights": training.weights, "mlflow_run_id": run.info.run_id}
         (out / CLASSIFIER_FILE).write_text(json.dumps(classifier, indent=2) + "\n", encoding="utf-8")
         write_plots(plots, component_name, result.history, report, component.classes, truth, test_probabilities.argmax(axis=1))
         metrics_path.parent.mkdir(parents=True, exist_ok=True)

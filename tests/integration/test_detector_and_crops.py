@@ -128,18 +128,23 @@ def test_the_crop_stage_reprocesses_only_new_images(project: Path, trained: dict
     unchanged = run_crop_stage(project)
     assert (unchanged["detected_images"], unchanged["processed_pairs"]) == (0, 0)
 
-    # One component's own zoom re-crops that component alone, from the cached detections.
+    # A component's own zoom or mode re-crops that component alone, from the cached detections.
     params_file = project / "params.yaml"
     original = params_file.read_text()
     tree = yaml.safe_load(original)
-    tree["profiles"]["tiny"].setdefault("components", {}).setdefault("shirt-pattern", {})["crop_margin"] = -0.3
+    own = tree["profiles"]["tiny"].setdefault("components", {})
+    own.setdefault("shirt-pattern", {})["crop_margin"] = -0.3
+    own.setdefault("jeans-color", {})["crop_mode"] = "mask"
     params_file.write_text(yaml.safe_dump(tree, sort_keys=False))
     try:
-        zoomed = run_crop_stage(project)
+        recut = run_crop_stage(project)
     finally:
         params_file.write_text(original)
-    assert (zoomed["detected_images"], zoomed["processed_pairs"]) == (0, 42)
-    assert zoomed["recipes"]["shirt-pattern"] != zoomed["recipes"]["shirt-collar"]
+    assert (recut["detected_images"], recut["processed_pairs"]) == (0, 2 * 42)
+    recipes = recut["recipes"]
+    assert recipes["shirt-pattern"] != recipes["shirt-collar"]
+    assert recipes["jeans-color"].startswith("mask:") and recipes["jeans-fit"].startswith("bbox:")
+    assert recipes["jeans-color"].split(":")[1:] == recipes["jeans-fit"].split(":")[1:]
 
 
 def test_corrupt_and_missing_images_are_recorded_with_their_reason(project: Path, trained: dict) -> None:

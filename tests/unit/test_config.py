@@ -106,6 +106,18 @@ def test_a_component_may_have_its_own_crop_margin(tree: dict[str, Any]) -> None:
     assert params.crop_for("shirt-pattern").size == params.crop.size
 
 
+def test_a_component_may_have_its_own_crop_mode(tree: dict[str, Any]) -> None:
+    tree = copy.deepcopy(tree)
+    tree["components"]["jeans-color"]["crop_mode"] = "mask"
+    tree["components"]["jeans-color"]["crop_margin"] = 0.05
+    params = resolve_params(tree, "paper")
+    assert (params.crop_for("jeans-color").mode, params.crop_for("jeans-color").margin) == ("mask", 0.05)
+    assert params.crop_for("jeans-fit").mode == params.crop.mode == "bbox"
+    tree["components"]["jeans-color"]["crop_mode"] = "grabcut"
+    with pytest.raises(ParamsError, match="components.jeans-color.crop_mode"):
+        resolve_params(tree, "paper")
+
+
 @pytest.mark.parametrize(("weights", "batchnorm", "trains"), [
     ("imagenet", "inference", False),
     ("imagenet", "train", True),
