@@ -245,9 +245,9 @@ class ComponentParams(_Section):
     # shirt's pattern at -0.25 is the middle half of the shirt, its checks and dots twice as
     # many pixels wide at the same crop size, and no silhouette to learn instead.
     crop_margin: CropMargin | None = None
-    # This component's own `crop.mode` (None: the global one). A shade is a statistic of the
-    # garment's pixels: `mask` blacks out the background a box keeps, which a texture or a
-    # silhouette can ignore but a colour average cannot.
+    # This component's own `crop.mode` (None: the global one), e.g. `mask` to black out the
+    # background a box keeps around a garment whose shade is the cue (jeans-color on the demo:
+    # 0.810 and 0.851 on two seeds against 0.820 boxed; README, "Colour like for like").
     crop_mode: CropMode | None = None
     training: TrainingParams
 
