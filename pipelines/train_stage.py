@@ -201,11 +201,11 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
         set_trainable(model, "frozen")
         if training.frozen.cached_features:
             _fit_head_on_cached_features(model, examples, train_set, val_set, training, classes, weights, alpha, augment,
-                                         [early_stopping(training), log.callback("frozen"), *callbacks])
+                                         [*phase_callbacks(training), log.callback("frozen"), *callbacks])
         else:
             compile_classifier(model, training.loss, training.frozen.learning_rate)
             model.fit(train_set, validation_data=val_set, epochs=training.frozen.epochs, class_weight=weights,
-                      callbacks=[early_stopping(training), log.callback("frozen"), *callbacks], shuffle=False, verbose=0)
+                      callbacks=[*phase_callbacks(training), log.callback("frozen"), *callbacks], shuffle=False, verbose=0)
         result.phase_seconds["frozen"] = time.perf_counter() - started
         if training.fine_tune.epochs:  # the frozen model's test score, to set beside the fine-tuned one's
             result.frozen_test = {"probabilities": predict_probabilities(model, test_set)}
@@ -222,7 +222,7 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
         set_trainable(model, "fine_tune", training.fine_tune.unfreeze_from, training.batchnorm_trains)
         compile_classifier(model, training.loss, training.fine_tune.learning_rate)
         model.fit(train_set, validation_data=val_set, epochs=training.fine_tune.epochs, class_weight=weights,
-                  callbacks=[early_stopping(training), log.callback("fine_tune"), *callbacks], shuffle=False, verbose=0)
+                  callbacks=[*phase_callbacks(training), log.callback("fine_tune"), *callbacks], shuffle=False, verbose=0)
         result.phase_seconds["fine_tune"] = time.perf_counter() - started
         result.kept_phase = "fine_tune"
         if frozen_weights is not None:
@@ -234,6 +234,15 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
             frozen_weights.parent.rmdir()
     result.history = log.rows
     return result
+
+
+def phase_callbacks(training: TrainingParams) -> list[Any]:
+    """Weight averaging (when `ema_decay` is set), then early stopping: in that order, so early
+    stopping judges and keeps the averaged weights."""
+    from pipelines.train import WeightAverage
+
+    averaging = [WeightAverage(training.ema_decay)] if training.ema_decay is not None else []
+    return [*averaging, early_stopping(training)]
 
 
 def early_stopping(training: TrainingParams) -> Any:

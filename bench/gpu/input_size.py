@@ -9,17 +9,22 @@ Two steps:
 
   pack (here, in the Seamline environment: needs OpenCV): re-cut one component's crops from the
   crawled photos and the crop stage's detection boxes (data/crops/index.csv) at a margin and
-  size of your choice, into one .npz with labels and splits:
+  size of your choice, into one .npz with labels and splits (with --shop, a crawled demo shop, also
+  each crop's true class and its photo's view, so the runs are scored on the truth as well):
       python bench/gpu/input_size.py pack shirt-pattern --margin -0.25 --size 128 --out .gx/shirt-pattern.npz
+      python bench/gpu/input_size.py pack jeans-color --margin 0.15 --size 64 --out .gx/jeans-color.npz --shop data/demo_shop
 
   train (device machine): train the named variants, each a view of a packed array (the centre
   share `keep` of the side, resized to `size`; `from` first resizes to that size, to mimic
-  upsampling a smaller crop), every seed in its own process on the one GPU:
+  upsampling a smaller crop), every seed in its own process on the one GPU. Recipe changes a
+  variant may add: `ema=DECAY` (validate, keep and test a moving average of the weights and
+  BatchNorm statistics), `smooth=F` (label smoothing), `wd=F` (AdamW weight decay):
       python bench/gpu/input_size.py train shirt-pattern:size=64 shirt-pattern:size=96,from=64 \\
-          shirt-pattern:size=128 jeans-color:size=64 jeans-color:size=64,keep=0.54 --data .gx --seeds 0 1 2 3
-  Prints one JSON line per run (test accuracy and macro-F1, epochs, the kept epoch) and a
-  mean/min/max summary per variant. The test splits hold 68–151 crops: single runs differ by
-  0.05–0.10, so compare means over seeds.
+          shirt-pattern:size=128 jeans-color:size=64 jeans-color:size=64,ema=0.99 --data .gx --seeds 0 1 2 3
+  Prints one JSON line per run (test accuracy and macro-F1, epochs, the kept epoch; with a
+  truth-packed array also accuracy on the truth, on its front views, and with flip test-time
+  augmentation) and a mean/min/max summary per variant. The test splits hold 68–151 crops:
+  single runs differ by 0.05–0.10, so compare means over seeds.
 
 Needs torch, torchvision and numpy on the device; the Seamline install does not provide torch.
 """
@@ -48,8 +53,11 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1) * 25
 # --- pack (CPU, Seamline environment) --------------------------------------------------------
 
 
-def pack(component: str, margin: float, size: int, crops: Path, labels: Path, images: Path, out: Path) -> int:
-    """Crops of `component` re-cut from the photos at `margin` and `size`; returns their count."""
+def pack(component: str, margin: float, size: int, crops: Path, labels: Path, images: Path, out: Path,
+         shop: Path | None = None, manifests: Path | None = None) -> int:
+    """Crops of `component` re-cut from the photos at `margin` and `size`; returns their count.
+    With the demo `shop` (and the crawl's `manifests`) each crop also gets its true class (-1
+    where the truth has none) and its photo's view, so runs can be scored on the truth too."""
     import cv2
 
     from pipelines.crop import crop_square
@@ -67,9 +75,19 @@ def pack(component: str, margin: float, size: int, crops: Path, labels: Path, im
     for row in rows:
         image = cv2.cvtColor(cv2.imread(str(photos[row["sha256"]])), cv2.COLOR_BGR2RGB)
         pixels.append(crop_square(image, boxes[row["sha256"]], size, margin))
+    extra = {}
+    if shop is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the one place ground truth is read
+        from weak_labels import ATTRIBUTE, image_labels
+
+        image_truth = image_labels(shop, manifests or images)
+        truths = [image_truth.get(r["sha256"], {}) for r in rows]
+        extra = {"truth": np.array([classes.index(t[ATTRIBUTE[component]]) if t.get(ATTRIBUTE[component]) in classes else -1
+                                    for t in truths]),
+                 "view": np.array([t.get("view", "unknown") for t in truths])}
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, x=np.stack(pixels), y=np.array([classes.index(r["label"]) for r in rows]),
-                        split=np.array([r["split"] for r in rows]), classes=np.array(classes))
+                        split=np.array([r["split"] for r in rows]), classes=np.array(classes), **extra)
     return len(rows)
 
 
@@ -77,11 +95,11 @@ def pack(component: str, margin: float, size: int, crops: Path, labels: Path, im
 
 
 def parse_variant(spec: str) -> tuple[str, dict[str, float]]:
-    """`component:size=96,keep=0.6,from=64` → (component, settings); size is required."""
+    """`component:size=96,keep=0.6,from=64,ema=0.99` → (component, settings); size is required."""
     component, _, rest = spec.partition(":")
     settings = {key: float(value) for key, value in (item.split("=") for item in rest.split(",") if item)}
-    if "size" not in settings or set(settings) - {"size", "keep", "from", "epochs"}:
-        raise SystemExit(f"{spec}: expected component:size=N[,keep=F][,from=N][,epochs=N]")
+    if "size" not in settings or set(settings) - {"size", "keep", "from", "epochs", "ema", "smooth", "wd"}:
+        raise SystemExit(f"{spec}: expected component:size=N[,keep=F][,from=N][,epochs=N][,ema=DECAY][,smooth=F][,wd=F]")
     return component, settings
 
 
@@ -124,13 +142,28 @@ def train_one(data: Path, spec: str, seed: int) -> dict[str, object]:
     counts = torch.bincount(y[index["train"]], minlength=classes).float()
     weights = counts.sum() / (classes * counts.clamp(min=1))
     model = torchvision.models.densenet121(weights=None, num_classes=classes).to(device).to(memory_format=torch.channels_last)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)  # Keras's epsilon
+    # wd=F: decoupled weight decay (AdamW; Keras's AdamW means the same), none in the demo recipe.
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-7, weight_decay=settings.get("wd", 0.0))  # Keras's epsilon
+    smoothing = settings.get("smooth", 0.0)  # smooth=F: label smoothing, as Keras's label_smoothing
     autocast = dict(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda")
 
-    def evaluate(name: str) -> tuple[float, float, float]:
-        model.eval()
+    # ema=DECAY: validate, keep and test an exponential moving average of the weights (and of
+    # BatchNorm's statistics), updated every step, instead of the raw weights.
+    averaged = None
+    if "ema" in settings:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings["ema"]), use_buffers=True)
+    judged = averaged.module if averaged is not None else model
+
+    def logits_of(name: str, flip: bool = False):
+        judged.eval()
         with torch.no_grad(), torch.autocast(**autocast):
-            logits = torch.cat([model(x[index[name][i:i + 256]]).float() for i in range(0, len(index[name]), 256)])
+            return torch.cat([judged(x[index[name][i:i + 256]].flip(-1) if flip else x[index[name][i:i + 256]]).float()
+                              for i in range(0, len(index[name]), 256)])
+
+    def evaluate(name: str) -> tuple[float, float, float]:
+        logits = logits_of(name)
         truth = y[index[name]]
         report = classification_report(truth.cpu().numpy(), logits.argmax(1).cpu().numpy(), [str(c) for c in packed["classes"]])
         return F.cross_entropy(logits, truth).item(), report["accuracy"], report["macro_f1"]
@@ -147,36 +180,56 @@ def train_one(data: Path, spec: str, seed: int) -> dict[str, object]:
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
             with torch.autocast(**autocast):
                 logits = model(images)
-            loss = F.cross_entropy(logits.float(), y[batch], weight=weights)
+            loss = F.cross_entropy(logits.float(), y[batch], weight=weights, label_smoothing=smoothing)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
         val_loss, val_acc, _ = evaluate("val")
         history.append((epoch + 1, round(val_loss, 3), round(val_acc, 3)))
         if epoch >= watch_from:
             if val_loss < best:
                 best, kept, waited = val_loss, epoch + 1, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
             else:
                 waited += 1
                 if waited >= 8:
                     break
-    model.load_state_dict(best_state)
+    judged.load_state_dict(best_state)
     _, test_acc, test_f1 = evaluate("test")
-    return {"variant": spec, "seed": seed, "test_acc": round(test_acc, 3), "test_f1": round(test_f1, 3), "epochs": len(history),
-            "kept": kept, "best_val_loss": round(best, 3), "test_crops": len(index["test"]), "seconds": round(time.time() - started, 1),
-            "history": history}
+    result = {"variant": spec, "seed": seed, "test_acc": round(test_acc, 3), "test_f1": round(test_f1, 3), "epochs": len(history),
+              "kept": kept, "best_val_loss": round(best, 3), "test_crops": len(index["test"]),
+              "seconds": round(time.time() - started, 1), "history": history}
+    if "truth" in packed:  # packed with --shop: the test split scored on the shop's truth as well
+        plain, flipped = logits_of("test"), logits_of("test", flip=True)
+        truth = torch.from_numpy(packed["truth"]).to(device)[index["test"]]
+        front = torch.from_numpy(packed["view"][split == "test"] == "front").to(device)
+        right = plain.argmax(1) == truth
+        # Flip test-time augmentation: the mean of the crop's and its mirror's probabilities.
+        right_tta = (plain.softmax(1) + flipped.softmax(1)).argmax(1) == truth
+        result.update(truth_acc=round(right.float().mean().item(), 3), truth_front_acc=round(right[front].float().mean().item(), 3),
+                      truth_tta_acc=round(right_tta.float().mean().item(), 3), test_front_crops=int(front.sum().item()))
+    return result
 
 
 def summarise(results: list[dict[str, object]]) -> None:
     by_variant: dict[str, list[dict[str, object]]] = {}
     for row in results:
         by_variant.setdefault(str(row["variant"]), []).append(row)
-    print(f"{'variant':<44} {'runs':>4} {'test acc mean [min–max]':>26} {'macro-F1 mean':>14}")
+    truth = all("truth_acc" in r for r in results)
+    print(f"{'variant':<44} {'runs':>4} {'test acc mean [min–max]':>26} {'macro-F1 mean':>14}"
+          + (f" {'truth mean [min–max]':>23} {'front':>6} {'flip TTA':>9}" if truth else ""))
     for variant, rows in by_variant.items():
         acc = [float(r["test_acc"]) for r in rows]
         f1 = [float(r["test_f1"]) for r in rows]
-        print(f"{variant:<44} {len(rows):>4} {statistics.mean(acc):>12.3f} [{min(acc):.3f}–{max(acc):.3f}] {statistics.mean(f1):>14.3f}")
+        line = f"{variant:<44} {len(rows):>4} {statistics.mean(acc):>12.3f} [{min(acc):.3f}–{max(acc):.3f}] {statistics.mean(f1):>14.3f}"
+        if truth:
+            on_truth = [float(r["truth_acc"]) for r in rows]
+            line += (f" {statistics.mean(on_truth):>9.3f} [{min(on_truth):.3f}–{max(on_truth):.3f}]"
+                     f" {statistics.mean(float(r['truth_front_acc']) for r in rows):>6.3f}"
+                     f" {statistics.mean(float(r['truth_tta_acc']) for r in rows):>9.3f}")
+        print(line)
 
 
 def main() -> None:
@@ -191,6 +244,9 @@ def main() -> None:
     packing.add_argument("--labels", type=Path, default=Path("data/labels"))
     packing.add_argument("--images", type=Path, default=Path("data/raw"))
     packing.add_argument("--out", type=Path, required=True)
+    packing.add_argument("--shop", type=Path, default=None,
+                         help="the demo shop crawled (its ground_truth.jsonl): also pack each crop's true class and view")
+    packing.add_argument("--manifests", type=Path, default=None, help="the crawl's manifests (default: --images)")
     training = commands.add_parser("train", help="train variants on a GPU (device machine)")
     training.add_argument("variants", nargs="+", help="component:size=N[,keep=F][,from=N][,epochs=N]")
     training.add_argument("--data", type=Path, default=Path(".gx"), help="folder of <component>.npz from pack")
@@ -200,7 +256,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.command == "pack":
-        count = pack(args.component, args.margin, args.size, args.crops, args.labels, args.images, args.out)
+        count = pack(args.component, args.margin, args.size, args.crops, args.labels, args.images, args.out, args.shop, args.manifests)
         print(f"{args.out}: {count} crops of {args.component} at margin {args.margin:g}, {args.size} px")
         return
     for variant in args.variants:
@@ -208,10 +264,15 @@ def main() -> None:
         if not (args.data / f"{component}.npz").is_file():
             parser.error(f"{args.data / component}.npz: missing (run pack first)")
     if args.one:
-        print(json.dumps(train_one(args.data, args.variants[0], args.seeds[0])), flush=True)
+        row = train_one(args.data, args.variants[0], args.seeds[0])
+        print(json.dumps(row), flush=True)
+        if args.jsonl:  # each run appends as it ends, so a run cut short by a time limit keeps those done
+            with args.jsonl.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
         return
     # Small batches of a DenseNet leave one process launch-bound; a process per run fills the GPU.
-    workers = [subprocess.Popen([sys.executable, __file__, "train", variant, "--one", "--data", str(args.data), "--seeds", str(seed)],
+    keep = ["--jsonl", str(args.jsonl)] if args.jsonl else []
+    workers = [subprocess.Popen([sys.executable, __file__, "train", variant, "--one", "--data", str(args.data), "--seeds", str(seed), *keep],
                                 stdout=subprocess.PIPE, text=True) for variant in args.variants for seed in args.seeds]
     results = []
     for worker in workers:
@@ -222,9 +283,6 @@ def main() -> None:
         row = json.loads(output.strip().splitlines()[-1])
         results.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
-        if args.jsonl:
-            with args.jsonl.open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
     summarise(results)
 
 

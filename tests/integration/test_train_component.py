@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 SEAMLINE = str(Path(sys.executable).with_name("seamline"))
 COMPONENT = "jeans-color"
 TINY_TRAINING = {"weights": None, "image_size": 32, "batch_size": 8, "early_stopping_patience": 2, "early_stopping_start": 0,
-                 "augmentation": {"shift": 0.05},
+                 "augmentation": {"shift": 0.05}, "ema_decay": 0.9,  # weight averaging in both phases
                  "frozen": {"epochs": 2, "learning_rate": 1.0e-3, "cached_features": True, "augmented_views": 1},
                  "fine_tune": {"epochs": 1, "learning_rate": 1.0e-3, "unfreeze_from": 0}}
 
@@ -110,6 +110,7 @@ def test_the_mlflow_run_holds_metrics_confusion_matrix_and_a_loadable_model(proj
     if expected == "frozen":
         assert trained["accuracy"] == pytest.approx(trained["frozen"]["accuracy"])
     assert run.data.tags["seamline.component"] == COMPONENT and run.data.tags["seamline.git_commit"]
+    assert run.data.params["training.ema_decay"] == "0.9"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")}
     assert "plots/confusion.png" in artifacts
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
