@@ -215,7 +215,7 @@ class TrainingParams(_Section):
     # Decay per step of an exponential moving average of the weights (BatchNorm statistics too)
     # that validation, early stopping and the saved model use; null trains without one. 0.99
     # averages the last ~100 steps (3 epochs of the demo's crops): jeans-color from scratch went
-    # from 0.825 to 0.866 on the shop's truth over eight seeds of the GPU twin (README).
+    # from 0.824 to 0.866 on the shop's truth over eight seeds of the GPU twin (README).
     ema_decay: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     seed: int = 42
     frozen: FrozenPhaseParams = FrozenPhaseParams()

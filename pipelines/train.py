@@ -169,7 +169,7 @@ class WeightAverage(keras.callbacks.Callback):
     Why: a DenseNet121 trained from scratch on ~1,000 crops swings by up to 0.2 in validation
     accuracy from one epoch to the next, so the epoch early stopping keeps is partly luck; the
     average of the last few hundred steps is steadier and better (jeans-color on the demo shop,
-    eight seeds of the GPU twin `bench/gpu/input_size.py`: 0.825 → 0.866 on the truth).
+    eight seeds of the GPU twin `bench/gpu/input_size.py`: 0.824 → 0.866 on the truth).
 
     Keras's own `use_ema` averages trainable variables only and leaves the BatchNorm statistics
     of the raw weights beside the averaged ones."""
