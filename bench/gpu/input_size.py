@@ -162,8 +162,8 @@ def train_one(data: Path, spec: str, seed: int) -> dict[str, object]:
             return torch.cat([judged(x[index[name][i:i + 256]].flip(-1) if flip else x[index[name][i:i + 256]]).float()
                               for i in range(0, len(index[name]), 256)])
 
-    def evaluate(name: str) -> tuple[float, float, float]:
-        logits = logits_of(name)
+    def evaluate(name: str, logits=None) -> tuple[float, float, float]:
+        logits = logits_of(name) if logits is None else logits
         truth = y[index[name]]
         report = classification_report(truth.cpu().numpy(), logits.argmax(1).cpu().numpy(), [str(c) for c in packed["classes"]])
         return F.cross_entropy(logits, truth).item(), report["accuracy"], report["macro_f1"]
@@ -197,12 +197,13 @@ def train_one(data: Path, spec: str, seed: int) -> dict[str, object]:
                 if waited >= 8:
                     break
     judged.load_state_dict(best_state)
-    _, test_acc, test_f1 = evaluate("test")
+    plain = logits_of("test")
+    _, test_acc, test_f1 = evaluate("test", plain)
     result = {"variant": spec, "seed": seed, "test_acc": round(test_acc, 3), "test_f1": round(test_f1, 3), "epochs": len(history),
               "kept": kept, "best_val_loss": round(best, 3), "test_crops": len(index["test"]),
               "seconds": round(time.time() - started, 1), "history": history}
     if "truth" in packed:  # packed with --shop: the test split scored on the shop's truth as well
-        plain, flipped = logits_of("test"), logits_of("test", flip=True)
+        flipped = logits_of("test", flip=True)
         truth = torch.from_numpy(packed["truth"]).to(device)[index["test"]]
         front = torch.from_numpy(packed["view"][split == "test"] == "front").to(device)
         right = plain.argmax(1) == truth
