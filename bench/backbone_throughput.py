@@ -13,10 +13,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from pipelines.train import build_classifier  # noqa: E402
+from pipelines.train import build_classifier
 
 BACKBONES = ("densenet121", "vgg16", "resnet50")
 CLASSES = ("a", "b", "c", "d")
@@ -51,7 +51,9 @@ def main() -> None:
     results = {name: measure(name, args.size, args.batch, args.batches) for name in BACKBONES}
     base_train, base_infer = results["densenet121"]
     print(f"backbone throughput at {args.size}px, batch {args.batch}, weights=None, {os.cpu_count()} CPUs")
-    print(f"{'backbone':<12} {'train img/s':>12} {'infer img/s':>12} {'train vs densenet':>18} {'infer vs densenet':>18}")
+    print(
+        f"{'backbone':<12} {'train img/s':>12} {'infer img/s':>12} {'train vs densenet':>18} {'infer vs densenet':>18}"
+    )
     for name, (train, infer) in results.items():
         print(f"{name:<12} {train:>12.1f} {infer:>12.1f} {train / base_train:>17.2f}x {infer / base_infer:>17.2f}x")
 

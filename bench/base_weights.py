@@ -45,12 +45,18 @@ UNLIMITED = 1000  # epochs; the budget or early stopping ends training
 ARMS = ("scratch", "ssl_frozen", "ssl_fine_tune", "small_cnn")
 
 
-def arm(component: ComponentParams, weights: str | None, frozen_epochs: int, fine_tune_epochs: int, fine_tune_lr: float) -> ComponentParams:
-    training = component.training.model_copy(update={
-        "weights": weights,
-        "frozen": component.training.frozen.model_copy(update={"epochs": frozen_epochs, "learning_rate": 1e-3}),
-        "fine_tune": component.training.fine_tune.model_copy(update={"epochs": fine_tune_epochs, "learning_rate": fine_tune_lr}),
-    })
+def arm(
+    component: ComponentParams, weights: str | None, frozen_epochs: int, fine_tune_epochs: int, fine_tune_lr: float
+) -> ComponentParams:
+    training = component.training.model_copy(
+        update={
+            "weights": weights,
+            "frozen": component.training.frozen.model_copy(update={"epochs": frozen_epochs, "learning_rate": 1e-3}),
+            "fine_tune": component.training.fine_tune.model_copy(
+                update={"epochs": fine_tune_epochs, "learning_rate": fine_tune_lr}
+            ),
+        }
+    )
     return component.model_copy(update={"training": training})
 
 
@@ -63,11 +69,15 @@ def score(component: ComponentParams, model: keras.Model, examples: dict, alpha:
 
 def epoch_line(label: str, row: dict, seconds: float) -> str:
     """One epoch of one arm: whether it learns at all shows in the training accuracy."""
-    return (f"    {label:<14} {row['phase']:<9} epoch {row['epoch']:>3}  accuracy {row.get('accuracy', float('nan')):.3f}  "
-            f"val_accuracy {row.get('val_accuracy', float('nan')):.3f}  val_loss {row.get('val_loss', float('nan')):.3f}  ({seconds:.0f} s)")
+    return (
+        f"    {label:<14} {row['phase']:<9} epoch {row['epoch']:>3}  accuracy {row.get('accuracy', float('nan')):.3f}  "
+        f"val_accuracy {row.get('val_accuracy', float('nan')):.3f}  val_loss {row.get('val_loss', float('nan')):.3f}  ({seconds:.0f} s)"
+    )
 
 
-def run_arm(label: str, component: ComponentParams, examples: dict, alpha: bool, budget_s: float, verbose: bool) -> dict[str, float]:
+def run_arm(
+    label: str, component: ComponentParams, examples: dict, alpha: bool, budget_s: float, verbose: bool
+) -> dict[str, float]:
     keras.backend.clear_session()
     started = time.perf_counter()
 
@@ -78,7 +88,11 @@ def run_arm(label: str, component: ComponentParams, examples: dict, alpha: bool,
     # One clock for the whole call: building the model, caching features and both phases.
     result = train_classifier(component, examples, alpha, on_epoch, callbacks=[budget_callback(budget_s, started)])
     seconds = time.perf_counter() - started
-    return {**score(component, result.model, examples, alpha), "seconds": round(seconds, 1), "epochs": len(result.history)}
+    return {
+        **score(component, result.model, examples, alpha),
+        "seconds": round(seconds, 1),
+        "epochs": len(result.history),
+    }
 
 
 def small_cnn(component: ComponentParams, examples: dict, alpha: bool, budget_s: float) -> dict[str, float]:
@@ -94,13 +108,24 @@ def small_cnn(component: ComponentParams, examples: dict, alpha: bool, budget_s:
     model = build_model(size, classes)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=8, restore_best_weights=True)
     started = time.perf_counter()
-    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), batch_size=32, epochs=UNLIMITED,
-                        callbacks=[stop, budget_callback(budget_s)], verbose=0)
+    history = model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        batch_size=32,
+        epochs=UNLIMITED,
+        callbacks=[stop, budget_callback(budget_s)],
+        verbose=0,
+    )
     seconds = time.perf_counter() - started
     predicted = model.predict(x_test, verbose=0).argmax(axis=1)
     report = classification_report(y_test, predicted, component.classes)
-    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "seconds": round(seconds, 1),
-            "epochs": len(history.history["loss"])}
+    return {
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "seconds": round(seconds, 1),
+        "epochs": len(history.history["loss"]),
+    }
 
 
 def main() -> int:
@@ -114,19 +139,28 @@ def main() -> int:
     parser.add_argument("--crops", type=Path, default=Path("data/crops"))
     parser.add_argument("--labels", type=Path, default=Path("data/labels"))
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--verbose", action="store_true", help="print every epoch of every DenseNet121 arm (training and validation accuracy)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every epoch of every DenseNet121 arm (training and validation accuracy)",
+    )
     args = parser.parse_args()
     params = load_params(args.params, args.profile)
     names = args.components.split(",") if args.components else list(params.components)
     chosen = args.arms.split(",")
     unknown = sorted(set(names) - set(params.components)) + sorted(set(chosen) - set(ARMS))
     if unknown:
-        print(f"base bench: unknown component or arm {', '.join(unknown)} (components: {', '.join(params.components)}; "
-              f"arms: {', '.join(ARMS)})", file=sys.stderr)
+        print(
+            f"base bench: unknown component or arm {', '.join(unknown)} (components: {', '.join(params.components)}; "
+            f"arms: {', '.join(ARMS)})",
+            file=sys.stderr,
+        )
         return 2
     alpha = params.crop.mode == "mask_alpha"
     try:
-        examples = {name: load_examples(args.crops, args.labels, name, params.components[name].classes) for name in names}
+        examples = {
+            name: load_examples(args.crops, args.labels, name, params.components[name].classes) for name in names
+        }
     except TrainingError as error:
         print(f"base bench: {error} (run `make demo` first)", file=sys.stderr)
         return 2
@@ -137,10 +171,17 @@ def main() -> int:
     # Only the self-supervised arms use a base: the others should not wait minutes for one.
     if base is None and {"ssl_frozen", "ssl_fine_tune"} & set(chosen):
         files = unlabelled_crops(args.crops, params, params.pretrain.max_images)
-        print(f"base bench: pretraining on {len(files)} unlabelled crops, {params.pretrain.epochs} epochs ...", flush=True)
+        print(
+            f"base bench: pretraining on {len(files)} unlabelled crops, {params.pretrain.epochs} epochs ...", flush=True
+        )
         started = time.perf_counter()
-        encoder = pretrain_base(params.pretrain, files, lambda epoch, loss, elapsed: print(
-            f"  epoch {epoch}: contrastive loss {loss:.3f} ({elapsed:.0f} s)", flush=True))
+        encoder = pretrain_base(
+            params.pretrain,
+            files,
+            lambda epoch, loss, elapsed: print(
+                f"  epoch {epoch}: contrastive loss {loss:.3f} ({elapsed:.0f} s)", flush=True
+            ),
+        )
         pretrain_seconds = time.perf_counter() - started
         base = str(Path(work.name) / "base.weights.h5")
         encoder.get_layer("base").save_weights(base)
@@ -153,24 +194,37 @@ def main() -> int:
             "ssl_frozen": arm(component, base, UNLIMITED, 0, 1e-4),
             "ssl_fine_tune": arm(component, base, 30, UNLIMITED, 1e-4),
         }
-        results[name] = {label: run_arm(label, c, examples[name], alpha, args.budget_s, args.verbose)
-                         for label, c in arms.items() if label in chosen}
+        results[name] = {
+            label: run_arm(label, c, examples[name], alpha, args.budget_s, args.verbose)
+            for label, c in arms.items()
+            if label in chosen
+        }
         if "small_cnn" in chosen:
             results[name]["small_cnn"] = small_cnn(component, examples[name], alpha, args.budget_s)
         row = "  ".join(f"{label} {r['accuracy']:.3f}/{r['macro_f1']:.3f}" for label, r in results[name].items())
         print(f"{name:<14} {row}", flush=True)
 
-    print(f"\nbudget {args.budget_s:.0f} s of training per model; pretraining {pretrain_seconds / 60:.1f} min once for all components")
+    print(
+        f"\nbudget {args.budget_s:.0f} s of training per model; pretraining {pretrain_seconds / 60:.1f} min once for all components"
+    )
     labels = [label for label in ARMS if label in chosen]
     print(f"{'component':<15}" + "".join(f"{label + ' acc/F1 (s)':>28}" for label in labels))
     for name, arms_result in results.items():
-        print(f"{name:<15}" + "".join(f"{arms_result[label]['accuracy']:>12.3f} / {arms_result[label]['macro_f1']:.3f} "
-                                      f"({arms_result[label]['seconds']:>3.0f})" for label in labels))
+        print(
+            f"{name:<15}"
+            + "".join(
+                f"{arms_result[label]['accuracy']:>12.3f} / {arms_result[label]['macro_f1']:.3f} "
+                f"({arms_result[label]['seconds']:>3.0f})"
+                for label in labels
+            )
+        )
     if {"scratch", "ssl_fine_tune"} <= set(chosen):
         wins = sum(results[n]["ssl_fine_tune"]["macro_f1"] > results[n]["scratch"]["macro_f1"] for n in results)
         print(f"(c) self-supervised + fine-tune beats (a) from scratch on macro-F1 in {wins}/{len(results)} components")
     if args.json:
-        args.json.write_text(json.dumps({"budget_s": args.budget_s, "pretrain_seconds": pretrain_seconds, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"budget_s": args.budget_s, "pretrain_seconds": pretrain_seconds, "results": results}, indent=2)
+        )
     work.cleanup()
     return 0
 

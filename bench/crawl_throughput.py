@@ -20,10 +20,10 @@ from pathlib import Path
 from crawlers.demo_shop.site import build_shop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _demo_crawl import crawl, serve  # noqa: E402
+from _demo_crawl import crawl, serve
 
 BARE_SPIDER = textwrap.dedent(
-    '''
+    """
     import json, sys, time
     import scrapy
     from scrapy.crawler import CrawlerProcess
@@ -47,7 +47,7 @@ BARE_SPIDER = textwrap.dedent(
     stats = crawler.stats.get_stats()
     print(json.dumps({"duration_s": (stats["finish_time"] - stats["start_time"]).total_seconds(),
                       "responses": stats.get("response_received_count", 0)}))
-    '''
+    """
 )
 
 
@@ -79,24 +79,38 @@ def main() -> None:
                 url_file.write_text("\n".join(urls))
                 server, origin2 = serve(root / "shop", root / "bare.log")
                 url_file.write_text("\n".join(u.replace(origin, origin2) for u in urls))
-                out = subprocess.run([sys.executable, "-c", BARE_SPIDER, str(url_file), "8"], capture_output=True,
-                                     text=True, check=True).stdout
+                out = subprocess.run(
+                    [sys.executable, "-c", BARE_SPIDER, str(url_file), "8"], capture_output=True, text=True, check=True
+                ).stdout
                 bare = json.loads(out.strip().splitlines()[-1])
             finally:
                 server.terminate()
                 server.wait()
             images = ours["images"]["new"] + ours["images"]["duplicate"] + sum(ours["images"]["rejected"].values())
-            ours_rate = {"pages": ours["pages"] / ours["duration_s"], "images": images / ours["duration_s"], "s": ours["duration_s"]}
-            bare_rate = {"pages": ours["pages"] / bare["duration_s"], "images": images / bare["duration_s"], "s": bare["duration_s"]}
-            print(f"run {attempt + 1}: seamline {ours['duration_s']:.2f}s, bare {bare['duration_s']:.2f}s "
-                  f"({len(urls)} requests, {bare['responses']} responses)", file=sys.stderr)
+            ours_rate = {
+                "pages": ours["pages"] / ours["duration_s"],
+                "images": images / ours["duration_s"],
+                "s": ours["duration_s"],
+            }
+            bare_rate = {
+                "pages": ours["pages"] / bare["duration_s"],
+                "images": images / bare["duration_s"],
+                "s": bare["duration_s"],
+            }
+            print(
+                f"run {attempt + 1}: seamline {ours['duration_s']:.2f}s, bare {bare['duration_s']:.2f}s "
+                f"({len(urls)} requests, {bare['responses']} responses)",
+                file=sys.stderr,
+            )
             if best_ours is None or ours_rate["s"] < best_ours["s"]:
                 best_ours = ours_rate
             if best_bare is None or bare_rate["s"] < best_bare["s"]:
                 best_bare = bare_rate
 
     assert best_ours and best_bare
-    print(f"crawl throughput, demo shop of {args.products} products, 127.0.0.1, {os.cpu_count()} CPUs (best of {args.repeats})")
+    print(
+        f"crawl throughput, demo shop of {args.products} products, 127.0.0.1, {os.cpu_count()} CPUs (best of {args.repeats})"
+    )
     print(f"{'crawler':<22} {'seconds':>8} {'pages/s':>9} {'images/s':>9}")
     for name, rate in (("seamline demo source", best_ours), ("bare scrapy download", best_bare)):
         print(f"{name:<22} {rate['s']:>8.2f} {rate['pages']:>9.1f} {rate['images']:>9.1f}")

@@ -32,7 +32,10 @@ def subset_inputs(labels: Path, manifest: Path, shas: set[str], components: list
     """Label CSVs and a manifest restricted to `shas`, written under `out`."""
     (out / "labels").mkdir(parents=True, exist_ok=True)
     for component in components:
-        with (labels / f"{component}.csv").open(newline="") as source, (out / "labels" / f"{component}.csv").open("w", newline="") as target:
+        with (
+            (labels / f"{component}.csv").open(newline="") as source,
+            (out / "labels" / f"{component}.csv").open("w", newline="") as target,
+        ):
             reader = csv.DictReader(source)
             writer = csv.DictWriter(target, fieldnames=reader.fieldnames)
             writer.writeheader()
@@ -84,31 +87,59 @@ def main() -> int:
     new_count = max(1, round(args.images * 0.05))
     first, added = shas[: args.images], shas[args.images : args.images + new_count]
     images = [read_rgb(paths[sha]) for sha in first]
-    print(f"crop bench: {len(first)} images (+{len(added)} new), detector {detector.version}, "
-          f"batch {detector.params.batch_size} at {detector.params.image_size} px, crop mode {params.crop.mode}")
+    print(
+        f"crop bench: {len(first)} images (+{len(added)} new), detector {detector.version}, "
+        f"batch {detector.params.batch_size} at {detector.params.image_size} px, crop mode {params.crop.mode}"
+    )
 
     bare = bare_inference_seconds(detector, [image for image in images if image is not None])
     quiet = lambda line: None  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="seamline-crop-bench-") as work:
         work_dir = Path(work)
         labels, manifest = subset_inputs(args.labels, args.manifest, set(first), components, work_dir / "week1")
-        full = run_crop_stage(params, labels, manifest, args.images_root, args.detector, Path("data/annotations"),
-                              work_dir / "crops", progress=quiet, detector=detector)
-        labels, manifest = subset_inputs(args.labels, args.manifest, set(first) | set(added), components, work_dir / "week2")
+        full = run_crop_stage(
+            params,
+            labels,
+            manifest,
+            args.images_root,
+            args.detector,
+            Path("data/annotations"),
+            work_dir / "crops",
+            progress=quiet,
+            detector=detector,
+        )
+        labels, manifest = subset_inputs(
+            args.labels, args.manifest, set(first) | set(added), components, work_dir / "week2"
+        )
         started = time.perf_counter()
-        incremental = run_crop_stage(params, labels, manifest, args.images_root, args.detector, Path("data/annotations"),
-                                     work_dir / "crops", progress=quiet, detector=detector)
+        incremental = run_crop_stage(
+            params,
+            labels,
+            manifest,
+            args.images_root,
+            args.detector,
+            Path("data/annotations"),
+            work_dir / "crops",
+            progress=quiet,
+            detector=detector,
+        )
         incremental_seconds = time.perf_counter() - started
 
     bare_rate = len(first) / bare
     stage_rate = len(first) / full["seconds"]
     print(f"{'':34}{'images/s':>10}{'crops/s':>10}{'seconds':>10}")
     print(f"{'bare batched Mask R-CNN forward':34}{bare_rate:>10.2f}{'':>10}{bare:>10.1f}")
-    print(f"{'crop stage, full run':34}{stage_rate:>10.2f}{full['pairs'] / full['seconds']:>10.2f}{full['seconds']:>10.1f}")
-    print(f"{'crop stage, +5% new images':34}{'':>10}{'':>10}{incremental_seconds:>10.1f}"
-          f"   ({incremental['detected_images']} images detected, {incremental['processed_pairs']} pairs cropped)")
-    print(f"ratio stage/bare images/s: {stage_rate / bare_rate:.2f}   "
-          f"ratio incremental/full time: {incremental_seconds / full['seconds']:.3f}")
+    print(
+        f"{'crop stage, full run':34}{stage_rate:>10.2f}{full['pairs'] / full['seconds']:>10.2f}{full['seconds']:>10.1f}"
+    )
+    print(
+        f"{'crop stage, +5% new images':34}{'':>10}{'':>10}{incremental_seconds:>10.1f}"
+        f"   ({incremental['detected_images']} images detected, {incremental['processed_pairs']} pairs cropped)"
+    )
+    print(
+        f"ratio stage/bare images/s: {stage_rate / bare_rate:.2f}   "
+        f"ratio incremental/full time: {incremental_seconds / full['seconds']:.3f}"
+    )
     return 0
 
 

@@ -98,11 +98,14 @@ def render_for_classifier(job: tuple[GarmentSpec, str, str, str, int, float]) ->
     mask = np.zeros(image.pixels.shape[:2], np.uint8)
     cv2.fillPoly(mask, [np.round(region.points).astype(np.int32)], 1)
     rgb = np.ascontiguousarray(image.pixels[..., ::-1])
-    return crop_for_mode(rgb, "bbox" if mode == "annotation" else mode, size, box_of_points(region.points), mask, margin)
+    return crop_for_mode(
+        rgb, "bbox" if mode == "annotation" else mode, size, box_of_points(region.points), mask, margin
+    )
 
 
-def score_pipeline_classifier(name: str, specs: list[GarmentSpec], truth: np.ndarray, folder: Path, crop_size: int,
-                              difficulty: str) -> tuple[float, float]:
+def score_pipeline_classifier(
+    name: str, specs: list[GarmentSpec], truth: np.ndarray, folder: Path, crop_size: int, difficulty: str
+) -> tuple[float, float]:
     """Accuracy and macro-F1 of the trained classifier in `folder` on these garments' front views."""
     import keras
 
@@ -112,7 +115,10 @@ def score_pipeline_classifier(name: str, specs: list[GarmentSpec], truth: np.nda
     classes = list(ATTRIBUTES[COMPONENTS[name][0]][COMPONENTS[name][1]])
     if set(meta["classes"]) != set(classes):
         raise SystemExit(f"{folder}: classes {meta['classes']} are not the shop's {classes}")
-    jobs = [(spec, difficulty, COMPONENTS[name][2], meta["crop_mode"], crop_size, float(meta["crop_margin"])) for spec in specs]
+    jobs = [
+        (spec, difficulty, COMPONENTS[name][2], meta["crop_mode"], crop_size, float(meta["crop_margin"]))
+        for spec in specs
+    ]
     with Pool(os.cpu_count()) as pool:
         crops = pool.map(render_for_classifier, jobs, chunksize=8)
     pixels = np.stack([np.asarray(classifier_pixels(c, int(meta["image_size"]))) for c in crops if c is not None])
@@ -202,8 +208,14 @@ def budget_callback(budget_s: float, started: float | None = None):
     return Budget()
 
 
-def train_component(name: str, x: np.ndarray, y: np.ndarray, classes: int, args: argparse.Namespace,
-                    specs: list[GarmentSpec] | None = None) -> Result:
+def train_component(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: int,
+    args: argparse.Namespace,
+    specs: list[GarmentSpec] | None = None,
+) -> Result:
     """The small CNN on one component's crops; with `specs` (one per crop, --models) the pipeline's
     classifier is scored on the same test split."""
     import keras
@@ -216,45 +228,73 @@ def train_component(name: str, x: np.ndarray, y: np.ndarray, classes: int, args:
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=8, restore_best_weights=True)
     start = time.perf_counter()
     history = model.fit(
-        x[train], y[train], validation_data=(x[val], y[val]), batch_size=32, epochs=1000,
-        callbacks=[stop, budget_callback(args.budget_s)], verbose=0,
+        x[train],
+        y[train],
+        validation_data=(x[val], y[val]),
+        batch_size=32,
+        epochs=1000,
+        callbacks=[stop, budget_callback(args.budget_s)],
+        verbose=0,
     )
     train_s = time.perf_counter() - start
     _, val_acc = model.evaluate(x[val], y[val], batch_size=128, verbose=0)
     pred = np.argmax(model.predict(x[test], batch_size=128, verbose=0), axis=1)
     result = Result(
-        component=name, classes=classes, n_train=len(train), n_val=len(val), n_test=len(test),
-        epochs=len(history.history["loss"]), train_s=train_s, val_acc=float(val_acc),
-        test_acc=float(np.mean(pred == y[test])), test_f1=macro_f1(y[test], pred), chance=1 / classes,
+        component=name,
+        classes=classes,
+        n_train=len(train),
+        n_val=len(val),
+        n_test=len(test),
+        epochs=len(history.history["loss"]),
+        train_s=train_s,
+        val_acc=float(val_acc),
+        test_acc=float(np.mean(pred == y[test])),
+        test_f1=macro_f1(y[test], pred),
+        chance=1 / classes,
     )
     if specs is not None:
         result.pipeline_acc, result.pipeline_f1 = score_pipeline_classifier(
-            name, [specs[i] for i in test], y[test], args.models / name, args.crop_sizes[name], args.difficulty)
+            name, [specs[i] for i in test], y[test], args.models / name, args.crop_sizes[name], args.difficulty
+        )
     return result
 
 
 def print_table(results: list[Result]) -> None:
     scored = any(r.pipeline_acc is not None for r in results)
-    print(f"{'component':<15}{'cls':>4}{'train/val/test':>16}{'epochs':>8}{'train_s':>9}"
-          f"{'val_acc':>9}{'test_acc':>9}{'test_F1':>9}{'chance':>8}" + (f"{'pipeline acc / F1':>20}" if scored else ""))
+    print(
+        f"{'component':<15}{'cls':>4}{'train/val/test':>16}{'epochs':>8}{'train_s':>9}"
+        f"{'val_acc':>9}{'test_acc':>9}{'test_F1':>9}{'chance':>8}" + (f"{'pipeline acc / F1':>20}" if scored else "")
+    )
     for r in results:
         split = f"{r.n_train}/{r.n_val}/{r.n_test}"
         pipeline = f"{r.pipeline_acc:>12.3f} / {r.pipeline_f1:.3f}" if r.pipeline_acc is not None else ""
-        print(f"{r.component:<15}{r.classes:>4}{split:>16}{r.epochs:>8}{r.train_s:>9.1f}"
-              f"{r.val_acc:>9.3f}{r.test_acc:>9.3f}{r.test_f1:>9.3f}{r.chance:>8.3f}{pipeline}")
+        print(
+            f"{r.component:<15}{r.classes:>4}{split:>16}{r.epochs:>8}{r.train_s:>9.1f}"
+            f"{r.val_acc:>9.3f}{r.test_acc:>9.3f}{r.test_f1:>9.3f}{r.chance:>8.3f}{pipeline}"
+        )
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images-per-item", type=int, default=1200, help="garments rendered per item (shirt, jeans)")
     parser.add_argument("--size", type=int, default=80, choices=range(64, 97), metavar="64..96", help="crop side in px")
-    parser.add_argument("--difficulty", default="medium", choices=("easy", "medium", "hard"), help="renderer difficulty")
+    parser.add_argument(
+        "--difficulty", default="medium", choices=("easy", "medium", "hard"), help="renderer difficulty"
+    )
     parser.add_argument("--budget-s", type=float, default=90.0, help="training wall-clock budget per component")
     parser.add_argument("--seed", type=int, default=0, help="seed for garments, splits and weights")
     parser.add_argument("--json", metavar="PATH", help="also write the results here as JSON")
-    parser.add_argument("--models", type=Path, metavar="DIR",
-                        help="also score the pipeline's trained classifiers (DIR/<component>/) on the same test garments")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="with --models: the crop size comes from here")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        metavar="DIR",
+        help="also score the pipeline's trained classifiers (DIR/<component>/) on the same test garments",
+    )
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="with --models: the crop size comes from here"
+    )
     parser.add_argument("--profile", help="with --models: the params profile (default: the file's own)")
     parser.add_argument("--components", nargs="+", choices=list(COMPONENTS), default=list(COMPONENTS))
     args = parser.parse_args()
@@ -264,7 +304,9 @@ def parse_args() -> argparse.Namespace:
 
         missing = [c for c in args.components if not (args.models / c / "classifier.json").is_file()]
         if missing:
-            parser.error(f"no trained classifier for {', '.join(missing)} under {args.models} (run `seamline train` first)")
+            parser.error(
+                f"no trained classifier for {', '.join(missing)} under {args.models} (run `seamline train` first)"
+            )
         params = load_params(args.params, args.profile)
         args.crop_sizes = {c: params.crop_for(c).size for c in args.components}
     return args
@@ -283,20 +325,31 @@ def main() -> None:
         if name not in args.components:
             continue
         classes = ATTRIBUTES[item][attribute]
-        pairs = [(c[region], classes.index(s.labels[attribute]), s) for s, c in zip(specs, crops) if s.item == item and region in c]
+        pairs = [
+            (c[region], classes.index(s.labels[attribute]), s)
+            for s, c in zip(specs, crops)
+            if s.item == item and region in c
+        ]
         x = np.stack([p[0] for p in pairs])
         y = np.array([p[1] for p in pairs])
         print(f"training {name} on {len(y)} crops (budget {args.budget_s:.0f}s)", file=sys.stderr)
         results.append(train_component(name, x, y, len(classes), args, [p[2] for p in pairs] if args.models else None))
         r = results[-1]
         against = f"; pipeline classifier {r.pipeline_acc:.3f}" if r.pipeline_acc is not None else ""
-        print(f"  {name}: {r.epochs} epochs, test acc {r.test_acc:.3f} (chance {r.chance:.3f}){against}", file=sys.stderr)
+        print(
+            f"  {name}: {r.epochs} epochs, test acc {r.test_acc:.3f} (chance {r.chance:.3f}){against}", file=sys.stderr
+        )
 
     print(f"\ndifficulty={args.difficulty} size={args.size} images/item={args.images_per_item} seed={args.seed}")
     print(f"render: {len(specs)} images in {render_s:.1f}s ({len(specs) / render_s:.1f} images/s)\n")
     print_table(results)
     if args.json:
-        payload = {"args": vars(args), "render_s": render_s, "images": len(specs), "results": [asdict(r) for r in results]}
+        payload = {
+            "args": vars(args),
+            "render_s": render_s,
+            "images": len(specs),
+            "results": [asdict(r) for r in results],
+        }
         with open(args.json, "w") as f:
             json.dump(payload, f, indent=2, default=str)
 

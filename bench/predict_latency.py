@@ -61,8 +61,10 @@ def traced_forward(tagger: Tagger, name: str):
     if name not in _FORWARDS:
         model = tagger.classifiers[name].model
         size = int(tagger.classifiers[name].meta["image_size"])
-        _FORWARDS[name] = tf.function(lambda pixels: model(pixels, training=False),
-                                      input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+        _FORWARDS[name] = tf.function(
+            lambda pixels: model(pixels, training=False),
+            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)],
+        )
     return _FORWARDS[name]
 
 
@@ -71,7 +73,9 @@ def bare_seconds(tagger: Tagger, image: np.ndarray, ran: dict[str, np.ndarray]) 
     detector = tagger.detector
     prepared, info = detector.preprocess(image)
     batch, shape = tf.expand_dims(prepared, 0), tf.constant(info[None, 1, :], tf.float32)
-    inputs = {name: resize_crop(crop, int(tagger.classifiers[name].meta["image_size"]))[None] for name, crop in ran.items()}
+    inputs = {
+        name: resize_crop(crop, int(tagger.classifiers[name].meta["image_size"]))[None] for name, crop in ran.items()
+    }
     forwards = {name: traced_forward(tagger, name) for name in inputs}
     started = time.perf_counter()
     detector.raw_forward(batch, shape)
@@ -92,10 +96,15 @@ def main() -> int:
     except RegistryError as error:
         print(f"predict_latency: {error}", file=sys.stderr)
         return 2
-    photos = test_photos(Path("data/labels"), Path("data/validated/manifest.parquet"), list(tagger.classifiers), args.photos)
+    photos = test_photos(
+        Path("data/labels"), Path("data/validated/manifest.parquet"), list(tagger.classifiers), args.photos
+    )
     images = [(sha, read_rgb(path), url) for sha, path, url in photos]
     images = [(sha, pixels, url) for sha, pixels, url in images if pixels is not None]
-    print(f"{len(images)} test-split photos; champions: " + ", ".join(f"{n} v{c.version}" for n, c in tagger.classifiers.items()))
+    print(
+        f"{len(images)} test-split photos; champions: "
+        + ", ".join(f"{n} v{c.version}" for n, c in tagger.classifiers.items())
+    )
 
     tagger.tag([images[0][1]], keep_crops=True)  # traces and warms every model
     tagger.tag([pixels for _, pixels, _ in images[:16]])
@@ -109,7 +118,7 @@ def main() -> int:
         tags.append(result)
     started = time.perf_counter()
     for start in range(0, len(images), 16):
-        tagger.tag([pixels for _, pixels, _ in images[start:start + 16]])
+        tagger.tag([pixels for _, pixels, _ in images[start : start + 16]])
     batched = len(images) / (time.perf_counter() - started)
 
     p50_predict, p50_bare = statistics.median(predict_times), statistics.median(bare_times)
@@ -121,19 +130,31 @@ def main() -> int:
 
     truth = product_labels(args.shop) if (args.shop / "ground_truth.jsonl").is_file() else {}
     if truth:
-        print(f"\n{'component':<14} {'tagged':>7} {'wrong item':>11} {'right':>6} {'unknown':>8} {'acc (answered)':>15}")
+        print(
+            f"\n{'component':<14} {'tagged':>7} {'wrong item':>11} {'right':>6} {'unknown':>8} {'acc (answered)':>15}"
+        )
         for component in tagger.classifiers:
             # A photo of the other item (a shirt component on jeans) has no truth: a detector error.
-            rows = [(t.tags[component], truth[re.sub(r"^https?://[^/]+", "", url)].get(ATTRIBUTE[component]))
-                    for (_, _, url), t in zip(images, tags) if component in t.tags]
+            rows = [
+                (t.tags[component], truth[re.sub(r"^https?://[^/]+", "", url)].get(ATTRIBUTE[component]))
+                for (_, _, url), t in zip(images, tags)
+                if component in t.tags
+            ]
             wrong_item = sum(1 for _, true in rows if true is None)
             answered = [(tag, true) for tag, true in rows if not tag.unknown]
             right = sum(1 for tag, true in answered if tag.label == true)
             accuracy = right / len(answered) if answered else 0.0
-            print(f"{component:<14} {len(rows):>7} {wrong_item:>11} {right:>6} {len(rows) - len(answered):>8} {accuracy:>15.3f}")
+            print(
+                f"{component:<14} {len(rows):>7} {wrong_item:>11} {right:>6} {len(rows) - len(answered):>8} {accuracy:>15.3f}"
+            )
         sample_sha, _, sample_url = images[0]
-        print("\nfirst photo:", sample_sha[:12], json.dumps({k: v["label"] for k, v in tags[0].as_json()["components"].items()}),
-              "truth:", json.dumps(truth[re.sub(r"^https?://[^/]+", "", sample_url)]))
+        print(
+            "\nfirst photo:",
+            sample_sha[:12],
+            json.dumps({k: v["label"] for k, v in tags[0].as_json()["components"].items()}),
+            "truth:",
+            json.dumps(truth[re.sub(r"^https?://[^/]+", "", sample_url)]),
+        )
     return 0
 
 

@@ -41,8 +41,11 @@ def percentile(values: list[float], q: float) -> float:
 
 def start_server(profile: str, port: int, log: Path) -> subprocess.Popen:
     with log.open("w") as output:
-        process = subprocess.Popen([str(BIN / "seamline"), "serve", "--profile", profile, "--port", str(port), "--no-refresh"],
-                                   stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(BIN / "seamline"), "serve", "--profile", profile, "--port", str(port), "--no-refresh"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -80,10 +83,15 @@ def main() -> int:
 
     params = load_params(Path("params.yaml"), args.profile)
     tagger = Tagger.from_registry(params, Path("models/detector"))
-    photos = test_photos(Path("data/labels"), Path("data/validated/manifest.parquet"), list(tagger.classifiers), args.photos)
+    photos = test_photos(
+        Path("data/labels"), Path("data/validated/manifest.parquet"), list(tagger.classifiers), args.photos
+    )
     files = [path.read_bytes() for _, path, _ in photos]
     pixels = [read_rgb(path) for _, path, _ in photos]
-    print(f"{len(files)} test-split photos; champions: " + ", ".join(f"{n} v{c.version}" for n, c in tagger.classifiers.items()))
+    print(
+        f"{len(files)} test-split photos; champions: "
+        + ", ".join(f"{n} v{c.version}" for n, c in tagger.classifiers.items())
+    )
 
     def bare_round() -> list[float]:
         tagger.tag([pixels[0]], keep_crops=True)  # warm
@@ -105,7 +113,10 @@ def main() -> int:
                 search.append(time.perf_counter() - started)
         order = [files[i % len(files)] for i in range(args.requests)]
         started = time.perf_counter()
-        with ThreadPoolExecutor(args.clients) as pool, httpx.Client(limits=httpx.Limits(max_connections=args.clients)) as shared:
+        with (
+            ThreadPoolExecutor(args.clients) as pool,
+            httpx.Client(limits=httpx.Limits(max_connections=args.clients)) as shared,
+        ):
             loaded = list(pool.map(lambda data: post(shared, base + "/predict", data), order))
         wall = time.perf_counter() - started
     finally:
@@ -115,13 +126,19 @@ def main() -> int:
     bare = bare_before + bare_round()
     bare_p50 = statistics.median(bare)
     p50, p95 = statistics.median(sequential), percentile(sequential, 95)
-    print(f"\n(a) POST /predict, one client:   p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms  → {1 / p50:.2f} requests/s")
-    print(f"(b) POST /predict, {args.clients} clients, {args.requests} requests: {args.requests / wall:.2f} requests/s, "
-          f"p50 {statistics.median(loaded) * 1000:.0f} ms, p95 {percentile(loaded, 95) * 1000:.0f} ms")
+    print(
+        f"\n(a) POST /predict, one client:   p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms  → {1 / p50:.2f} requests/s"
+    )
+    print(
+        f"(b) POST /predict, {args.clients} clients, {args.requests} requests: {args.requests / wall:.2f} requests/s, "
+        f"p50 {statistics.median(loaded) * 1000:.0f} ms, p95 {percentile(loaded, 95) * 1000:.0f} ms"
+    )
     print(f"(c) bare forward passes:        p50 {bare_p50 * 1000:.0f} ms  → ceiling {1 / bare_p50:.2f} photos/s")
     print(f"    ratio (c)/(a) p50: {bare_p50 / p50:.2f}  (1.0 = HTTP, upload checks and cropping add nothing)")
     print(f"    ratio (b) throughput / (c) ceiling: {(args.requests / wall) * bare_p50:.2f}")
-    print(f"    POST /similar p50 {statistics.median(similar) * 1000:.0f} ms; GET /search p50 {statistics.median(search) * 1000:.1f} ms")
+    print(
+        f"    POST /similar p50 {statistics.median(similar) * 1000:.0f} ms; GET /search p50 {statistics.median(search) * 1000:.1f} ms"
+    )
     return 0
 
 

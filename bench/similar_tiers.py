@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.catalogue import Hit, _candidates, _tags_of, connect, encode_embedding, similar  # noqa: E402
-from pipelines.config import DEFAULT_PARAMS_PATH, load_params  # noqa: E402
-from pipelines.predict import ComponentTag, PhotoTags, unit_vector  # noqa: E402
+from pipelines.catalogue import Hit, _candidates, _tags_of, connect, encode_embedding, similar
+from pipelines.config import DEFAULT_PARAMS_PATH, load_params
+from pipelines.predict import ComponentTag, PhotoTags, unit_vector
 
 WIDTH = 1024
 
@@ -42,16 +42,20 @@ def build(path: Path, photos: int, products: int, rng: np.random.Generator) -> l
     with connect(path, create=True) as connection, connection:
         for i in range(photos):
             sha, item = f"{i:064x}", ("shirt", "jeans")[i % 2]
-            connection.execute("INSERT INTO items VALUES (?, 'bench', ?, ?, ?, 'det', '[]', '2026-11-30')",
-                               (sha, f"http://shop/p/{i % products}", f"product {i % products}", f"bench/{sha}.jpg"))
+            connection.execute(
+                "INSERT INTO items VALUES (?, 'bench', ?, ?, ?, 'det', '[]', '2026-11-30')",
+                (sha, f"http://shop/p/{i % products}", f"product {i % products}", f"bench/{sha}.jpg"),
+            )
             tags = {}
             for name in by_item[item]:
                 classes = params.components[name].classes
                 label = "unknown" if rng.random() < 0.1 else str(rng.choice(classes))
                 tags[name] = label
                 vector = encode_embedding(unit_vector(rng.normal(size=WIDTH).astype(np.float32)))
-                connection.execute("INSERT INTO tags VALUES (?, ?, '1', ?, ?, ?, NULL, NULL, NULL, ?)",
-                                   (sha, name, label, label, float(rng.random()), vector))
+                connection.execute(
+                    "INSERT INTO tags VALUES (?, ?, '1', ?, ?, ?, NULL, NULL, NULL, ?)",
+                    (sha, name, label, label, float(rng.random()), vector),
+                )
             labels.append(tags)
     return labels
 
@@ -59,7 +63,9 @@ def build(path: Path, photos: int, products: int, rng: np.random.Generator) -> l
 def query_of(tags: dict[str, str], rng: np.random.Generator) -> PhotoTags:
     photo = PhotoTags()
     for name, label in tags.items():
-        photo.tags[name] = ComponentTag(name, label, 0.9, label, {}, "1", None, unit_vector(rng.normal(size=WIDTH).astype(np.float32)))
+        photo.tags[name] = ComponentTag(
+            name, label, 0.9, label, {}, "1", None, unit_vector(rng.normal(size=WIDTH).astype(np.float32))
+        )
     return photo
 
 
@@ -73,15 +79,29 @@ def similar_reading_everything(catalogue: Path, photo: PhotoTags, limit: int = 1
         query = f"SELECT DISTINCT sha256 FROM tags WHERE label IS NOT NULL AND component IN ({','.join('?' * len(components))})"
         every = [row["sha256"] for row in connection.execute(query, components)]
         candidates = _candidates(connection, every, components, wanted, vectors)
-        scored = [(len(entry["shared"]), float(np.mean(entry["cosines"])) if entry["cosines"] else -1.0, sha, entry)
-                  for sha, entry in candidates.items() if entry["shared"] or not wanted]
+        scored = [
+            (len(entry["shared"]), float(np.mean(entry["cosines"])) if entry["cosines"] else -1.0, sha, entry)
+            for sha, entry in candidates.items()
+            if entry["shared"] or not wanted
+        ]
         best_per_product: dict[str, tuple] = {}
         for item in sorted(scored, key=lambda s: (-s[0], -s[1], s[2])):
             best_per_product.setdefault(item[3]["product_url"], item)
         chosen = sorted(best_per_product.values(), key=lambda s: (-s[0], -s[1], s[2]))[:limit]
         tags = _tags_of(connection, [sha for _, _, sha, _ in chosen])
-    hits = [Hit(sha, entry["product_url"], entry["title"], entry["source"], tags[sha], shared_count / max(len(wanted), 1),
-                shared=sorted(entry["shared"]), similarity=cosine) for shared_count, cosine, sha, entry in chosen]
+    hits = [
+        Hit(
+            sha,
+            entry["product_url"],
+            entry["title"],
+            entry["source"],
+            tags[sha],
+            shared_count / max(len(wanted), 1),
+            shared=sorted(entry["shared"]),
+            similarity=cosine,
+        )
+        for shared_count, cosine, sha, entry in chosen
+    ]
     return hits, sorted(wanted)
 
 
@@ -107,14 +127,20 @@ def main() -> int:
         catalogue = Path(folder) / "catalogue.db"
         started = time.perf_counter()
         labels = build(catalogue, args.photos, args.products, rng)
-        print(f"catalogue: {args.photos} photos, {args.products} products, built in {time.perf_counter() - started:.1f} s")
+        print(
+            f"catalogue: {args.photos} photos, {args.products} products, built in {time.perf_counter() - started:.1f} s"
+        )
         queries = [query_of(labels[i], rng) for i in rng.choice(len(labels), size=args.queries, replace=False)]
-        p50_ms(similar_reading_everything, catalogue, queries[:3], args.limit)  # warm the page cache for both arms alike
+        p50_ms(
+            similar_reading_everything, catalogue, queries[:3], args.limit
+        )  # warm the page cache for both arms alike
         everything, all_answers = p50_ms(similar_reading_everything, catalogue, queries, args.limit)
         tiered, tiered_answers = p50_ms(similar, catalogue, queries, args.limit)
         same = tiered_answers == all_answers
-    print(f"similar, limit {args.limit}: p50 {tiered:.1f} ms (tier by tier) vs {everything:.1f} ms (every photo read); "
-          f"{everything / tiered:.1f}x faster; same top {args.limit}: {'yes' if same else 'NO'}")
+    print(
+        f"similar, limit {args.limit}: p50 {tiered:.1f} ms (tier by tier) vs {everything:.1f} ms (every photo read); "
+        f"{everything / tiered:.1f}x faster; same top {args.limit}: {'yes' if same else 'NO'}"
+    )
     return 0 if same else 1
 
 

@@ -22,7 +22,14 @@ import keras
 import numpy as np
 
 from pipelines.config import load_params
-from pipelines.train import augmentation_model, build_classifier, compile_classifier, feature_extractor, head_for, set_trainable
+from pipelines.train import (
+    augmentation_model,
+    build_classifier,
+    compile_classifier,
+    feature_extractor,
+    head_for,
+    set_trainable,
+)
 from pipelines.train_stage import Examples, TrainingError, load_examples, make_dataset
 
 
@@ -67,7 +74,9 @@ def main() -> int:
     train = Examples(examples["train"].paths[: args.images], examples["train"].labels[: args.images])
     n, classes = len(train), len(component.classes)
     keras.utils.set_random_seed(training.seed)
-    print(f"train bench: {args.component}, {n} crops, {training.backbone} at {training.image_size} px, batch {training.batch_size}")
+    print(
+        f"train bench: {args.component}, {n} crops, {training.backbone} at {training.image_size} px, batch {training.batch_size}"
+    )
 
     # (a) fine-tuning through the input pipeline vs in-memory tensors
     augment = augmentation_model(training.augmentation, training.seed)
@@ -75,8 +84,13 @@ def main() -> int:
     plain = make_dataset(train, classes, training, alpha=False, shuffle=False)
     pixels = np.concatenate([images.numpy() for images, _ in plain])
     targets = np.eye(classes, dtype=np.float32)[train.labels]
-    model = build_classifier(backbone=training.backbone, classes=component.classes, image_size=training.image_size,
-                             dropout=training.dropout, weights=None)
+    model = build_classifier(
+        backbone=training.backbone,
+        classes=component.classes,
+        image_size=training.image_size,
+        dropout=training.dropout,
+        weights=None,
+    )
     set_trainable(model, "fine_tune")
     compile_classifier(model, training.loss, 1e-4)
     through_pipeline = timed_fit(model, pipeline, shuffle=False)
@@ -85,8 +99,13 @@ def main() -> int:
     in_memory = timed_fit(model, pixels, targets, batch_size=training.batch_size, shuffle=True)
 
     # (b) a frozen-phase epoch through the frozen base vs on cached features
-    frozen = build_classifier(backbone=training.backbone, classes=component.classes, image_size=training.image_size,
-                              dropout=training.dropout, weights=None)
+    frozen = build_classifier(
+        backbone=training.backbone,
+        classes=component.classes,
+        image_size=training.image_size,
+        dropout=training.dropout,
+        weights=None,
+    )
     set_trainable(frozen, "frozen")
     compile_classifier(frozen, training.loss, 1e-3)
     through_base = timed_fit(frozen, plain, shuffle=False)
@@ -104,9 +123,11 @@ def main() -> int:
     print(f"{'(b) frozen epoch through the frozen base':44}{through_base:>10.2f}{n / through_base:>10.1f}")
     print(f"{'(b) frozen epoch on cached features':44}{cached:>10.3f}{n / cached:>10.0f}")
     print(f"{'    one-off feature pass':44}{feature_pass:>10.2f}")
-    print(f"ratio (a) pipeline/in-memory images/s: {in_memory / through_pipeline:.2f} (goal ≥ 0.9; "
-          f"{in_memory / through_plain_pipeline:.2f} without augmentation)   "
-          f"ratio (b) frozen epoch through base / cached: {through_base / cached:.0f}× (goal ≥ 10×)")
+    print(
+        f"ratio (a) pipeline/in-memory images/s: {in_memory / through_pipeline:.2f} (goal ≥ 0.9; "
+        f"{in_memory / through_plain_pipeline:.2f} without augmentation)   "
+        f"ratio (b) frozen epoch through base / cached: {through_base / cached:.0f}× (goal ≥ 10×)"
+    )
     return 0
 
 

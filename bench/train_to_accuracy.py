@@ -71,12 +71,27 @@ def class_folders(root: Path, examples: Examples, classes: list[str]) -> Path:
 def keras_guide(component, examples: dict[str, Examples], scratch: Path, started: float) -> Clock:
     training = component.training
     classes = list(component.classes)
-    read = {"image_size": (training.image_size, training.image_size), "batch_size": training.batch_size,
-            "label_mode": "categorical", "class_names": classes, "seed": training.seed}
-    train = keras.utils.image_dataset_from_directory(class_folders(scratch / "train", examples["train"], classes), shuffle=True, **read)
-    val = keras.utils.image_dataset_from_directory(class_folders(scratch / "val", examples["val"], classes), shuffle=False, **read)
-    classifier = build_classifier(backbone=training.backbone, classes=classes, image_size=training.image_size,
-                                  dropout=training.dropout, weights=training.weights, batchnorm_momentum=training.batchnorm_momentum)
+    read = {
+        "image_size": (training.image_size, training.image_size),
+        "batch_size": training.batch_size,
+        "label_mode": "categorical",
+        "class_names": classes,
+        "seed": training.seed,
+    }
+    train = keras.utils.image_dataset_from_directory(
+        class_folders(scratch / "train", examples["train"], classes), shuffle=True, **read
+    )
+    val = keras.utils.image_dataset_from_directory(
+        class_folders(scratch / "val", examples["val"], classes), shuffle=False, **read
+    )
+    classifier = build_classifier(
+        backbone=training.backbone,
+        classes=classes,
+        image_size=training.image_size,
+        dropout=training.dropout,
+        weights=training.weights,
+        batchnorm_momentum=training.batchnorm_momentum,
+    )
     inputs = keras.Input((training.image_size, training.image_size, 3))
     model = keras.Model(inputs, classifier(augmentation_model(training.augmentation, training.seed)(inputs)))
     clock = Clock(started)
@@ -110,9 +125,11 @@ def main() -> int:
     except TrainingError as error:
         print(f"train_to_accuracy: {error} (run `make demo` first)", file=sys.stderr)
         return 2
-    print(f"{args.component}: {len(examples['train'])} train / {len(examples['val'])} val crops; {training.backbone} "
-          f"({training.weights or 'from scratch'}) at {training.image_size} px; frozen {training.frozen.epochs} + "
-          f"fine-tune {training.fine_tune.epochs} epochs")
+    print(
+        f"{args.component}: {len(examples['train'])} train / {len(examples['val'])} val crops; {training.backbone} "
+        f"({training.weights or 'from scratch'}) at {training.image_size} px; frozen {training.frozen.epochs} + "
+        f"fine-tune {training.fine_tune.epochs} epochs"
+    )
 
     keras.utils.set_random_seed(training.seed)
     started = time.perf_counter()
@@ -129,12 +146,16 @@ def main() -> int:
     target = min(max(a for _, a in guide.points), max(a for _, a in ours.points))
     guide_at, ours_at = first_reaching(guide.points, target), first_reaching(ours.points, target)
     print(f"\n{'':34}{'epochs':>7}{'best val acc':>13}{'total s':>9}{'s to target':>12}")
-    for name, clock, total, at in (("(a) Keras guide (dataset + fit)", guide, guide_total, guide_at),
-                                   ("(b) Seamline train_classifier", ours, ours_total, ours_at)):
+    for name, clock, total, at in (
+        ("(a) Keras guide (dataset + fit)", guide, guide_total, guide_at),
+        ("(b) Seamline train_classifier", ours, ours_total, ours_at),
+    ):
         best = max(a for _, a in clock.points)
         print(f"{name:34}{len(clock.points):>7}{best:>13.3f}{total:>9.1f}{at:>12.1f}")
-    print(f"target val accuracy {target:.3f} (the lower best): Seamline reaches it {guide_at / ours_at:.1f}× sooner "
-          f"({ours_at:.1f} s vs {guide_at:.1f} s); whole schedule {guide_total / ours_total:.1f}× faster")
+    print(
+        f"target val accuracy {target:.3f} (the lower best): Seamline reaches it {guide_at / ours_at:.1f}× sooner "
+        f"({ours_at:.1f} s vs {guide_at:.1f} s); whole schedule {guide_total / ours_total:.1f}× faster"
+    )
     for name, clock in (("guide", guide), ("seamline", ours)):
         print(f"{name} curve (s, val acc): " + " ".join(f"{s:.0f}:{a:.2f}" for s, a in clock.points))
     return 0

@@ -22,8 +22,14 @@ from pathlib import Path
 from pipelines.manifest import iter_manifests, read_manifest
 
 # component -> ground-truth attribute in the demo shop
-ATTRIBUTE = {"shirt-collar": "collar", "shirt-pattern": "pattern", "jeans-fit": "fit",
-             "jeans-color": "color", "jeans-washing": "washing", "jeans-damage": "damage"}
+ATTRIBUTE = {
+    "shirt-collar": "collar",
+    "shirt-pattern": "pattern",
+    "jeans-fit": "fit",
+    "jeans-color": "color",
+    "jeans-washing": "washing",
+    "jeans-damage": "damage",
+}
 
 
 def product_labels(shop: Path) -> dict[str, dict[str, str]]:

@@ -20,10 +20,16 @@ def summarise(stats: dict[str, Any], source: str, duration_s: float) -> dict[str
     """The data engineer's view of Scrapy's stats: counts by outcome and errors by type."""
 
     def grouped(prefix: str) -> dict[str, int]:
-        return {key[len(prefix):]: int(value) for key, value in sorted(stats.items()) if key.startswith(prefix)}
+        return {key[len(prefix) :]: int(value) for key, value in sorted(stats.items()) if key.startswith(prefix)}
 
     errors = grouped("downloader/exception_type_count/")
-    errors.update({f"http_{code}": n for code, n in grouped("downloader/response_status_count/").items() if not code.startswith(("2", "3"))})
+    errors.update(
+        {
+            f"http_{code}": n
+            for code, n in grouped("downloader/response_status_count/").items()
+            if not code.startswith(("2", "3"))
+        }
+    )
     errors.update({f"spider_{name}": n for name, n in grouped("spider_exceptions/").items()})
     if stats.get("robotstxt/forbidden"):
         errors["robots_disallowed"] = int(stats["robotstxt/forbidden"])

@@ -130,7 +130,9 @@ def from_jsonld(selector: Selector, base_url: str) -> ProductFields:
     crumbs = next((b for b in blocks if "BreadcrumbList" in _types(b)), None)
     breadcrumb: tuple[str, ...] = ()
     if crumbs:
-        elements = sorted(crumbs.get("itemListElement", []), key=lambda e: e.get("position", 0) if isinstance(e, dict) else 0)
+        elements = sorted(
+            crumbs.get("itemListElement", []), key=lambda e: e.get("position", 0) if isinstance(e, dict) else 0
+        )
         breadcrumb = breadcrumb_parts(
             str(e.get("name") or (e.get("item") or {}).get("name", "")) for e in elements if isinstance(e, dict)
         )
@@ -238,7 +240,9 @@ def products_from_shopify(data: dict[str, Any], shop_url: str) -> list[tuple[str
             title=clean_text(str(product.get("title", ""))),
             breadcrumb=breadcrumb,
             price=parse_price(variants[0].get("price") if isinstance(variants[0], dict) else None),
-            image_urls=absolute_image_urls((i.get("src", "") for i in product.get("images", []) if isinstance(i, dict)), shop_url),
+            image_urls=absolute_image_urls(
+                (i.get("src", "") for i in product.get("images", []) if isinstance(i, dict)), shop_url
+            ),
         )
         found.append((urljoin(shop_url, f"/products/{product['handle']}"), fields))
     return found

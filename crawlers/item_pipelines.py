@@ -93,7 +93,9 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
     def media_to_download(self, request: Request, info: Any, *, item: Any = None) -> None:
         return None  # always download: a content address can't be checked before the content
 
-    async def media_downloaded(self, response: Response, request: Request, info: Any, *, item: Any = None) -> dict[str, Any]:
+    async def media_downloaded(
+        self, response: Response, request: Request, info: Any, *, item: Any = None
+    ) -> dict[str, Any]:
         # A rejection is an expected outcome, not an error: it comes back as a result, so
         # Scrapy's media pipeline does not log it as a failure with a traceback.
         if response.status != 200:
@@ -160,7 +162,9 @@ class ManifestPipeline:
         for manifest in iter_manifests(self.data_root):
             read = read_manifest(manifest)
             if read.skipped_lines:
-                logger.warning("%s: skipped unreadable lines %s (torn by an interrupted crawl?)", manifest, read.skipped_lines)
+                logger.warning(
+                    "%s: skipped unreadable lines %s (torn by an interrupted crawl?)", manifest, read.skipped_lines
+                )
             self.known_hashes.update(row.sha256 for row in read.rows)
 
     @classmethod

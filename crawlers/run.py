@@ -16,8 +16,8 @@ from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 
 from crawlers.extensions import SUMMARY_NAME
-from crawlers.source_spider import PROJECT_ROOT
 from crawlers.source_config import SOURCES_DIR, SourceError, load_source, source_file
+from crawlers.source_spider import PROJECT_ROOT
 from crawlers.spiders.listing import ListingSpider
 from crawlers.spiders.shopify import ShopifySpider
 from crawlers.spiders.sitemap import SourceSitemapSpider
@@ -114,7 +114,10 @@ def run(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="python -m crawlers.run", description=__doc__.splitlines()[0])
     commands = main.add_subparsers(dest="command", required=True)
-    for name, help_text in (("crawl", "crawl a source into data/raw/<source>/"), ("check", "extract a few products; store nothing")):
+    for name, help_text in (
+        ("crawl", "crawl a source into data/raw/<source>/"),
+        ("check", "extract a few products; store nothing"),
+    ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("source", help="source name: crawlers/sources/<source>.yaml")
         command.add_argument("--params", default=str(PROJECT_ROOT / "params.yaml"))
@@ -122,8 +125,11 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--sources-dir", default=str(SOURCES_DIR))
         command.add_argument("--data-root", default=str(PROJECT_ROOT / "data" / "raw"))
         command.add_argument("--cache-root", default=None, help="HTTP cache folder (default: beside the data root)")
-        command.add_argument("--reports-root", default=str(PROJECT_ROOT / "reports" / "crawl"),
-                             help="crawl summaries go to REPORTS_ROOT/<source>/")
+        command.add_argument(
+            "--reports-root",
+            default=str(PROJECT_ROOT / "reports" / "crawl"),
+            help="crawl summaries go to REPORTS_ROOT/<source>/",
+        )
         command.add_argument("--log-level", default="WARNING")
         if name == "crawl":
             command.add_argument("--max-pages", type=int, default=None)

@@ -153,7 +153,10 @@ _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 def expand_environment(tree: Any, environ: dict[str, str], path: str = "") -> Any:
     """`${VAR}` / `${VAR:-default}` in every string value, from `environ`."""
     if isinstance(tree, dict):
-        return {key: expand_environment(value, environ, f"{path}.{key}" if path else str(key)) for key, value in tree.items()}
+        return {
+            key: expand_environment(value, environ, f"{path}.{key}" if path else str(key))
+            for key, value in tree.items()
+        }
     if isinstance(tree, list):
         return [expand_environment(value, environ, f"{path}.{index}") for index, value in enumerate(tree)]
     if not isinstance(tree, str):

@@ -33,7 +33,11 @@ def apply_source_settings(crawler: Crawler, source: SourceConfig, params_path: P
     settings.set("USER_AGENT", crawl.user_agent, priority="spider")
     settings.set("ROBOTSTXT_OBEY", crawl.obey_robots, priority="spider")
     settings.set("RETRY_TIMES", crawl.retry_times, priority="spider")
-    settings.set("CONCURRENT_REQUESTS_PER_DOMAIN", choose(politeness.concurrent_requests_per_domain, crawl.concurrent_requests_per_domain), priority="spider")
+    settings.set(
+        "CONCURRENT_REQUESTS_PER_DOMAIN",
+        choose(politeness.concurrent_requests_per_domain, crawl.concurrent_requests_per_domain),
+        priority="spider",
+    )
     settings.set("DOWNLOAD_DELAY", choose(politeness.download_delay_s, crawl.download_delay_s), priority="spider")
     settings.set("AUTOTHROTTLE_ENABLED", choose(politeness.autothrottle, crawl.autothrottle), priority="spider")
     settings.set("SEAMLINE_MIN_IMAGE_SIDE", crawl.min_image_side_px, priority="spider")
@@ -44,9 +48,17 @@ def apply_source_settings(crawler: Crawler, source: SourceConfig, params_path: P
     settings.set("SEAMLINE_DATA_ROOT", str(data_root), priority="spider")
     settings.set("IMAGES_STORE", str(data_root), priority="spider")
     reports_root = Path(settings.get("SEAMLINE_REPORTS_ROOT"))
-    settings.set("SEAMLINE_REPORTS_ROOT", str(reports_root if reports_root.is_absolute() else PROJECT_ROOT / reports_root), priority="spider")
+    settings.set(
+        "SEAMLINE_REPORTS_ROOT",
+        str(reports_root if reports_root.is_absolute() else PROJECT_ROOT / reports_root),
+        priority="spider",
+    )
     cache_root = Path(settings.get("SEAMLINE_CACHE_ROOT"))
-    settings.set("HTTPCACHE_DIR", str((cache_root if cache_root.is_absolute() else PROJECT_ROOT / cache_root) / source.name), priority="spider")
+    settings.set(
+        "HTTPCACHE_DIR",
+        str((cache_root if cache_root.is_absolute() else PROJECT_ROOT / cache_root) / source.name),
+        priority="spider",
+    )
     settings.set("SEAMLINE_MAX_IMAGES", source.limits.max_images or crawl.max_images, priority="spider")
     if not stores_images(settings):
         settings.set("HTTPCACHE_ENABLED", False, priority="cmdline")  # a dry run leaves no cache behind
@@ -73,7 +85,9 @@ class SourceSpider(scrapy.Spider):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SourceSpider:
-        params_path = Path(kwargs.pop("params", None) or crawler.settings.get("SEAMLINE_PARAMS") or PROJECT_ROOT / "params.yaml")
+        params_path = Path(
+            kwargs.pop("params", None) or crawler.settings.get("SEAMLINE_PARAMS") or PROJECT_ROOT / "params.yaml"
+        )
         profile = kwargs.pop("profile", None)
         sources_dir = Path(kwargs.pop("sources_dir", None) or SOURCES_DIR)
         name = kwargs.pop("source", None)

@@ -29,8 +29,10 @@ def api_url() -> str:
 
     url = PREFECT_API_URL.value()
     if not url:
-        raise DeployError("no Prefect server: deployments live on one. Start it (`prefect server start`) and set "
-                          "PREFECT_API_URL=http://127.0.0.1:4200/api, or point PREFECT_API_URL at yours")
+        raise DeployError(
+            "no Prefect server: deployments live on one. Start it (`prefect server start`) and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api, or point PREFECT_API_URL at yours"
+        )
     return str(url)
 
 
@@ -50,12 +52,19 @@ def ensure_pool(name: str, kind: str, template: dict | None) -> bool:
         return True
 
 
-def deploy_environment(params_file: Path, profile: str | None, cpu_pool: str, project_dir: Path, image: str) -> dict[str, str]:
+def deploy_environment(
+    params_file: Path, profile: str | None, cpu_pool: str, project_dir: Path, image: str
+) -> dict[str, str]:
     """The variables prefect.yaml's `{{ $VAR }}` placeholders read."""
     params = load_params(params_file, profile)
-    return {"SEAMLINE_RETRAIN_CRON": params.retrain.schedule, "SEAMLINE_RETRAIN_TIMEZONE": params.retrain.timezone,
-            "SEAMLINE_CPU_POOL": cpu_pool, "SEAMLINE_GPU_POOL": params.retrain.gpu_work_pool,
-            "SEAMLINE_PROJECT_DIR": str(project_dir), "SEAMLINE_IMAGE": image}
+    return {
+        "SEAMLINE_RETRAIN_CRON": params.retrain.schedule,
+        "SEAMLINE_RETRAIN_TIMEZONE": params.retrain.timezone,
+        "SEAMLINE_CPU_POOL": cpu_pool,
+        "SEAMLINE_GPU_POOL": params.retrain.gpu_work_pool,
+        "SEAMLINE_PROJECT_DIR": str(project_dir),
+        "SEAMLINE_IMAGE": image,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,18 +80,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = deploy_environment(args.params, args.profile, args.cpu_pool, args.project_dir.resolve(), args.image)
         template = json.loads(GPU_TEMPLATE.read_text(encoding="utf-8"))
         for name, kind, base in ((args.cpu_pool, "process", None), (env["SEAMLINE_GPU_POOL"], "kubernetes", template)):
-            print(f"deploy: work pool {name} ({kind}) {'created' if ensure_pool(name, kind, base) else 'exists'}", flush=True)
+            print(
+                f"deploy: work pool {name} ({kind}) {'created' if ensure_pool(name, kind, base) else 'exists'}",
+                flush=True,
+            )
     except (DeployError, ParamsError, OSError, ValueError) as error:
         print(f"deploy: {error}", file=sys.stderr)
         return 2
-    command = [str(Path(sys.executable).with_name("prefect")), "--no-prompt", "deploy", "--all", "--prefect-file", "prefect.yaml"]
-    result = subprocess.run(command, env={**os.environ, **env, "PREFECT_API_URL": url}, check=False, capture_output=True, text=True)
+    command = [
+        str(Path(sys.executable).with_name("prefect")),
+        "--no-prompt",
+        "deploy",
+        "--all",
+        "--prefect-file",
+        "prefect.yaml",
+    ]
+    result = subprocess.run(
+        command, env={**os.environ, **env, "PREFECT_API_URL": url}, check=False, capture_output=True, text=True
+    )
     if result.returncode != 0:
         lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
         print(f"deploy: prefect deploy failed: {lines[-1] if lines else result.returncode}", file=sys.stderr)
         return 2
-    print(f"deploy: weekly-retrain ({env['SEAMLINE_RETRAIN_CRON']} {env['SEAMLINE_RETRAIN_TIMEZONE']}, pool {args.cpu_pool}) and "
-          f"train-component (pool {env['SEAMLINE_GPU_POOL']}) registered at {url}", flush=True)
+    print(
+        f"deploy: weekly-retrain ({env['SEAMLINE_RETRAIN_CRON']} {env['SEAMLINE_RETRAIN_TIMEZONE']}, pool {args.cpu_pool}) and "
+        f"train-component (pool {env['SEAMLINE_GPU_POOL']}) registered at {url}",
+        flush=True,
+    )
     return 0
 
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # TensorFlow's C++ log lines say nothing a user can act on; they are not a stage's message.
-_NOISE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [EWI] |^WARNING: All log messages before absl|^I0000 |^W0000 ")
+_NOISE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [EWI] |^WARNING: All log messages before absl|^I0000 |^W0000 "
+)
 _SKIPPED = re.compile(r"Stage '([^']+)' didn't change, skipping|Stage '([^']+)' is cached - skipping")
 
 
@@ -32,7 +34,7 @@ class StageFailed(RuntimeError):
 @dataclass(frozen=True)
 class StageRun:
     stage: str
-    ran: bool           # False: DVC found it up to date
+    ran: bool  # False: DVC found it up to date
     seconds: float
     tail: tuple[str, ...]
 
@@ -74,16 +76,30 @@ def project_env(root: Path) -> dict[str, str]:
     return {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def run_command(command: Sequence[str], root: Path, name: str, timeout_s: float,
-                log: Callable[[str], None] = print, env: dict[str, str] | None = None) -> tuple[float, list[str]]:
+def run_command(
+    command: Sequence[str],
+    root: Path,
+    name: str,
+    timeout_s: float,
+    log: Callable[[str], None] = print,
+    env: dict[str, str] | None = None,
+) -> tuple[float, list[str]]:
     """Run `command` in `root`, handing each output line to `log`; (seconds, last lines). A
     non-zero exit or the timeout raises StageFailed with the command's own message."""
     started = time.monotonic()
     tail: deque[str] = deque(maxlen=200)
     # Its own session, so a timeout can stop the stage and everything it started; and if this
     # process is stopped (SIGTERM, Ctrl-C), the stage is stopped with it rather than left running.
-    with subprocess.Popen(list(command), cwd=root, env=env or project_env(root), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True) as process:
+    with subprocess.Popen(
+        list(command),
+        cwd=root,
+        env=env or project_env(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    ) as process:
         assert process.stdout is not None
         RUNNING.add(process)
         try:

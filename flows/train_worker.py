@@ -45,8 +45,15 @@ def merge_lock_entry(lock_file: Path, stage: str, entry: Mapping[str, Any]) -> N
     lock_file.write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
 
 
-def train_in_checkout(component: str, repo_url: str, revision: str, remote: str | None, timeout_s: float,
-                      log: Callable[[str], None] = print, workdir: Path | None = None) -> dict[str, Any]:
+def train_in_checkout(
+    component: str,
+    repo_url: str,
+    revision: str,
+    remote: str | None,
+    timeout_s: float,
+    log: Callable[[str], None] = print,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
     """Clone → pull inputs → `dvc repro --single-item train@<c>` → push outputs; the result bundle."""
     stage = f"train@{component}"
     scratch = Path(tempfile.mkdtemp(prefix=f"seamline-{component}-", dir=workdir))
@@ -55,12 +62,20 @@ def train_in_checkout(component: str, repo_url: str, revision: str, remote: str 
     try:
         run_command(["git", "clone", "--quiet", repo_url, str(checkout)], scratch, "git clone", 600, log)
         run_command(["git", "checkout", "--quiet", revision], checkout, "git checkout", 120, log)
-        run_command(["dvc", "pull", *remote_args, *TRAIN_INPUTS], checkout, "dvc pull", 3600, log, env=project_env(checkout))
+        run_command(
+            ["dvc", "pull", *remote_args, *TRAIN_INPUTS], checkout, "dvc pull", 3600, log, env=project_env(checkout)
+        )
         repro("resolve", checkout, 600, log)
         run = repro(stage, checkout, timeout_s, log)
         run_command(["dvc", "push", *remote_args, stage], checkout, "dvc push", 3600, log, env=project_env(checkout))
-        return {"component": component, "stage": stage, "ran": run.ran, "seconds": run.seconds,
-                "lock": lock_entry(checkout / "dvc.lock", stage), "files": uncached_files(checkout, component)}
+        return {
+            "component": component,
+            "stage": stage,
+            "ran": run.ran,
+            "seconds": run.seconds,
+            "lock": lock_entry(checkout / "dvc.lock", stage),
+            "files": uncached_files(checkout, component),
+        }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -76,7 +91,8 @@ def take_back(root: Path, bundle: Mapping[str, Any], remote: str | None, log: Ca
 
 
 @flow(name="train-component-on-worker", log_prints=True, persist_result=True)
-def train_component_on_worker(component: str, repo_url: str, revision: str, remote: str | None = None,
-                              timeout_s: float = 4 * 3600) -> dict[str, Any]:
+def train_component_on_worker(
+    component: str, repo_url: str, revision: str, remote: str | None = None, timeout_s: float = 4 * 3600
+) -> dict[str, Any]:
     """The `train-component` deployment's flow, run by a worker of the `gpu` work pool."""
     return train_in_checkout(component, repo_url, revision, remote, timeout_s, get_run_logger().info)

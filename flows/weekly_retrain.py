@@ -87,12 +87,19 @@ def crawled_recently(summary: Path, max_age_hours: float, now: datetime) -> bool
 # --- tasks ------------------------------------------------------------------------------------
 
 
-@task(task_run_name="crawl {source}", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=20), retry_jitter_factor=0.5)
+@task(
+    task_run_name="crawl {source}",
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=20),
+    retry_jitter_factor=0.5,
+)
 def crawl_source(source: str, root: str, max_age_hours: float, timeout_s: float) -> str:
     """Run the source's crawl stage command from dvc.yaml; 'fresh' when crawled recently.
     Network-bound, so it retries with back-off; the crawl itself resumes where it stopped."""
     project = Path(root)
-    if crawled_recently(project / "reports" / "crawl" / source / "crawl_summary.json", max_age_hours, datetime.now(UTC)):
+    if crawled_recently(
+        project / "reports" / "crawl" / source / "crawl_summary.json", max_age_hours, datetime.now(UTC)
+    ):
         _log()(f"crawl {source}: crawled within {max_age_hours:g} h, not crawling again")
         return "fresh"
     run_command(shlex.split(stage_command(project, f"crawl@{source}")), project, f"crawl@{source}", timeout_s, _log())
@@ -123,7 +130,12 @@ def tag_snapshot(root: str) -> tuple[str, bool]:
     return tag, taken
 
 
-@task(task_run_name="dvc push", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=15), retry_jitter_factor=0.5)
+@task(
+    task_run_name="dvc push",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=15),
+    retry_jitter_factor=0.5,
+)
 def push_data(root: str, remote: str | None, timeout_s: float) -> str | None:
     """Send the snapshot's data to the DVC remote (network-bound: retried with back-off)."""
     project = Path(root)
@@ -136,11 +148,22 @@ def push_data(root: str, remote: str | None, timeout_s: float) -> str | None:
 
 
 @task(task_run_name="register")
-def register_components(components: list[str], root: str, params_file: str, profile: str, timeout_s: float) -> dict[str, dict[str, Any]]:
+def register_components(
+    components: list[str], root: str, params_file: str, profile: str, timeout_s: float
+) -> dict[str, dict[str, Any]]:
     """Gate and register the newly trained models (pipelines/registry.py), all in one child
     process: TensorFlow starts once, not once per component."""
-    command = [sys.executable, "-m", "pipelines.registry", "--params", params_file, "--profile", profile,
-               "--report", str(REGISTRY_REPORTS)]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.registry",
+        "--params",
+        params_file,
+        "--profile",
+        profile,
+        "--report",
+        str(REGISTRY_REPORTS),
+    ]
     for component in components:
         command += ["--component", component]
     run_command(command, Path(root), "register", timeout_s, _log(), env=project_env(Path(root)))
@@ -151,8 +174,17 @@ def register_components(components: list[str], root: str, params_file: str, prof
 def index_catalogue(root: str, params_file: str, profile: str, timeout_s: float) -> dict[str, Any]:
     """Tag the validated images with the champions into the search catalogue (pipelines/catalogue.py);
     incremental, so only new images and components whose champion changed are tagged."""
-    command = [sys.executable, "-m", "pipelines.catalogue", "--params", params_file, "--profile", profile,
-               "--summary", str(CATALOGUE_SUMMARY)]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.catalogue",
+        "--params",
+        params_file,
+        "--profile",
+        profile,
+        "--summary",
+        str(CATALOGUE_SUMMARY),
+    ]
     (Path(root) / CATALOGUE_SUMMARY).unlink(missing_ok=True)
     run_command(command, Path(root), INDEX_STEP, timeout_s, _log(), env=project_env(Path(root)))
     return read_json(Path(root) / CATALOGUE_SUMMARY)
@@ -165,8 +197,13 @@ def train_component(component: str, root: str = ".", timeout_s: float = 4 * 3600
     own checkout (flows/train_worker.py)."""
     run = repro(f"train@{component}", Path(root), timeout_s, _log())
     metrics = read_json(Path(root) / "metrics" / f"{component}.json")
-    return {"component": component, "ran": run.ran, "seconds": run.seconds,
-            "accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1")}
+    return {
+        "component": component,
+        "ran": run.ran,
+        "seconds": run.seconds,
+        "accuracy": metrics.get("accuracy"),
+        "macro_f1": metrics.get("macro_f1"),
+    }
 
 
 @task(task_run_name="publish training inputs")
@@ -180,8 +217,17 @@ def publish_training_inputs(root: str, remote: str | None) -> tuple[str, str]:
     try:
         url = (git(project, "remote", "get-url", "origin", required=False) or "").strip()
         if not url:
-            raise StageFailed("publish training inputs", "execution: distributed needs a git remote 'origin' the GPU workers can clone")
-        run_command(["dvc", "push", *(["-r", remote] if remote else []), "label", "crop", "pretrain"], project, "dvc push", 3600, _log())
+            raise StageFailed(
+                "publish training inputs",
+                "execution: distributed needs a git remote 'origin' the GPU workers can clone",
+            )
+        run_command(
+            ["dvc", "push", *(["-r", remote] if remote else []), "label", "crop", "pretrain"],
+            project,
+            "dvc push",
+            3600,
+            _log(),
+        )
         git(project, "add", "dvc.lock")
         if git(project, "diff", "--cached", "--quiet", required=False) is None:
             git(project, "commit", "-q", "-m", "retrain: training inputs for the GPU workers")
@@ -193,20 +239,34 @@ def publish_training_inputs(root: str, remote: str | None) -> tuple[str, str]:
 
 
 @task(task_run_name="train {component} on the GPU pool")
-def dispatch_training(component: str, repo_url: str, revision: str, remote: str | None, timeout_s: float) -> dict[str, Any]:
+def dispatch_training(
+    component: str, repo_url: str, revision: str, remote: str | None, timeout_s: float
+) -> dict[str, Any]:
     """Run the `train-component` deployment for one component and wait for its result."""
     from prefect.deployments import run_deployment
 
-    run = run_deployment("train-component-on-worker/train-component", timeout=timeout_s,
-                         parameters={"component": component, "repo_url": repo_url, "revision": revision, "remote": remote,
-                                     "timeout_s": timeout_s})
+    run = run_deployment(
+        "train-component-on-worker/train-component",
+        timeout=timeout_s,
+        parameters={
+            "component": component,
+            "repo_url": repo_url,
+            "revision": revision,
+            "remote": remote,
+            "timeout_s": timeout_s,
+        },
+    )
     if run.state is None or not run.state.is_completed():
         state = run.state.name if run.state else "unknown"
-        raise StageFailed(f"train@{component}", f"worker run {run.name} ended {state}: {run.state.message if run.state else ''}")
+        raise StageFailed(
+            f"train@{component}", f"worker run {run.name} ended {state}: {run.state.message if run.state else ''}"
+        )
     return run.state.result()
 
 
-def _train_distributed(params: Params, project: Path, components: Sequence[str], report: RetrainReport, statuses: dict[str, str]) -> None:
+def _train_distributed(
+    params: Params, project: Path, components: Sequence[str], report: RetrainReport, statuses: dict[str, str]
+) -> None:
     """Every component at once on the `gpu` work pool; each result is taken back into this
     workspace (dvc.lock entry, metrics, plots, then `dvc pull` of the model)."""
     from flows.train_worker import take_back
@@ -214,16 +274,29 @@ def _train_distributed(params: Params, project: Path, components: Sequence[str],
     remote = params.retrain.dvc_remote
     began = time.monotonic()
     repo_url, revision = publish_training_inputs(str(project), remote)
-    futures = {c: dispatch_training.submit(c, repo_url, revision, remote, _timeout(params, "train")) for c in components}
+    futures = {
+        c: dispatch_training.submit(c, repo_url, revision, remote, _timeout(params, "train")) for c in components
+    }
     for component, future in futures.items():
         try:
             bundle = future.result()
             take_back(project, bundle, remote, _log())
         except StageFailed as error:
-            report.steps.append(StepOutcome(f"train@{component}", "failed", time.monotonic() - began, str(error).removeprefix(f"train@{component}: ")))
+            report.steps.append(
+                StepOutcome(
+                    f"train@{component}",
+                    "failed",
+                    time.monotonic() - began,
+                    str(error).removeprefix(f"train@{component}: "),
+                )
+            )
             raise
         statuses[component] = "trained" if bundle["ran"] else "up to date"
-        report.steps.append(StepOutcome(f"train@{component}", "ran" if bundle["ran"] else "skipped", bundle["seconds"], "on the GPU pool"))
+        report.steps.append(
+            StepOutcome(
+                f"train@{component}", "ran" if bundle["ran"] else "skipped", bundle["seconds"], "on the GPU pool"
+            )
+        )
 
 
 # --- the flow ---------------------------------------------------------------------------------
@@ -244,8 +317,13 @@ def _scheduled_start() -> datetime | None:
 
 
 @flow(name="weekly-retrain", log_prints=True)
-def weekly_retrain(profile: str | None = None, root: str = ".", params_file: str = str(DEFAULT_PARAMS_PATH),
-                   sources: list[str] | None = None, components: list[str] | None = None) -> dict[str, Any]:
+def weekly_retrain(
+    profile: str | None = None,
+    root: str = ".",
+    params_file: str = str(DEFAULT_PARAMS_PATH),
+    sources: list[str] | None = None,
+    components: list[str] | None = None,
+) -> dict[str, Any]:
     """Crawl, version, validate, label, crop, train, gate and register; then report. Fails, naming
     the step and its message, if any step fails (the report is written first)."""
     from prefect.states import Cancelled
@@ -260,17 +338,36 @@ def weekly_retrain(profile: str | None = None, root: str = ".", params_file: str
     chosen_sources = list(sources or params.crawl.sources)
     chosen_components = list(components or params.components)
     report = RetrainReport(profile=params.profile, started=_now(), tracking_uri=_tracking_uri(params))
-    planned = ([f"crawl@{s}" for s in chosen_sources] + list(DATA_STAGES) + ["snapshot tag", "dvc push"] + list(MODEL_STAGES)
-               + [f"train@{c}" for c in chosen_components] + [f"register {c}" for c in chosen_components] + [INDEX_STEP])
+    planned = (
+        [f"crawl@{s}" for s in chosen_sources]
+        + list(DATA_STAGES)
+        + ["snapshot tag", "dvc push"]
+        + list(MODEL_STAGES)
+        + [f"train@{c}" for c in chosen_components]
+        + [f"register {c}" for c in chosen_components]
+        + [INDEX_STEP]
+    )
     statuses: dict[str, str] = {}
     registrations: dict[str, dict[str, Any]] = {}
     try:
         _crawl_all(params, project, chosen_sources, report, statuses)
         for stage in DATA_STAGES:
-            _record(report, run_stage.with_options(timeout_seconds=_timeout(params, stage) + 60), stage, str(project), _timeout(params, stage))
+            _record(
+                report,
+                run_stage.with_options(timeout_seconds=_timeout(params, stage) + 60),
+                stage,
+                str(project),
+                _timeout(params, stage),
+            )
         _snapshot(params, project, report)
         for stage in MODEL_STAGES:
-            _record(report, run_stage.with_options(timeout_seconds=_timeout(params, stage) + 60), stage, str(project), _timeout(params, stage))
+            _record(
+                report,
+                run_stage.with_options(timeout_seconds=_timeout(params, stage) + 60),
+                stage,
+                str(project),
+                _timeout(params, stage),
+            )
         if params.retrain.execution == "distributed":
             _train_distributed(params, project, chosen_components, report, statuses)
         for component in chosen_components:
@@ -280,10 +377,19 @@ def weekly_retrain(profile: str | None = None, root: str = ".", params_file: str
             try:
                 trained = train_component(component, str(project), _timeout(params, "train"))
             except StageFailed as error:
-                report.steps.append(StepOutcome(f"train@{component}", "failed", time.monotonic() - started, str(error).removeprefix(f"train@{component}: ")))
+                report.steps.append(
+                    StepOutcome(
+                        f"train@{component}",
+                        "failed",
+                        time.monotonic() - started,
+                        str(error).removeprefix(f"train@{component}: "),
+                    )
+                )
                 raise
             statuses[component] = "trained" if trained["ran"] else "up to date"
-            report.steps.append(StepOutcome(f"train@{component}", "ran" if trained["ran"] else "skipped", trained["seconds"]))
+            report.steps.append(
+                StepOutcome(f"train@{component}", "ran" if trained["ran"] else "skipped", trained["seconds"])
+            )
         registrations.update(_register(params, project, params_file, chosen_components, statuses, report))
         _index(params, project, params_file, report)
     except StageFailed as error:
@@ -314,32 +420,52 @@ def _record(report: RetrainReport, stage_task: Any, stage: str, root: str, timeo
     try:
         run = stage_task(stage, root, timeout_s)
     except StageFailed as error:
-        report.steps.append(StepOutcome(stage, "failed", time.monotonic() - started, str(error).removeprefix(f"{stage}: ")))
+        report.steps.append(
+            StepOutcome(stage, "failed", time.monotonic() - started, str(error).removeprefix(f"{stage}: "))
+        )
         raise
     report.steps.append(StepOutcome(stage, "ran" if run.ran else "skipped", run.seconds))
     return run
 
 
-def _crawl_all(params: Params, project: Path, sources: Sequence[str], report: RetrainReport, statuses: dict[str, str]) -> None:
+def _crawl_all(
+    params: Params, project: Path, sources: Sequence[str], report: RetrainReport, statuses: dict[str, str]
+) -> None:
     """Crawl in waves of `retrain.crawl_concurrency`; every source is tried even if one fails."""
     bound = params.retrain.crawl_concurrency
     crawl = crawl_source  # timed out by run_command: Prefect cannot interrupt a task in a worker thread
     failures: list[StageFailed] = []
     for start in range(0, len(sources), bound):
-        wave = list(sources[start:start + bound])
+        wave = list(sources[start : start + bound])
         began = time.monotonic()
-        futures = {source: crawl.submit(source, str(project), params.retrain.crawl_max_age_hours, _timeout(params, "crawl")) for source in wave}
+        futures = {
+            source: crawl.submit(source, str(project), params.retrain.crawl_max_age_hours, _timeout(params, "crawl"))
+            for source in wave
+        }
         for source, future in futures.items():
             try:
                 outcome = future.result()
             except StageFailed as error:
                 failures.append(error)
                 statuses[f"crawl:{source}"] = "failed"
-                report.steps.append(StepOutcome(f"crawl@{source}", "failed", time.monotonic() - began, str(error).removeprefix(f"crawl@{source}: ")))
+                report.steps.append(
+                    StepOutcome(
+                        f"crawl@{source}",
+                        "failed",
+                        time.monotonic() - began,
+                        str(error).removeprefix(f"crawl@{source}: "),
+                    )
+                )
                 continue
             statuses[f"crawl:{source}"] = outcome
-            report.steps.append(StepOutcome(f"crawl@{source}", "ran" if outcome == "crawled" else "skipped", time.monotonic() - began,
-                                            "crawled within retrain.crawl_max_age_hours" if outcome == "fresh" else ""))
+            report.steps.append(
+                StepOutcome(
+                    f"crawl@{source}",
+                    "ran" if outcome == "crawled" else "skipped",
+                    time.monotonic() - began,
+                    "crawled within retrain.crawl_max_age_hours" if outcome == "fresh" else "",
+                )
+            )
     crawled = [f"crawl@{s}" for s in sources if statuses.get(f"crawl:{s}") == "crawled"]
     if crawled:
         commit_crawls(crawled, str(project))
@@ -353,7 +479,9 @@ def _snapshot(params: Params, project: Path, report: RetrainReport) -> None:
     try:
         tag, taken = tag_snapshot(str(project))
     except StageFailed as error:
-        report.steps.append(StepOutcome("snapshot tag", "failed", time.monotonic() - began, str(error).removeprefix("snapshot tag: ")))
+        report.steps.append(
+            StepOutcome("snapshot tag", "failed", time.monotonic() - began, str(error).removeprefix("snapshot tag: "))
+        )
         raise
     report.steps.append(StepOutcome("snapshot tag", "ran" if taken else "skipped", time.monotonic() - began, tag))
     report.snapshot = {"tag": tag, "new": taken}
@@ -362,16 +490,28 @@ def _snapshot(params: Params, project: Path, report: RetrainReport) -> None:
         return
     began = time.monotonic()
     try:
-        pushed = push_data.with_options(timeout_seconds=_timeout(params, "push") + 60)(str(project), params.retrain.dvc_remote, _timeout(params, "push"))
+        pushed = push_data.with_options(timeout_seconds=_timeout(params, "push") + 60)(
+            str(project), params.retrain.dvc_remote, _timeout(params, "push")
+        )
     except StageFailed as error:
-        report.steps.append(StepOutcome("dvc push", "failed", time.monotonic() - began, str(error).removeprefix("dvc push: ")))
+        report.steps.append(
+            StepOutcome("dvc push", "failed", time.monotonic() - began, str(error).removeprefix("dvc push: "))
+        )
         raise
     report.snapshot["pushed"] = pushed
-    report.steps.append(StepOutcome("dvc push", "ran" if pushed else "skipped", time.monotonic() - began, "" if pushed else "no remote"))
+    report.steps.append(
+        StepOutcome("dvc push", "ran" if pushed else "skipped", time.monotonic() - began, "" if pushed else "no remote")
+    )
 
 
-def _register(params: Params, project: Path, params_file: str, components: Sequence[str], statuses: dict[str, str],
-              report: RetrainReport) -> dict[str, dict[str, Any]]:
+def _register(
+    params: Params,
+    project: Path,
+    params_file: str,
+    components: Sequence[str],
+    statuses: dict[str, str],
+    report: RetrainReport,
+) -> dict[str, dict[str, Any]]:
     """Gate and register the newly trained models; a model that was not retrained and is already
     registered is left alone."""
     done: dict[str, dict[str, Any]] = {}
@@ -379,8 +519,14 @@ def _register(params: Params, project: Path, params_file: str, components: Seque
     for component in components:
         earlier = read_json(project / REGISTRY_REPORTS / f"{component}.json")
         trained = read_json(project / "models" / component / "classifier.json")
-        if statuses.get(component) == "up to date" and earlier and earlier.get("run_id") == trained.get("mlflow_run_id"):
-            report.steps.append(StepOutcome(f"register {component}", "skipped", 0.0, f"v{earlier.get('version')} already registered"))
+        if (
+            statuses.get(component) == "up to date"
+            and earlier
+            and earlier.get("run_id") == trained.get("mlflow_run_id")
+        ):
+            report.steps.append(
+                StepOutcome(f"register {component}", "skipped", 0.0, f"v{earlier.get('version')} already registered")
+            )
             done[component] = {**earlier, "new": False}
         else:
             pending.append(component)
@@ -388,13 +534,20 @@ def _register(params: Params, project: Path, params_file: str, components: Seque
         return done
     began = time.monotonic()
     try:
-        registered = register_components(pending, str(project), params_file, params.profile, _timeout(params, "register"))
+        registered = register_components(
+            pending, str(project), params_file, params.profile, _timeout(params, "register")
+        )
     except StageFailed as error:
-        report.steps += [StepOutcome(f"register {c}", "failed", time.monotonic() - began, str(error).removeprefix("register: ")) for c in pending]
+        report.steps += [
+            StepOutcome(f"register {c}", "failed", time.monotonic() - began, str(error).removeprefix("register: "))
+            for c in pending
+        ]
         raise
     seconds = (time.monotonic() - began) / len(pending)
     for component in pending:
-        report.steps.append(StepOutcome(f"register {component}", "ran", seconds, registered[component].get("reason", "")))
+        report.steps.append(
+            StepOutcome(f"register {component}", "ran", seconds, registered[component].get("reason", ""))
+        )
         done[component] = registered[component]
     return done
 
@@ -404,25 +557,50 @@ def _index(params: Params, project: Path, params_file: str, report: RetrainRepor
     try:
         summary = index_catalogue(str(project), params_file, params.profile, _timeout(params, "index"))
     except StageFailed as error:
-        report.steps.append(StepOutcome(INDEX_STEP, "failed", time.monotonic() - began, str(error).removeprefix(f"{INDEX_STEP}: ")))
+        report.steps.append(
+            StepOutcome(INDEX_STEP, "failed", time.monotonic() - began, str(error).removeprefix(f"{INDEX_STEP}: "))
+        )
         raise
     if summary.get("skipped"):
         report.steps.append(StepOutcome(INDEX_STEP, "skipped", time.monotonic() - began, summary["skipped"]))
         return
     status = "ran" if summary.get("tagged") or summary.get("removed") else "skipped"
-    report.steps.append(StepOutcome(INDEX_STEP, status, time.monotonic() - began,
-                                    f"{summary.get('images', 0)} images, {summary.get('tagged', 0)} tagged now"))
+    report.steps.append(
+        StepOutcome(
+            INDEX_STEP,
+            status,
+            time.monotonic() - began,
+            f"{summary.get('images', 0)} images, {summary.get('tagged', 0)} tagged now",
+        )
+    )
 
 
-def _fill_report(params: Params, project: Path, report: RetrainReport, sources: Sequence[str], statuses: dict[str, str],
-                 registrations: dict[str, dict[str, Any]], components: Sequence[str]) -> None:
-    report.sources = [source_row(s, statuses.get(f"crawl:{s}", "not run"), read_json(project / "reports" / "crawl" / s / "crawl_summary.json"))
-                      for s in sources]
+def _fill_report(
+    params: Params,
+    project: Path,
+    report: RetrainReport,
+    sources: Sequence[str],
+    statuses: dict[str, str],
+    registrations: dict[str, dict[str, Any]],
+    components: Sequence[str],
+) -> None:
+    report.sources = [
+        source_row(
+            s,
+            statuses.get(f"crawl:{s}", "not run"),
+            read_json(project / "reports" / "crawl" / s / "crawl_summary.json"),
+        )
+        for s in sources
+    ]
     summary = read_json(project / "reports" / "validation_summary.json")
-    report.validation = validation_row(summary, str(project / "reports" / "validation" / "index.html")) if summary else {}
+    report.validation = (
+        validation_row(summary, str(project / "reports" / "validation" / "index.html")) if summary else {}
+    )
     metric = params.registry.gate_metric
-    report.components = [component_row(c, statuses.get(c, "not run"), registrations.get(c, {}), metric, report.tracking_uri)
-                         for c in components]
+    report.components = [
+        component_row(c, statuses.get(c, "not run"), registrations.get(c, {}), metric, report.tracking_uri)
+        for c in components
+    ]
     report.finished = _now()
 
 
@@ -433,7 +611,9 @@ def _publish(report: RetrainReport, params: Params, project: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "latest.md").write_text(page, encoding="utf-8")
     (folder / "latest.json").write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
-    create_markdown_artifact(markdown=page, key="weekly-retrain-report", description="Weekly retrain: steps, sources, validation, models")
+    create_markdown_artifact(
+        markdown=page, key="weekly-retrain-report", description="Weekly retrain: steps, sources, validation, models"
+    )
     print(page)
 
 
@@ -456,7 +636,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"retrain: {error}", file=sys.stderr)
         return 2
     try:
-        weekly_retrain(profile=args.profile, root=".", params_file=args.params, sources=args.source, components=args.component)
+        weekly_retrain(
+            profile=args.profile, root=".", params_file=args.params, sources=args.source, components=args.component
+        )
     except RetrainFailed as error:
         print(f"retrain: {error}", file=sys.stderr)
         return 1

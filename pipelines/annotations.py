@@ -63,14 +63,19 @@ def read_labelme(path: Path, categories: Sequence[str]) -> AnnotatedImage:
     for number, shape in enumerate(shapes, start=1):
         label = shape.get("label")
         if label not in categories:
-            raise AnnotationProblem(f"shape {number}: unknown label {label!r} (expected one of: {', '.join(categories)})")
+            raise AnnotationProblem(
+                f"shape {number}: unknown label {label!r} (expected one of: {', '.join(categories)})"
+            )
         if shape.get("shape_type", "polygon") != "polygon":
             raise AnnotationProblem(f"shape {number}: {shape.get('shape_type')!r} is not a polygon")
         points = np.asarray(shape.get("points") or [], dtype=np.float64).reshape(-1, 2)
         if len(points) < 3:
             raise AnnotationProblem(f"shape {number} ({label}): {len(points)} points, a polygon needs at least 3")
-        outside = (points < -EDGE_TOLERANCE_PX).any() or (points[:, 0] > width + EDGE_TOLERANCE_PX).any() \
+        outside = (
+            (points < -EDGE_TOLERANCE_PX).any()
+            or (points[:, 0] > width + EDGE_TOLERANCE_PX).any()
             or (points[:, 1] > height + EDGE_TOLERANCE_PX).any()
+        )
         if outside:
             raise AnnotationProblem(f"shape {number} ({label}): points outside the {width}x{height} image")
         instances.append(Instance(label, points.flatten().tolist()))
@@ -95,19 +100,23 @@ class ImportResult:
     problems: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def build_coco(annotated: Sequence[AnnotatedImage], categories: Sequence[str], file_names: Sequence[str]) -> dict[str, Any]:
+def build_coco(
+    annotated: Sequence[AnnotatedImage], categories: Sequence[str], file_names: Sequence[str]
+) -> dict[str, Any]:
     """A COCO instances document; category ids start at 1 (0 is the background)."""
     category_ids = {name: index for index, name in enumerate(categories, start=1)}
     images, annotations = [], []
     for image_id, (item, file_name) in enumerate(zip(annotated, file_names), start=1):
         images.append({"id": image_id, "file_name": file_name, "width": item.width, "height": item.height})
         for instance in item.instances:
-            annotations.append({
-                "id": len(annotations) + 1,
-                "image_id": image_id,
-                "category_id": category_ids[instance.category],
-                **instance_record(instance, item.width, item.height),
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category_ids[instance.category],
+                    **instance_record(instance, item.width, item.height),
+                }
+            )
     return {
         "images": images,
         "annotations": annotations,

@@ -136,9 +136,12 @@ def jpeg_thumbnail(pixels: np.ndarray, side: int) -> bytes:
     height, width = image.shape[:2]
     scale = min(1.0, side / max(height, width))
     if scale < 1.0:
-        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_JPEG_QUALITY, 88])
+        image = cv2.resize(
+            image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+        )
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88]
+    )
     if not ok:
         raise CatalogueError("a crop could not be encoded as JPEG")
     return encoded.tobytes()
@@ -182,26 +185,36 @@ def validated_images(manifest: Path) -> list[CatalogueImage]:
     return [CatalogueImage(*row) for row in table.itertuples(index=False)]
 
 
-def images_to_tag(connection: sqlite3.Connection, images: Sequence[CatalogueImage], models: Mapping[str, str],
-                  detector_version: str) -> list[CatalogueImage]:
+def images_to_tag(
+    connection: sqlite3.Connection, images: Sequence[CatalogueImage], models: Mapping[str, str], detector_version: str
+) -> list[CatalogueImage]:
     """The images some component lacks a tag for from its current model, or whose detections
     came from another detector."""
     current: dict[str, dict[str, str]] = {}
     for row in connection.execute("SELECT sha256, component, model_version FROM tags"):
         current.setdefault(row["sha256"], {})[row["component"]] = row["model_version"]
-    detected_by = {row["sha256"]: row["detector_version"] for row in connection.execute("SELECT sha256, detector_version FROM items")}
-    return [image for image in images
-            if detected_by.get(image.sha256) != detector_version
-            or any(current.get(image.sha256, {}).get(name) != version for name, version in models.items())]
+    detected_by = {
+        row["sha256"]: row["detector_version"]
+        for row in connection.execute("SELECT sha256, detector_version FROM items")
+    }
+    return [
+        image
+        for image in images
+        if detected_by.get(image.sha256) != detector_version
+        or any(current.get(image.sha256, {}).get(name) != version for name, version in models.items())
+    ]
 
 
-def known_detections(connection: sqlite3.Connection, crop_cache: Path | None, detector_version: str,
-                     shas: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+def known_detections(
+    connection: sqlite3.Connection, crop_cache: Path | None, detector_version: str, shas: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
     """Detection records this detector version already produced: the index's own, else the crop
     stage's cache (read, never written: it is a DVC output)."""
     wanted = set(shas)
     found: dict[str, list[dict[str, Any]]] = {}
-    for row in connection.execute("SELECT sha256, detections FROM items WHERE detector_version = ?", (detector_version,)):
+    for row in connection.execute(
+        "SELECT sha256, detections FROM items WHERE detector_version = ?", (detector_version,)
+    ):
         if row["sha256"] in wanted and row["detections"] is not None:
             found[row["sha256"]] = json.loads(row["detections"])
     cache_file = crop_cache / "detections" / f"{detector_version}.jsonl" if crop_cache else None
@@ -216,8 +229,15 @@ def known_detections(connection: sqlite3.Connection, crop_cache: Path | None, de
     return found
 
 
-def refresh(params: Params, tagger: Any, manifest: Path, images_root: Path, catalogue: Path,
-            crop_cache: Path | None = None, progress: Callable[[str], None] = print) -> RefreshSummary:
+def refresh(
+    params: Params,
+    tagger: Any,
+    manifest: Path,
+    images_root: Path,
+    catalogue: Path,
+    crop_cache: Path | None = None,
+    progress: Callable[[str], None] = print,
+) -> RefreshSummary:
     """Bring the catalogue up to date with the validated images and the tagger's models."""
     from pipelines.detect import (
         chunks,
@@ -240,8 +260,10 @@ def refresh(params: Params, tagger: Any, manifest: Path, images_root: Path, cata
         summary.removed = len(gone)
         todo = images_to_tag(connection, images, models, tagger.detector.version)
         summary.up_to_date = len(images) - len(todo)
-        progress(f"index: {len(images)} validated images, {summary.up_to_date} up to date, {len(todo)} to tag "
-                 f"with {', '.join(f'{n} v{v}' for n, v in models.items())}")
+        progress(
+            f"index: {len(images)} validated images, {summary.up_to_date} up to date, {len(todo)} to tag "
+            f"with {', '.join(f'{n} v{v}' for n, v in models.items())}"
+        )
         done = 0
         for batch in chunks(todo, params.search.batch_size):
             known = known_detections(connection, crop_cache, tagger.detector.version, [image.sha256 for image in batch])
@@ -266,8 +288,15 @@ def refresh(params: Params, tagger: Any, manifest: Path, images_root: Path, cata
     return summary
 
 
-def _store(connection: sqlite3.Connection, images: Sequence[CatalogueImage], tagged: Sequence[Any],
-           detections: Mapping[str, Any], detector_version: str, preview_px: int, models: Mapping[str, str]) -> None:
+def _store(
+    connection: sqlite3.Connection,
+    images: Sequence[CatalogueImage],
+    tagged: Sequence[Any],
+    detections: Mapping[str, Any],
+    detector_version: str,
+    preview_px: int,
+    models: Mapping[str, str],
+) -> None:
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     with connection:  # one transaction per batch
         for image, tags in zip(images, tagged):
@@ -276,18 +305,51 @@ def _store(connection: sqlite3.Connection, images: Sequence[CatalogueImage], tag
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET source=excluded.source, "
                 "product_url=excluded.product_url, title=excluded.title, image_path=excluded.image_path, "
                 "detector_version=excluded.detector_version, detections=excluded.detections, indexed_at=excluded.indexed_at",
-                (image.sha256, image.source, image.product_url, image.title, image.path, detector_version,
-                 json.dumps(detections[image.sha256], separators=(",", ":")), stamp))
+                (
+                    image.sha256,
+                    image.source,
+                    image.product_url,
+                    image.title,
+                    image.path,
+                    detector_version,
+                    json.dumps(detections[image.sha256], separators=(",", ":")),
+                    stamp,
+                ),
+            )
             rows = []
             for name, version in models.items():
                 tag = tags.tags.get(name)
                 if tag is None:
-                    rows.append((image.sha256, name, version, None, None, None, tags.skipped.get(name, "not tagged"), None, None, None))
+                    rows.append(
+                        (
+                            image.sha256,
+                            name,
+                            version,
+                            None,
+                            None,
+                            None,
+                            tags.skipped.get(name, "not tagged"),
+                            None,
+                            None,
+                            None,
+                        )
+                    )
                     continue
                 crop = tags.crops.get(name)
-                rows.append((image.sha256, name, version, tag.label, tag.best_guess, tag.probability, None,
-                             " ".join(f"{v:.1f}" for v in tag.box) if tag.box else None,
-                             jpeg_thumbnail(crop, preview_px) if crop is not None else None, encode_embedding(tag.embedding)))
+                rows.append(
+                    (
+                        image.sha256,
+                        name,
+                        version,
+                        tag.label,
+                        tag.best_guess,
+                        tag.probability,
+                        None,
+                        " ".join(f"{v:.1f}" for v in tag.box) if tag.box else None,
+                        jpeg_thumbnail(crop, preview_px) if crop is not None else None,
+                        encode_embedding(tag.embedding),
+                    )
+                )
             connection.executemany("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
@@ -302,7 +364,9 @@ def label_counts(connection: sqlite3.Connection) -> dict[str, dict[str, int]]:
 def indexed_models(connection: sqlite3.Connection) -> dict[str, list[str]]:
     """component → the model versions its catalogue tags come from (one, when up to date)."""
     found: dict[str, list[str]] = {}
-    for row in connection.execute("SELECT DISTINCT component, model_version FROM tags ORDER BY component, model_version"):
+    for row in connection.execute(
+        "SELECT DISTINCT component, model_version FROM tags ORDER BY component, model_version"
+    ):
         found.setdefault(row["component"], []).append(row["model_version"])
     return found
 
@@ -324,9 +388,17 @@ class Hit:
     similarity: float | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "product_url": self.product_url, "title": self.title, "source": self.source,
-                "image": f"/catalogue/{self.sha256}/image", "score": round(self.score, 4), "tags": self.tags,
-                "shared": self.shared, **({"similarity": round(self.similarity, 4)} if self.similarity is not None else {})}
+        return {
+            "sha256": self.sha256,
+            "product_url": self.product_url,
+            "title": self.title,
+            "source": self.source,
+            "image": f"/catalogue/{self.sha256}/image",
+            "score": round(self.score, 4),
+            "tags": self.tags,
+            "shared": self.shared,
+            **({"similarity": round(self.similarity, 4)} if self.similarity is not None else {}),
+        }
 
 
 @dataclass(frozen=True)
@@ -344,33 +416,58 @@ class Page:
 def _tags_of(connection: sqlite3.Connection, shas: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
     found: dict[str, dict[str, dict[str, Any]]] = {sha: {} for sha in shas}
     for start in range(0, len(shas), 500):
-        part = shas[start:start + 500]
-        query = (f"SELECT sha256, component, label, best_guess, probability, crop IS NOT NULL AS has_crop FROM tags "
-                 f"WHERE label IS NOT NULL AND sha256 IN ({','.join('?' * len(part))})")
+        part = shas[start : start + 500]
+        query = (
+            f"SELECT sha256, component, label, best_guess, probability, crop IS NOT NULL AS has_crop FROM tags "
+            f"WHERE label IS NOT NULL AND sha256 IN ({','.join('?' * len(part))})"
+        )
         for row in connection.execute(query, list(part)):
             found[row["sha256"]][row["component"]] = {
-                "label": row["label"], "best_guess": row["best_guess"], "probability": round(row["probability"], 4),
-                "crop": f"/catalogue/{row['sha256']}/crop/{row['component']}" if row["has_crop"] else None}
+                "label": row["label"],
+                "best_guess": row["best_guess"],
+                "probability": round(row["probability"], 4),
+                "crop": f"/catalogue/{row['sha256']}/crop/{row['component']}" if row["has_crop"] else None,
+            }
     return found
 
 
-def search(catalogue: Path, filters: Mapping[str, str], page: int = 1, per_page: int = 24, min_probability: float = 0.0) -> Page:
+def search(
+    catalogue: Path, filters: Mapping[str, str], page: int = 1, per_page: int = 24, min_probability: float = 0.0
+) -> Page:
     """Products whose photo carries every wanted label (at or above `min_probability`), best
     combined probability first; one hit per product (its best photo). No filters: every product."""
-    joins = "".join(f" JOIN tags t{i} ON t{i}.sha256 = i.sha256 AND t{i}.component = ? AND t{i}.label = ? AND t{i}.probability >= ?"
-                    for i in range(len(filters)))
-    arguments: list[Any] = [value for component, label in filters.items() for value in (component, label, min_probability)]
+    joins = "".join(
+        f" JOIN tags t{i} ON t{i}.sha256 = i.sha256 AND t{i}.component = ? AND t{i}.label = ? AND t{i}.probability >= ?"
+        for i in range(len(filters))
+    )
+    arguments: list[Any] = [
+        value for component, label in filters.items() for value in (component, label, min_probability)
+    ]
     score = " + ".join(f"t{i}.probability" for i in range(len(filters))) or "0"
     # Each product's best photo: the highest score, ties by hash so pages are stable.
-    ranked = (f"SELECT i.sha256, i.product_url, i.title, i.source, ({score}) AS score, "
-              f"ROW_NUMBER() OVER (PARTITION BY i.product_url ORDER BY ({score}) DESC, i.sha256) AS nth FROM items i{joins}")
+    ranked = (
+        f"SELECT i.sha256, i.product_url, i.title, i.source, ({score}) AS score, "
+        f"ROW_NUMBER() OVER (PARTITION BY i.product_url ORDER BY ({score}) DESC, i.sha256) AS nth FROM items i{joins}"
+    )
     with connect(catalogue) as connection:
         total = connection.execute(f"SELECT COUNT(*) FROM ({ranked}) WHERE nth = 1", arguments).fetchone()[0]
-        rows = connection.execute(f"SELECT * FROM ({ranked}) WHERE nth = 1 ORDER BY score DESC, product_url LIMIT ? OFFSET ?",
-                                  [*arguments, per_page, (page - 1) * per_page]).fetchall()
+        rows = connection.execute(
+            f"SELECT * FROM ({ranked}) WHERE nth = 1 ORDER BY score DESC, product_url LIMIT ? OFFSET ?",
+            [*arguments, per_page, (page - 1) * per_page],
+        ).fetchall()
         tags = _tags_of(connection, [row["sha256"] for row in rows])
-    hits = [Hit(row["sha256"], row["product_url"], row["title"], row["source"], tags[row["sha256"]],
-                row["score"] / max(len(filters), 1), shared=sorted(filters)) for row in rows]
+    hits = [
+        Hit(
+            row["sha256"],
+            row["product_url"],
+            row["title"],
+            row["source"],
+            tags[row["sha256"]],
+            row["score"] / max(len(filters), 1),
+            shared=sorted(filters),
+        )
+        for row in rows
+    ]
     return Page(total, page, per_page, hits)
 
 
@@ -399,13 +496,25 @@ def similar(catalogue: Path, photo: Any, limit: int = 12) -> tuple[list[Hit], li
                 break
         chosen = sorted(best_per_product.values(), key=lambda s: (-s[0], -s[1], s[2]))[:limit]
         tags = _tags_of(connection, [sha for _, _, sha, _ in chosen])
-    hits = [Hit(sha, entry["product_url"], entry["title"], entry["source"], tags[sha], shared_count / max(len(wanted), 1),
-                shared=sorted(entry["shared"]), similarity=cosine) for shared_count, cosine, sha, entry in chosen]
+    hits = [
+        Hit(
+            sha,
+            entry["product_url"],
+            entry["title"],
+            entry["source"],
+            tags[sha],
+            shared_count / max(len(wanted), 1),
+            shared=sorted(entry["shared"]),
+            similarity=cosine,
+        )
+        for shared_count, cosine, sha, entry in chosen
+    ]
     return hits, sorted(wanted)
 
 
-def _tiers_by_shared_labels(connection: sqlite3.Connection, wanted: Mapping[str, str],
-                            components: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
+def _tiers_by_shared_labels(
+    connection: sqlite3.Connection, wanted: Mapping[str, str], components: Sequence[str]
+) -> Iterator[tuple[int, list[str]]]:
     """(how many of the wanted labels, the photos sharing exactly that many), most first; with no
     wanted label, one tier of every photo tagged on any of the components."""
     if not wanted:
@@ -421,19 +530,34 @@ def _tiers_by_shared_labels(connection: sqlite3.Connection, wanted: Mapping[str,
         yield shared_count, sorted(tiers[shared_count])
 
 
-def _candidates(connection: sqlite3.Connection, shas: Sequence[str], components: Sequence[str], wanted: Mapping[str, str],
-                vectors: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+def _candidates(
+    connection: sqlite3.Connection,
+    shas: Sequence[str],
+    components: Sequence[str],
+    wanted: Mapping[str, str],
+    vectors: Mapping[str, np.ndarray],
+) -> dict[str, dict[str, Any]]:
     """sha256 → its product, the wanted labels it shares and its cosines to the photo's features,
     over the components both were tagged on."""
     candidates: dict[str, dict[str, Any]] = {}
     for start in range(0, len(shas), 500):
-        part = list(shas[start:start + 500])
-        query = (f"SELECT t.sha256, t.component, t.label, t.embedding, i.product_url, i.title, i.source FROM tags t "
-                 f"JOIN items i ON i.sha256 = t.sha256 WHERE t.label IS NOT NULL AND t.component IN ({','.join('?' * len(components))}) "
-                 f"AND t.sha256 IN ({','.join('?' * len(part))})")
+        part = list(shas[start : start + 500])
+        query = (
+            f"SELECT t.sha256, t.component, t.label, t.embedding, i.product_url, i.title, i.source FROM tags t "
+            f"JOIN items i ON i.sha256 = t.sha256 WHERE t.label IS NOT NULL AND t.component IN ({','.join('?' * len(components))}) "
+            f"AND t.sha256 IN ({','.join('?' * len(part))})"
+        )
         for row in connection.execute(query, [*components, *part]):
-            entry = candidates.setdefault(row["sha256"], {"product_url": row["product_url"], "title": row["title"],
-                                                          "source": row["source"], "shared": [], "cosines": []})
+            entry = candidates.setdefault(
+                row["sha256"],
+                {
+                    "product_url": row["product_url"],
+                    "title": row["title"],
+                    "source": row["source"],
+                    "shared": [],
+                    "cosines": [],
+                },
+            )
             if wanted.get(row["component"]) == row["label"]:
                 entry["shared"].append(row["component"])
             stored = decode_embedding(row["embedding"])
@@ -445,7 +569,9 @@ def _candidates(connection: sqlite3.Connection, shas: Sequence[str], components:
 
 def crop_jpeg(catalogue: Path, sha256: str, component: str) -> bytes | None:
     with connect(catalogue) as connection:
-        row = connection.execute("SELECT crop FROM tags WHERE sha256 = ? AND component = ?", (sha256, component)).fetchone()
+        row = connection.execute(
+            "SELECT crop FROM tags WHERE sha256 = ? AND component = ?", (sha256, component)
+        ).fetchone()
     return row["crop"] if row else None
 
 
@@ -459,7 +585,12 @@ def statistics(catalogue: Path) -> dict[str, Any]:
     with connect(catalogue) as connection:
         images = connection.execute("SELECT COUNT(*) FROM items").fetchone()[0]
         products = connection.execute("SELECT COUNT(DISTINCT product_url) FROM items").fetchone()[0]
-        return {"images": images, "products": products, "models": indexed_models(connection), "labels": label_counts(connection)}
+        return {
+            "images": images,
+            "products": products,
+            "models": indexed_models(connection),
+            "labels": label_counts(connection),
+        }
 
 
 # --- the stage's command line -----------------------------------------------------------------
@@ -475,29 +606,47 @@ def already_current(params: Params, detector_dir: Path, manifest: Path, catalogu
     if not catalogue.is_file() or not record.is_file():
         return None
     registry = Registry(params.registry)
-    models = {name: version for name in params.components
-              if registry.model_exists(name) and (version := registry.alias_version(name, CHAMPION)) is not None}
+    models = {
+        name: version
+        for name in params.components
+        if registry.model_exists(name) and (version := registry.alias_version(name, CHAMPION)) is not None
+    }
     images = validated_images(manifest)
     with connect(catalogue) as connection:
         served = set(indexed_models(connection))
         stored = {row["sha256"] for row in connection.execute("SELECT sha256 FROM items")}
         detector = json.loads(record.read_text(encoding="utf-8")).get("version")
-        if not models or served - set(models) or stored - {image.sha256 for image in images} \
-                or images_to_tag(connection, images, models, detector):
+        if (
+            not models
+            or served - set(models)
+            or stored - {image.sha256 for image in images}
+            or images_to_tag(connection, images, models, detector)
+        ):
             return None
-        return RefreshSummary(images=len(images), up_to_date=len(images), models=models, labels=label_counts(connection))
+        return RefreshSummary(
+            images=len(images), up_to_date=len(images), models=models, labels=label_counts(connection)
+        )
 
 
-def run_refresh(params: Params, detector_dir: Path, manifest: Path, images_root: Path, crop_cache: Path | None,
-                catalogue: Path, progress: Callable[[str], None]) -> RefreshSummary:
+def run_refresh(
+    params: Params,
+    detector_dir: Path,
+    manifest: Path,
+    images_root: Path,
+    crop_cache: Path | None,
+    catalogue: Path,
+    progress: Callable[[str], None],
+) -> RefreshSummary:
     """Load every champion and the detector, then refresh the catalogue (unless it is already
     current, which is found out without loading any model)."""
     from pipelines.predict import Tagger
 
     current = already_current(params, detector_dir, manifest, catalogue)
     if current is not None:
-        progress(f"index: {current.images} validated images, {current.up_to_date} up to date, 0 to tag "
-                 f"with {', '.join(f'{n} v{v}' for n, v in current.models.items())}")
+        progress(
+            f"index: {current.images} validated images, {current.up_to_date} up to date, 0 to tag "
+            f"with {', '.join(f'{n} v{v}' for n, v in current.models.items())}"
+        )
         return current
     tagger = Tagger.from_registry(params, detector_dir)
     missing = [name for name in params.components if name not in tagger.classifiers]
@@ -513,7 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, default=Path("data/validated/manifest.parquet"))
     parser.add_argument("--images", type=Path, default=Path("data/raw"))
     parser.add_argument("--detector", type=Path, default=Path("models/detector"))
-    parser.add_argument("--crops", type=Path, default=Path("data/crops"), help="the crop stage's output (its detection cache is reused)")
+    parser.add_argument(
+        "--crops", type=Path, default=Path("data/crops"), help="the crop stage's output (its detection cache is reused)"
+    )
     parser.add_argument("--catalogue", type=Path, default=None, help="default: search.catalogue from params")
     parser.add_argument("--summary", type=Path, default=None, help="also write the summary as JSON here")
     args = parser.parse_args(argv)
@@ -523,8 +674,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = load_params(args.params, args.profile)
         catalogue = args.catalogue or Path(params.search.catalogue)
-        summary = run_refresh(params, args.detector, args.manifest, args.images, args.crops, catalogue,
-                              progress=lambda line: print(line, flush=True))
+        summary = run_refresh(
+            params,
+            args.detector,
+            args.manifest,
+            args.images,
+            args.crops,
+            catalogue,
+            progress=lambda line: print(line, flush=True),
+        )
     except NoChampion as error:
         # The first weeks may promote nothing: that is the registry's verdict, not an indexing failure.
         print(f"index: skipped: {error}", flush=True)
@@ -545,8 +703,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.summary:
         args.summary.parent.mkdir(parents=True, exist_ok=True)
         args.summary.write_text(json.dumps(summary.as_json(), indent=2) + "\n", encoding="utf-8")
-    print(f"index: {summary.images} images ({summary.tagged} tagged, {summary.up_to_date} up to date, {summary.removed} removed, "
-          f"{summary.unreadable} unreadable; detector ran on {summary.detected}) in {summary.seconds:.0f} s → {catalogue}", flush=True)
+    print(
+        f"index: {summary.images} images ({summary.tagged} tagged, {summary.up_to_date} up to date, {summary.removed} removed, "
+        f"{summary.unreadable} unreadable; detector ran on {summary.detected}) in {summary.seconds:.0f} s → {catalogue}",
+        flush=True,
+    )
     return 0
 
 

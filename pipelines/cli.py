@@ -41,7 +41,9 @@ def _command_group(name: str, help_text: str) -> typer.Typer:
 
 
 params_app = _command_group("params", "Check and inspect params.yaml, the one file every tunable lives in.")
-demo_shop_app = _command_group("demo-shop", "Build, serve and inspect the synthetic demo shop the embedded defaults crawl.")
+demo_shop_app = _command_group(
+    "demo-shop", "Build, serve and inspect the synthetic demo shop the embedded defaults crawl."
+)
 data_app = _command_group("data", "Weekly data snapshots: tag what dvc.lock pins, and list the snapshots taken.")
 annotations_app = _command_group("annotations", "Import garment annotations (Labelme polygons) for the detector.")
 sources_app = _command_group("sources", "List and try out crawl sources: one YAML file per shop in crawlers/sources/.")
@@ -150,16 +152,23 @@ DEFAULT_SHOP_DIR = Path("data/demo_shop")
 
 @demo_shop_app.command("build")
 def demo_shop_build(
-    out: Annotated[Path, typer.Option("--out", help="Folder to write the shop to (replaces an earlier shop there).")] = DEFAULT_SHOP_DIR,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder to write the shop to (replaces an earlier shop there).")
+    ] = DEFAULT_SHOP_DIR,
     products: Annotated[
-        int | None, typer.Option("--products", "-n", help="Number of products. Default: crawl.demo_shop.products.", min=1)
+        int | None,
+        typer.Option("--products", "-n", help="Number of products. Default: crawl.demo_shop.products.", min=1),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed. Default: crawl.demo_shop.seed.")] = None,
     difficulty: Annotated[
         str | None, typer.Option("--difficulty", help="easy, medium or hard. Default: crawl.demo_shop.difficulty.")
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Render processes. Default: one per CPU.", min=1)] = None,
-    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Params profile for the defaults.", envvar="SEAMLINE_PROFILE")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Render processes. Default: one per CPU.", min=1)
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", "-p", help="Params profile for the defaults.", envvar="SEAMLINE_PROFILE")
+    ] = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Render a synthetic shop: listings, product pages, photos with Labelme regions, planted faults.
@@ -189,8 +198,14 @@ def demo_shop_build(
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("render", total=count)
         try:
-            summary = build_shop(out, count, shop_seed, chosen, workers=workers,  # type: ignore[arg-type]
-                                 progress=lambda done: progress.advance(task, done))
+            summary = build_shop(
+                out,
+                count,
+                shop_seed,
+                chosen,
+                workers=workers,  # type: ignore[arg-type]
+                progress=lambda done: progress.advance(task, done),
+            )
         except (ShopBuildError, OSError) as error:
             fail(str(error))
     faults = ", ".join(f"{kind} {n}" for kind, n in summary.faults.items())
@@ -204,7 +219,9 @@ def demo_shop_build(
 @demo_shop_app.command("serve")
 def demo_shop_serve(
     shop: Annotated[Path, typer.Argument(help="A built shop folder (from `demo-shop build`).")] = DEFAULT_SHOP_DIR,
-    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1; 0 picks a free one and prints it.", min=0, max=65535)] = 0,
+    port: Annotated[
+        int, typer.Option("--port", help="Port on 127.0.0.1; 0 picks a free one and prints it.", min=0, max=65535)
+    ] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request to stderr.")] = False,
 ) -> None:
     """Serve a built shop on 127.0.0.1 until interrupted. Prints its origin URL first."""
@@ -276,7 +293,9 @@ def sources_list(sources_dir: SourcesDir = None, params_file: ParamsFile = DEFAU
         try:
             source = load_source(path)
         except SourceError as error:
-            table.add_row(path.stem, "", "", "", "yes" if path.stem in scheduled else "", f"[red]{str(error).splitlines()[0]}[/]")
+            table.add_row(
+                path.stem, "", "", "", "yes" if path.stem in scheduled else "", f"[red]{str(error).splitlines()[0]}[/]"
+            )
             continue
         start = (source.start_urls or source.sitemap_urls or ("",))[0]
         methods = ", ".join(source.extract.methods) if source.spider != "shopify" else "products.json"
@@ -287,7 +306,9 @@ def sources_list(sources_dir: SourcesDir = None, params_file: ParamsFile = DEFAU
 @sources_app.command("check")
 def sources_check(
     name: Annotated[str, typer.Argument(help="Source name (crawlers/sources/NAME.yaml).")],
-    products: Annotated[int, typer.Option("--products", "-n", help="Products to extract before stopping.", min=1, max=100)] = 5,
+    products: Annotated[
+        int, typer.Option("--products", "-n", help="Products to extract before stopping.", min=1, max=100)
+    ] = 5,
     sources_dir: SourcesDir = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
@@ -318,8 +339,14 @@ def sources_check(
         empty = [f for f in ("title", "breadcrumb", "price", "item_hint", "image_urls") if row.get(f) in (None, "", [])]
         for field in empty:
             empty_counts[field] = empty_counts.get(field, 0) + 1
-        table.add_row(row["title"] or "—", row["breadcrumb"] or "—", "—" if row["price"] is None else f"{row['price']:.2f}",
-                      row["item_hint"] or "—", str(len(row["image_urls"])), f"[yellow]{', '.join(empty)}[/]" if empty else "")
+        table.add_row(
+            row["title"] or "—",
+            row["breadcrumb"] or "—",
+            "—" if row["price"] is None else f"{row['price']:.2f}",
+            row["item_hint"] or "—",
+            str(len(row["image_urls"])),
+            f"[yellow]{', '.join(empty)}[/]" if empty else "",
+        )
     out_console.print(table)
     if empty_counts:
         summary = ", ".join(f"{field} empty on {n}/{len(rows)}" for field, n in empty_counts.items())
@@ -331,21 +358,41 @@ def sources_check(
 @app.command("crawl")
 def crawl(
     name: Annotated[str, typer.Argument(help="Source name (crawlers/sources/NAME.yaml).")],
-    max_pages: Annotated[int | None, typer.Option("--max-pages", help="Stop after this many pages (default: the source's or params' limit).", min=1)] = None,
-    data_root: Annotated[Path, typer.Option("--data-root", help="Where crawls write: DATA_ROOT/NAME/{images/, manifest.jsonl}.")] = Path("data/raw"),
-    reports_root: Annotated[Path, typer.Option("--reports-root", help="Crawl summaries: REPORTS_ROOT/NAME/{crawl_summary.json, crawls.jsonl}.")] = Path("reports/crawl"),
+    max_pages: Annotated[
+        int | None,
+        typer.Option("--max-pages", help="Stop after this many pages (default: the source's or params' limit).", min=1),
+    ] = None,
+    data_root: Annotated[
+        Path, typer.Option("--data-root", help="Where crawls write: DATA_ROOT/NAME/{images/, manifest.jsonl}.")
+    ] = Path("data/raw"),
+    reports_root: Annotated[
+        Path,
+        typer.Option("--reports-root", help="Crawl summaries: REPORTS_ROOT/NAME/{crawl_summary.json, crawls.jsonl}."),
+    ] = Path("reports/crawl"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Scrapy's INFO log.")] = False,
     sources_dir: SourcesDir = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
-    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Params profile.", envvar="SEAMLINE_PROFILE")] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", "-p", help="Params profile.", envvar="SEAMLINE_PROFILE")
+    ] = None,
 ) -> None:
     """Crawl one source: new images stored once by content under DATA_ROOT/NAME/images/, one
     manifest row each; images already in the manifest are not fetched again. Prints a summary."""
 
     from rich.table import Table
 
-    arguments = ["crawl", name, "--data-root", str(data_root), "--reports-root", str(reports_root), "--params", str(params_file),
-                 "--log-level", "INFO" if verbose else "WARNING"]
+    arguments = [
+        "crawl",
+        name,
+        "--data-root",
+        str(data_root),
+        "--reports-root",
+        str(reports_root),
+        "--params",
+        str(params_file),
+        "--log-level",
+        "INFO" if verbose else "WARNING",
+    ]
     if max_pages:
         arguments += ["--max-pages", str(max_pages)]
     if sources_dir:
@@ -358,13 +405,17 @@ def crawl(
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
         images = summary["images"]
         table = Table("crawl of " + name, "count", show_header=True)
-        for label, value in [("pages", summary["pages"]), ("products", summary["products"]),
-                             ("images new", images["new"]), ("images duplicate", images["duplicate"]),
-                             ("images already known (not fetched)", images["known_url"]),
-                             *((f"images rejected: {k}", v) for k, v in images["rejected"].items()),
-                             *((f"products dropped: {k}", v) for k, v in summary["products_dropped"].items()),
-                             *((f"error: {k}", v) for k, v in summary["errors"].items()),
-                             ("duration (s)", summary["duration_s"])]:
+        for label, value in [
+            ("pages", summary["pages"]),
+            ("products", summary["products"]),
+            ("images new", images["new"]),
+            ("images duplicate", images["duplicate"]),
+            ("images already known (not fetched)", images["known_url"]),
+            *((f"images rejected: {k}", v) for k, v in images["rejected"].items()),
+            *((f"products dropped: {k}", v) for k, v in summary["products_dropped"].items()),
+            *((f"error: {k}", v) for k, v in summary["errors"].items()),
+            ("duration (s)", summary["duration_s"]),
+        ]:
             table.add_row(label, str(value))
         out_console.print(table)
         out_console.print(f"summary: {summary_path}", highlight=False)
@@ -384,7 +435,10 @@ def _git(*arguments: str, required: bool = True) -> str | None:
 
 @data_app.command("snapshot")
 def data_snapshot(
-    tag: Annotated[str | None, typer.Option("--tag", help="Tag name. Default: data-YYYY-Www for this ISO week (.2, .3… for a later one).")] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option("--tag", help="Tag name. Default: data-YYYY-Www for this ISO week (.2, .3… for a later one)."),
+    ] = None,
 ) -> None:
     """Commit dvc.lock and the reports (the data the stages produced, by hash) and tag the commit.
 
@@ -402,12 +456,16 @@ def data_snapshot(
     if taken:
         out_console.print(f"tagged {chosen} at {head}; send the data with `dvc push`", highlight=False)
     else:
-        out_console.print(f"nothing changed since {chosen} in the data stages of dvc.lock: no new snapshot", highlight=False)
+        out_console.print(
+            f"nothing changed since {chosen} in the data stages of dvc.lock: no new snapshot", highlight=False
+        )
 
 
 @data_app.command("history")
 def data_history(
-    snapshot_file: Annotated[str, typer.Option("--file", help="Snapshot metric path in the repository.")] = "reports/data/snapshot.json",
+    snapshot_file: Annotated[
+        str, typer.Option("--file", help="Snapshot metric path in the repository.")
+    ] = "reports/data/snapshot.json",
 ) -> None:
     """Every data-* snapshot, oldest first: images per source and labelled images per class."""
 
@@ -438,9 +496,13 @@ def data_history(
 
 @annotations_app.command("import")
 def annotations_import(
-    folder: Annotated[Path, typer.Argument(help="Folder of Labelme JSON files (searched recursively).", file_okay=False)],
+    folder: Annotated[
+        Path, typer.Argument(help="Folder of Labelme JSON files (searched recursively).", file_okay=False)
+    ],
     out: Annotated[Path, typer.Option("--out", help="Where the COCO file and images go.")] = Path("data/annotations"),
-    dvc_add: Annotated[bool, typer.Option("--dvc/--no-dvc", help="Version the result with `dvc add` (when run in a DVC repo).")] = True,
+    dvc_add: Annotated[
+        bool, typer.Option("--dvc/--no-dvc", help="Version the result with `dvc add` (when run in a DVC repo).")
+    ] = True,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Convert Labelme polygons to one COCO instances file (pycocotools areas and boxes).
@@ -465,13 +527,19 @@ def annotations_import(
         f"{c['name']} {sum(1 for a in result.coco['annotations'] if a['category_id'] == c['id'])}"
         for c in result.coco["categories"]
     )
-    out_console.print(f"imported {len(result.imported)} images ({counts}); skipped {len(result.problems)}; "
-                      f"→ {out / 'instances.json'} (report: {out / 'import_report.csv'})", highlight=False, soft_wrap=True)
+    out_console.print(
+        f"imported {len(result.imported)} images ({counts}); skipped {len(result.problems)}; "
+        f"→ {out / 'instances.json'} (report: {out / 'import_report.csv'})",
+        highlight=False,
+        soft_wrap=True,
+    )
     if not result.imported:
         fail(f"no usable annotation file in {folder}")
     # Version it when it lands inside the DVC repository this runs in (the project root).
     if dvc_add and Path(".dvc").is_dir() and out.resolve().is_relative_to(Path.cwd().resolve()):
-        added = subprocess.run([sys.executable, "-m", "dvc", "add", str(out)], capture_output=True, text=True, check=False)
+        added = subprocess.run(
+            [sys.executable, "-m", "dvc", "add", str(out)], capture_output=True, text=True, check=False
+        )
         if added.returncode != 0:
             said = (added.stderr + added.stdout).strip().splitlines() or ["no output"]
             fail(f"dvc add {out} failed: {said[-1]}")
@@ -484,13 +552,32 @@ SHEET_MODES = ("bbox", "mask", "mask_alpha", "none")
 @app.command("detect")
 def detect(
     images: Annotated[list[Path], typer.Argument(help="Photos to run the garment detector on.", dir_okay=False)],
-    mode: Annotated[str | None, typer.Option("--mode", help="Crop mode: bbox | mask | mask_alpha | annotation | none (default: each component's, from params).")] = None,
-    component: Annotated[str | None, typer.Option("--component", "-c", help="Only this component's crop (default: every component).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Crop file (one image, one component) or folder for the crops.")] = None,
-    sheet: Annotated[Path | None, typer.Option("--sheet", help="Also write a contact sheet: each image and component in every mode.")] = None,
-    detector_dir: Annotated[Path, typer.Option("--detector", help="The trained detector (the detector stage's output).", file_okay=False)] = Path("models/detector"),
-    annotations: Annotated[Path, typer.Option("--annotations", help="COCO annotations, for --mode annotation.", file_okay=False)] = Path("data/annotations"),
-    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Params profile (crop size, score threshold).", envvar="SEAMLINE_PROFILE")] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="Crop mode: bbox | mask | mask_alpha | annotation | none (default: each component's, from params).",
+        ),
+    ] = None,
+    component: Annotated[
+        str | None, typer.Option("--component", "-c", help="Only this component's crop (default: every component).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Crop file (one image, one component) or folder for the crops.")
+    ] = None,
+    sheet: Annotated[
+        Path | None, typer.Option("--sheet", help="Also write a contact sheet: each image and component in every mode.")
+    ] = None,
+    detector_dir: Annotated[
+        Path, typer.Option("--detector", help="The trained detector (the detector stage's output).", file_okay=False)
+    ] = Path("models/detector"),
+    annotations: Annotated[
+        Path, typer.Option("--annotations", help="COCO annotations, for --mode annotation.", file_okay=False)
+    ] = Path("data/annotations"),
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", "-p", help="Params profile (crop size, score threshold).", envvar="SEAMLINE_PROFILE"),
+    ] = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Show what the pipeline feeds the classifiers: the detections on each photo, and each
@@ -544,21 +631,42 @@ def detect(
     for path in usable:
         detections = found[path]
         shown = sorted((d for d in detections if d.score >= threshold), key=lambda d: -d.score)
-        out_console.print(f"{path}: {len(shown)} detections ≥ {threshold} (detector {detector.version})", highlight=False, soft_wrap=True)
+        out_console.print(
+            f"{path}: {len(shown)} detections ≥ {threshold} (detector {detector.version})",
+            highlight=False,
+            soft_wrap=True,
+        )
         for d in shown:
             x0, y0, x1, y1 = d.box
-            out_console.print(f"  {d.category:<8} {d.score:.3f}  box {x0:.0f},{y0:.0f} → {x1:.0f},{y1:.0f}", highlight=False, soft_wrap=True)
+            out_console.print(
+                f"  {d.category:<8} {d.score:.3f}  box {x0:.0f},{y0:.0f} → {x1:.0f},{y1:.0f}",
+                highlight=False,
+                soft_wrap=True,
+            )
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         for name in chosen:
             category, item, crop = params.components[name].crop_region, params.components[name].item, crops[name]
-            if component is None and item in params.detector.categories and not best_of_category(detections, item, threshold):
+            if (
+                component is None
+                and item in params.detector.categories
+                and not best_of_category(detections, item, threshold)
+            ):
                 continue  # jeans components on a shirt photo: the pipeline would not crop them
             best = best_of_category(detections, category, threshold, crop.pick)
-            region = (truth.get(sha, {}).get(category) if crop.mode == "annotation"
-                      else Region(best.box, best.mask, best.score) if best else None)
+            region = (
+                truth.get(sha, {}).get(category)
+                if crop.mode == "annotation"
+                else Region(best.box, best.mask, best.score)
+                if best
+                else None
+            )
             pixels, status = crop_one(pixels_of[path], region, crop)
             if pixels is None:
-                out_console.print(f"  {name}: no {category} found → skipped (crop.on_no_detection: skip)", highlight=False, soft_wrap=True)
+                out_console.print(
+                    f"  {name}: no {category} found → skipped (crop.on_no_detection: skip)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             else:
                 target = out if single_file else folder / f"{path.stem}-{name}.png"
                 write_png(target, pixels)
@@ -566,12 +674,24 @@ def detect(
                 out_console.print(f"  {name}: {crop.mode} crop → {target}{note}", highlight=False, soft_wrap=True)
             if sheet is not None and f"{path} {category}" not in sheet_labels:  # one row per region
                 sheet_labels.append(f"{path} {category}")
-                sheet_rows.append([crop_one(pixels_of[path], Region(best.box, best.mask, best.score) if best else None,
-                                            crop.model_copy(update={"mode": m}))[0] if best or m == "none" else None for m in SHEET_MODES])
+                sheet_rows.append(
+                    [
+                        crop_one(
+                            pixels_of[path],
+                            Region(best.box, best.mask, best.score) if best else None,
+                            crop.model_copy(update={"mode": m}),
+                        )[0]
+                        if best or m == "none"
+                        else None
+                        for m in SHEET_MODES
+                    ]
+                )
     if sheet is not None and sheet_rows:
         sheet.parent.mkdir(parents=True, exist_ok=True)
         row_names = [f"{Path(label.rsplit(' ', 1)[0]).stem[:12]} {label.rsplit(' ', 1)[1]}" for label in sheet_labels]
-        cv2.imwrite(str(sheet), cv2.cvtColor(contact_sheet(sheet_rows, row_names, list(SHEET_MODES)), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(
+            str(sheet), cv2.cvtColor(contact_sheet(sheet_rows, row_names, list(SHEET_MODES)), cv2.COLOR_RGB2BGR)
+        )
         out_console.print(f"contact sheet → {sheet}", highlight=False, soft_wrap=True)
     if len(usable) < len(images):
         raise typer.Exit(1)
@@ -580,8 +700,15 @@ def detect(
 @app.command("train")
 def train(
     component: Annotated[str | None, typer.Argument(help="Component to train, e.g. shirt-collar.")] = None,
-    all_components: Annotated[bool, typer.Option("--all", help="Train every component in params `components`, one after another.")] = False,
-    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Params profile (default: params.yaml's `profile`).", envvar="SEAMLINE_PROFILE")] = None,
+    all_components: Annotated[
+        bool, typer.Option("--all", help="Train every component in params `components`, one after another.")
+    ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", "-p", help="Params profile (default: params.yaml's `profile`).", envvar="SEAMLINE_PROFILE"
+        ),
+    ] = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Train component classifiers now, from data/crops and data/labels: the frozen-base phase,
@@ -609,8 +736,15 @@ def train(
 
 @app.command("pretrain")
 def pretrain(
-    force: Annotated[bool, typer.Option("--force", help="Pretrain even if no component's training.weights uses the result.")] = False,
-    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Params profile (default: params.yaml's `profile`).", envvar="SEAMLINE_PROFILE")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Pretrain even if no component's training.weights uses the result.")
+    ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", "-p", help="Params profile (default: params.yaml's `profile`).", envvar="SEAMLINE_PROFILE"
+        ),
+    ] = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Pretrain the classifiers' backbone without ImageNet: SimCLR on the unlabelled crops in

@@ -24,12 +24,26 @@ from pipelines.cli import (
 )
 from pipelines.config import Params, ParamsError, load_params
 
-models_app = _command_group("models", "The model registry: register, list, compare, promote and roll back each component's champion.")
+models_app = _command_group(
+    "models", "The model registry: register, list, compare, promote and roll back each component's champion."
+)
 
-Profile = Annotated[str | None, typer.Option("--profile", "-p", help="Params profile (default: params.yaml's `profile`).", envvar="SEAMLINE_PROFILE")]
-Crops = Annotated[Path, typer.Option("--crops", help="Crop stage output: its test crops are the known images every load check uses.", file_okay=False)]
+Profile = Annotated[
+    str | None,
+    typer.Option(
+        "--profile", "-p", help="Params profile (default: params.yaml's `profile`).", envvar="SEAMLINE_PROFILE"
+    ),
+]
+Crops = Annotated[
+    Path,
+    typer.Option(
+        "--crops", help="Crop stage output: its test crops are the known images every load check uses.", file_okay=False
+    ),
+]
 Labels = Annotated[Path, typer.Option("--labels", help="Label stage output (the test split).", file_okay=False)]
-Who = Annotated[str | None, typer.Option("--who", help="Who is acting, for the ledger (default: $SEAMLINE_USER or the login name).")]
+Who = Annotated[
+    str | None, typer.Option("--who", help="Who is acting, for the ledger (default: $SEAMLINE_USER or the login name).")
+]
 
 T = TypeVar("T")
 
@@ -72,9 +86,13 @@ def _who(who: str | None) -> str:
 
 @models_app.command("register")
 def models_register(
-    component: Annotated[str | None, typer.Argument(help="Component whose trained model (models/<c>/) to register.")] = None,
+    component: Annotated[
+        str | None, typer.Argument(help="Component whose trained model (models/<c>/) to register.")
+    ] = None,
     all_components: Annotated[bool, typer.Option("--all", help="Register every component's trained model.")] = False,
-    models_dir: Annotated[Path, typer.Option("--models", help="Where train@<c> wrote models/<c>/.", file_okay=False)] = Path("models"),
+    models_dir: Annotated[
+        Path, typer.Option("--models", help="Where train@<c> wrote models/<c>/.", file_okay=False)
+    ] = Path("models"),
     crops: Crops = Path("data/crops"),
     labels: Labels = Path("data/labels"),
     who: Who = None,
@@ -96,8 +114,18 @@ def models_register(
         fail("name one COMPONENT or give --all")
     chosen = list(params.components) if all_components else [_component(params, component)]
     for name in chosen:
-        done = _registry_call(params, lambda name=name: register_trained(
-            params, name, models_dir / name, crops, labels, _who(who), progress=lambda line: out_console.print(line, highlight=False)))
+        done = _registry_call(
+            params,
+            lambda name=name: register_trained(
+                params,
+                name,
+                models_dir / name,
+                crops,
+                labels,
+                _who(who),
+                progress=lambda line: out_console.print(line, highlight=False),
+            ),
+        )
         outcome = f"[green]→ {done.decision.alias}[/]" if done.decision.alias else "[yellow]→ no alias[/]"
         out_console.print(f"{name}: v{done.version} {outcome}  {done.decision.reason}", highlight=False)
 
@@ -121,9 +149,15 @@ def models_list(profile: Profile = None, params_file: ParamsFile = DEFAULT_PARAM
         by_number = {str(v.version): v for v in versions}
         history = registry.history(name)
         last = history[-1] if history else None
-        table.add_row(name, str(len(versions)), _scored(by_number, aliases.get(CHAMPION), params.registry.gate_metric),
-                      _scored(by_number, aliases.get(CHALLENGER), params.registry.gate_metric),
-                      f"{last.time} {last.alias} v{last.from_version or '-'}→v{last.to_version or '-'} by {last.who}" if last else "-")
+        table.add_row(
+            name,
+            str(len(versions)),
+            _scored(by_number, aliases.get(CHAMPION), params.registry.gate_metric),
+            _scored(by_number, aliases.get(CHALLENGER), params.registry.gate_metric),
+            f"{last.time} {last.alias} v{last.from_version or '-'}→v{last.to_version or '-'} by {last.who}"
+            if last
+            else "-",
+        )
     out_console.print(table)
     out_console.print(f"registry: {registry.uri}", highlight=False)
 
@@ -131,7 +165,9 @@ def models_list(profile: Profile = None, params_file: ParamsFile = DEFAULT_PARAM
 def _scored(versions: dict[str, Any], version: str | None, metric: str) -> str:
     if version is None or version not in versions:
         return "-"
-    value = versions[version].tags.get(f"seamline.gate_test_{metric}", versions[version].tags.get(f"seamline.test_{metric}", "?"))
+    value = versions[version].tags.get(
+        f"seamline.gate_test_{metric}", versions[version].tags.get(f"seamline.test_{metric}", "?")
+    )
     return f"v{version} ({metric} {value})"
 
 
@@ -163,24 +199,61 @@ def models_show(
     for alias, version in aliases.items():
         holders.setdefault(version, []).append(alias)
     history = registry.history(component)
-    rows = [{"version": str(v.version), "created": _time(v.creation_timestamp), "aliases": holders.get(str(v.version), []),
-             "gate": v.tags.get("seamline.gate", "-"), "macro_f1": v.tags.get("seamline.gate_test_macro_f1", "-"),
-             "accuracy": v.tags.get("seamline.gate_test_accuracy", "-"), "base_weights": v.tags.get("seamline.base_weights", "-"),
-             "data_version": v.tags.get("seamline.data_version", "-"), "run_id": v.run_id,
-             "reason": v.tags.get("seamline.gate_reason", "")} for v in versions]
+    rows = [
+        {
+            "version": str(v.version),
+            "created": _time(v.creation_timestamp),
+            "aliases": holders.get(str(v.version), []),
+            "gate": v.tags.get("seamline.gate", "-"),
+            "macro_f1": v.tags.get("seamline.gate_test_macro_f1", "-"),
+            "accuracy": v.tags.get("seamline.gate_test_accuracy", "-"),
+            "base_weights": v.tags.get("seamline.base_weights", "-"),
+            "data_version": v.tags.get("seamline.data_version", "-"),
+            "run_id": v.run_id,
+            "reason": v.tags.get("seamline.gate_reason", ""),
+        }
+        for v in versions
+    ]
     if as_json:
-        print(json.dumps({"component": component, "aliases": aliases, "versions": rows,
-                          "history": [asdict(entry) for entry in history]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "component": component,
+                    "aliases": aliases,
+                    "versions": rows,
+                    "history": [asdict(entry) for entry in history],
+                },
+                indent=2,
+            )
+        )
         return
-    table = Table("v", "created", "aliases", "gate", "macro-F1", "acc", "base weights", "data", "gate reason", title=component)
+    table = Table(
+        "v", "created", "aliases", "gate", "macro-F1", "acc", "base weights", "data", "gate reason", title=component
+    )
     for row in rows:
-        table.add_row(row["version"], row["created"], ", ".join(row["aliases"]) or "-", row["gate"], row["macro_f1"],
-                      row["accuracy"], str(row["base_weights"]), row["data_version"], row["reason"])
+        table.add_row(
+            row["version"],
+            row["created"],
+            ", ".join(row["aliases"]) or "-",
+            row["gate"],
+            row["macro_f1"],
+            row["accuracy"],
+            str(row["base_weights"]),
+            row["data_version"],
+            row["reason"],
+        )
     out_console.print(table)
     moves = Table("time", "alias", "from", "to", "action", "who", "why", title="alias history")
     for entry in history:
-        moves.add_row(entry.time, entry.alias, f"v{entry.from_version}" if entry.from_version else "-",
-                      f"v{entry.to_version}" if entry.to_version else "-", entry.action, entry.who, entry.why)
+        moves.add_row(
+            entry.time,
+            entry.alias,
+            f"v{entry.from_version}" if entry.from_version else "-",
+            f"v{entry.to_version}" if entry.to_version else "-",
+            entry.action,
+            entry.who,
+            entry.why,
+        )
     out_console.print(moves)
 
 
@@ -216,13 +289,19 @@ def models_compare(
     runs = {}
     for version in (first, second):
         found = _registry_call(params, lambda version=version: registry.version(component, version))
-        scored[version] = _registry_call(params, lambda version=version: score(registry.load(component, version), test.paths, test.labels))
+        scored[version] = _registry_call(
+            params, lambda version=version: score(registry.load(component, version), test.paths, test.labels)
+        )
         runs[version] = registry.client.get_run(found.run_id).data.params
     table = Table("", f"v{first}", f"v{second}", "Δ", title=f"{component}: {len(test.paths)} test images")
-    for name, a, b in [("accuracy", scored[first].accuracy, scored[second].accuracy),
-                       ("macro-F1", scored[first].macro_f1, scored[second].macro_f1),
-                       *[(f"recall {c}", scored[first].recall.get(c, 0.0), scored[second].recall.get(c, 0.0))
-                         for c in params.components[component].classes]]:
+    for name, a, b in [
+        ("accuracy", scored[first].accuracy, scored[second].accuracy),
+        ("macro-F1", scored[first].macro_f1, scored[second].macro_f1),
+        *[
+            (f"recall {c}", scored[first].recall.get(c, 0.0), scored[second].recall.get(c, 0.0))
+            for c in params.components[component].classes
+        ],
+    ]:
         table.add_row(name, f"{a:.3f}", f"{b:.3f}", f"{b - a:+.3f}")
     out_console.print(table)
     differing = sorted(k for k in set(runs[first]) | set(runs[second]) if runs[first].get(k) != runs[second].get(k))
@@ -259,8 +338,13 @@ def models_promote(
         fail(f"--alias {alias}: expected champion or challenger")
     if not reason.strip():
         fail("--reason must say why")
-    entry = _registry_call(params, lambda: promote(params, component, model_version, reason, _who(who), crops, labels, alias))
-    out_console.print(f"{component}: {entry.alias} v{entry.from_version or '-'} → v{entry.to_version} ({entry.who}: {entry.why})", highlight=False)
+    entry = _registry_call(
+        params, lambda: promote(params, component, model_version, reason, _who(who), crops, labels, alias)
+    )
+    out_console.print(
+        f"{component}: {entry.alias} v{entry.from_version or '-'} → v{entry.to_version} ({entry.who}: {entry.why})",
+        highlight=False,
+    )
     if entry.alias == CHAMPION:
         out_console.print(_RETAG_HINT, highlight=False)
 
@@ -284,22 +368,32 @@ def models_rollback(
     params = _params(params_file, profile)
     _component(params, component)
     entry = _registry_call(params, lambda: rollback(params, component, reason, _who(who), crops, labels))
-    out_console.print(f"{component}: champion v{entry.from_version} → v{entry.to_version} ({entry.who}: {entry.why})", highlight=False)
+    out_console.print(
+        f"{component}: champion v{entry.from_version} → v{entry.to_version} ({entry.who}: {entry.why})", highlight=False
+    )
     out_console.print(_RETAG_HINT, highlight=False)
 
 
-_RETAG_HINT = ("search: a running `seamline serve` switches to the new champion and re-tags its catalogue within search.reload_minutes; "
-               "`seamline index` re-tags it now")
+_RETAG_HINT = (
+    "search: a running `seamline serve` switches to the new champion and re-tags its catalogue within search.reload_minutes; "
+    "`seamline index` re-tags it now"
+)
 
 
 @app.command("predict")
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Photos to tag.", dir_okay=False)],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo, one per line.")] = False,
-    component: Annotated[list[str] | None, typer.Option("--component", "-c", help="Only these components (repeatable).")] = None,
-    alias: Annotated[str, typer.Option("--alias", help="Which registered version of each component to use.")] = "champion",
+    component: Annotated[
+        list[str] | None, typer.Option("--component", "-c", help="Only these components (repeatable).")
+    ] = None,
+    alias: Annotated[
+        str, typer.Option("--alias", help="Which registered version of each component to use.")
+    ] = "champion",
     batch: Annotated[int, typer.Option("--batch", help="Photos per detector/classifier batch.", min=1)] = 16,
-    detector_dir: Annotated[Path, typer.Option("--detector", help="The trained detector.", file_okay=False)] = Path("models/detector"),
+    detector_dir: Annotated[Path, typer.Option("--detector", help="The trained detector.", file_okay=False)] = Path(
+        "models/detector"
+    ),
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
@@ -347,7 +441,9 @@ def predict(
 @app.command("mlflow-ui")
 def mlflow_ui(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 5000,
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on; 127.0.0.1 keeps it on this machine.")
+    ] = "127.0.0.1",
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
@@ -360,8 +456,14 @@ def mlflow_ui(
     if not store.startswith(("sqlite:", "postgresql", "mysql")):
         fail(f"registry.tracking_uri is {store}: that is already a server; open it in a browser")
     script = Path(__file__).resolve().parents[1] / "mlflow" / "server.sh"
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store, "MLFLOW_HOST": host, "MLFLOW_PORT": str(port),
-           "MLFLOW_ARTIFACTS_DESTINATION": params.registry.artifact_root, "MLFLOW_BIN": str(Path(sys.executable).with_name("mlflow"))}
+    env = {
+        **os.environ,
+        "MLFLOW_BACKEND_STORE_URI": store,
+        "MLFLOW_HOST": host,
+        "MLFLOW_PORT": str(port),
+        "MLFLOW_ARTIFACTS_DESTINATION": params.registry.artifact_root,
+        "MLFLOW_BIN": str(Path(sys.executable).with_name("mlflow")),
+    }
     out_console.print(f"MLflow UI on http://{host}:{port} (store {store}); Ctrl-C stops it", highlight=False)
     try:
         code = subprocess.run(["bash", str(script)], env=env, check=False).returncode

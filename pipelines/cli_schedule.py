@@ -13,14 +13,24 @@ import typer
 
 from pipelines.cli import DEFAULT_PARAMS_PATH, ParamsFile, app, out_console
 
-Profile = Annotated[str | None, typer.Option("--profile", "-p", help="Params profile (default: params.yaml's `profile`).", envvar="SEAMLINE_PROFILE")]
+Profile = Annotated[
+    str | None,
+    typer.Option(
+        "--profile", "-p", help="Params profile (default: params.yaml's `profile`).", envvar="SEAMLINE_PROFILE"
+    ),
+]
 REPORT = Path("reports/retrain/latest.json")
 
 
 @app.command("retrain")
 def retrain(
-    source: Annotated[list[str] | None, typer.Option("--source", help="Crawl only these sources (repeatable; default: params crawl.sources).")] = None,
-    component: Annotated[list[str] | None, typer.Option("--component", "-c", help="Train only these components (repeatable).")] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="Crawl only these sources (repeatable; default: params crawl.sources)."),
+    ] = None,
+    component: Annotated[
+        list[str] | None, typer.Option("--component", "-c", help="Train only these components (repeatable).")
+    ] = None,
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
@@ -51,22 +61,42 @@ def print_summary(report: dict) -> None:
     steps = Table("step", "status", "seconds", "message", title=f"weekly retrain ({report['profile']})")
     colour = {"ran": "green", "skipped": "dim", "failed": "bold red", "not run": "yellow"}
     for step in report["steps"]:
-        steps.add_row(step["step"], f"[{colour.get(step['status'], 'white')}]{step['status']}[/]", f"{step['seconds']:.0f}", step["message"][:90])
+        steps.add_row(
+            step["step"],
+            f"[{colour.get(step['status'], 'white')}]{step['status']}[/]",
+            f"{step['seconds']:.0f}",
+            step["message"][:90],
+        )
     out_console.print(steps)
     models = Table("component", "training", "champion before", "new", "gate", "MLflow run", title="models")
     for row in report["components"]:
-        before = f"v{row['old_version']} ({row['old_metric']:.3f})" if row["old_version"] and row["old_metric"] is not None else (f"v{row['old_version']}" if row["old_version"] else "-")
-        new = f"v{row['new_version']} ({row['new_metric']:.3f})" if row["new_version"] and row["new_metric"] is not None else (f"v{row['new_version']}" if row["new_version"] else "-")
+        before = (
+            f"v{row['old_version']} ({row['old_metric']:.3f})"
+            if row["old_version"] and row["old_metric"] is not None
+            else (f"v{row['old_version']}" if row["old_version"] else "-")
+        )
+        new = (
+            f"v{row['new_version']} ({row['new_metric']:.3f})"
+            if row["new_version"] and row["new_metric"] is not None
+            else (f"v{row['new_version']}" if row["new_version"] else "-")
+        )
         models.add_row(row["component"], row["trained"], before, new, row["decision"], row["run"])
     out_console.print(models)
     failed = report.get("failed_step")
-    out_console.print(f"[bold red]failed at {failed}[/]" if failed else "[green]completed[/]", "— full report: reports/retrain/latest.md")
+    out_console.print(
+        f"[bold red]failed at {failed}[/]" if failed else "[green]completed[/]",
+        "— full report: reports/retrain/latest.md",
+    )
 
 
 @app.command("deploy")
 def deploy(
-    cpu_pool: Annotated[str, typer.Option("--cpu-pool", help="Work pool of the weekly flow (created as type process if missing).")] = "seamline-cpu",
-    project_dir: Annotated[Path | None, typer.Option("--project-dir", help="Where workers find this repository (default: here).")] = None,
+    cpu_pool: Annotated[
+        str, typer.Option("--cpu-pool", help="Work pool of the weekly flow (created as type process if missing).")
+    ] = "seamline-cpu",
+    project_dir: Annotated[
+        Path | None, typer.Option("--project-dir", help="Where workers find this repository (default: here).")
+    ] = None,
     image: Annotated[str, typer.Option("--image", help="Container image the GPU jobs run.")] = "seamline:latest",
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
@@ -77,7 +107,17 @@ def deploy(
     default) with a concurrency limit of 1, and `train-component` on the `retrain.gpu_work_pool`
     pool (created as a Kubernetes pool from infra/k8s/gpu-job-template.json if missing).
     """
-    command = [sys.executable, "-m", "flows.deploy", "--params", str(params_file), "--cpu-pool", cpu_pool, "--image", image]
+    command = [
+        sys.executable,
+        "-m",
+        "flows.deploy",
+        "--params",
+        str(params_file),
+        "--cpu-pool",
+        cpu_pool,
+        "--image",
+        image,
+    ]
     command += ["--profile", profile] if profile else []
     command += ["--project-dir", str(project_dir)] if project_dir else []
     code = subprocess.run(command, check=False).returncode

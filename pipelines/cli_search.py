@@ -13,9 +13,16 @@ from pipelines.cli_models import Profile, _params, _registry_call
 
 Detector = Annotated[Path, typer.Option("--detector", help="The trained detector.", file_okay=False)]
 Images = Annotated[Path, typer.Option("--images", help="Where the crawled images live (data/raw).", file_okay=False)]
-Catalogue = Annotated[Path | None, typer.Option("--catalogue", help="The catalogue database (default: search.catalogue in params).", dir_okay=False)]
-Manifest = Annotated[Path, typer.Option("--manifest", help="The validated manifest: every image in it is catalogued.", dir_okay=False)]
-Crops = Annotated[Path, typer.Option("--crops", help="The crop stage's output; its detections are reused.", file_okay=False)]
+Catalogue = Annotated[
+    Path | None,
+    typer.Option("--catalogue", help="The catalogue database (default: search.catalogue in params).", dir_okay=False),
+]
+Manifest = Annotated[
+    Path, typer.Option("--manifest", help="The validated manifest: every image in it is catalogued.", dir_okay=False)
+]
+Crops = Annotated[
+    Path, typer.Option("--crops", help="The crop stage's output; its detections are reused.", file_okay=False)
+]
 MANIFEST = Path("data/validated/manifest.parquet")
 
 
@@ -39,21 +46,46 @@ def index(
     params = _params(params_file, profile)
     target = catalogue or Path(params.search.catalogue)
     try:
-        summary = _registry_call(params, lambda: run_refresh(params, detector_dir, manifest, images, crops, target,
-                                                             progress=lambda line: out_console.print(line, highlight=False)))
+        summary = _registry_call(
+            params,
+            lambda: run_refresh(
+                params,
+                detector_dir,
+                manifest,
+                images,
+                crops,
+                target,
+                progress=lambda line: out_console.print(line, highlight=False),
+            ),
+        )
     except (CatalogueError, DetectorError) as error:
         fail(f"index: {error}")
-    out_console.print(f"catalogue {target}: {summary.images} images, {summary.tagged} tagged now, {summary.up_to_date} up to date, "
-                      f"{summary.removed} removed, {summary.unreadable} unreadable ({summary.seconds:.0f} s)", highlight=False)
+    out_console.print(
+        f"catalogue {target}: {summary.images} images, {summary.tagged} tagged now, {summary.up_to_date} up to date, "
+        f"{summary.removed} removed, {summary.unreadable} unreadable ({summary.seconds:.0f} s)",
+        highlight=False,
+    )
     for component, counts in summary.labels.items():
-        out_console.print(f"  {component:<14} " + "  ".join(f"{label} {n}" for label, n in counts.items()), highlight=False)
+        out_console.print(
+            f"  {component:<14} " + "  ".join(f"{label} {n}" for label, n in counts.items()), highlight=False
+        )
 
 
 @app.command("serve")
 def serve(
-    port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default: search.port in params, 8000).", min=1, max=65535)] = None,
-    host: Annotated[str | None, typer.Option("--host", help="Interface (default: search.host, 127.0.0.1 — this machine only).")] = None,
-    refresh: Annotated[bool, typer.Option("--refresh/--no-refresh", help="Bring the catalogue up to date with the champions before serving.")] = True,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="Port to listen on (default: search.port in params, 8000).", min=1, max=65535),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Interface (default: search.host, 127.0.0.1 — this machine only).")
+    ] = None,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh/--no-refresh", help="Bring the catalogue up to date with the champions before serving."
+        ),
+    ] = True,
     manifest: Manifest = MANIFEST,
     images: Images = Path("data/raw"),
     crops: Crops = Path("data/crops"),
@@ -87,13 +119,24 @@ def serve(
         service = _registry_call(params, lambda: load_service(params, detector_dir, images, target, manifest, crops))
         missing = [name for name in params.components if name not in service.tagger.classifiers]
         if missing:
-            out_console.print(f"no champion for {', '.join(missing)}: not searchable until one is promoted", highlight=False)
+            out_console.print(
+                f"no champion for {', '.join(missing)}: not searchable until one is promoted", highlight=False
+            )
         if refresh:
-            refresh_catalogue(params, service.tagger, manifest, images, target, crops,
-                              progress=lambda line: out_console.print(line, highlight=False))
+            refresh_catalogue(
+                params,
+                service.tagger,
+                manifest,
+                images,
+                target,
+                crops,
+                progress=lambda line: out_console.print(line, highlight=False),
+            )
     except (CatalogueError, DetectorError) as error:
         fail(str(error))
-    out_console.print(f"search page on http://{chosen_host}:{chosen_port}/  (API docs at /docs; Ctrl-C stops it)", highlight=False)
+    out_console.print(
+        f"search page on http://{chosen_host}:{chosen_port}/  (API docs at /docs; Ctrl-C stops it)", highlight=False
+    )
     uvicorn.run(create_app(service), host=chosen_host, port=chosen_port, log_level="info")
 
 

@@ -27,19 +27,23 @@ def coco_from_dict(dataset: Mapping[str, Any]) -> COCO:
     return coco
 
 
-def coco_results(image_ids: Sequence[int], detections: Sequence[Sequence[Detection]], category_ids: Mapping[str, int]) -> list[dict[str, Any]]:
+def coco_results(
+    image_ids: Sequence[int], detections: Sequence[Sequence[Detection]], category_ids: Mapping[str, int]
+) -> list[dict[str, Any]]:
     """COCO results entries (box as x, y, w, h and mask as RLE) for every detection."""
     results = []
     for image_id, found in zip(image_ids, detections, strict=True):
         for detection in found:
             x0, y0, x1, y1 = detection.box
-            results.append({
-                "image_id": image_id,
-                "category_id": category_ids[detection.category],
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "score": detection.score,
-                "segmentation": encode_mask(detection.mask),
-            })
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": category_ids[detection.category],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "score": detection.score,
+                    "segmentation": encode_mask(detection.mask),
+                }
+            )
     return results
 
 
@@ -66,8 +70,13 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def largest_box_ious(ground_truth: COCO, image_ids: Sequence[int], detections: Sequence[Sequence[Detection]],
-                     threshold: float, pick: str = "largest") -> dict[str, list[float]]:
+def largest_box_ious(
+    ground_truth: COCO,
+    image_ids: Sequence[int],
+    detections: Sequence[Sequence[Detection]],
+    threshold: float,
+    pick: str = "largest",
+) -> dict[str, list[float]]:
     """Per category, the IoU of the box a crop would take (the largest, or the most confident,
     detection above `threshold`) against the largest ground-truth box, for every image that has
     that category. A missed garment scores 0, so misses pull the mean down as they hurt the
@@ -91,16 +100,21 @@ def _area(box: Sequence[float]) -> float:
     return (box[2] - box[0]) * (box[3] - box[1])
 
 
-def detector_metrics(dataset: Mapping[str, Any], image_ids: Sequence[int], detections: Sequence[Sequence[Detection]],
-                     threshold: float) -> dict[str, Any]:
+def detector_metrics(
+    dataset: Mapping[str, Any], image_ids: Sequence[int], detections: Sequence[Sequence[Detection]], threshold: float
+) -> dict[str, Any]:
     """Everything `metrics/detector.json` reports, for the held-out images `image_ids`."""
-    subset = {**dataset,
-              "images": [i for i in dataset["images"] if i["id"] in set(image_ids)],
-              "annotations": [a for a in dataset["annotations"] if a["image_id"] in set(image_ids)]}
+    subset = {
+        **dataset,
+        "images": [i for i in dataset["images"] if i["id"] in set(image_ids)],
+        "annotations": [a for a in dataset["annotations"] if a["image_id"] in set(image_ids)],
+    }
     ground_truth = coco_from_dict(subset)
     category_ids = {c["name"]: c["id"] for c in dataset["categories"]}
     results = coco_results(image_ids, detections, category_ids)
-    boxes = average_precision(ground_truth, [{k: v for k, v in r.items() if k != "segmentation"} for r in results], "bbox")
+    boxes = average_precision(
+        ground_truth, [{k: v for k, v in r.items() if k != "segmentation"} for r in results], "bbox"
+    )
     masks = average_precision(ground_truth, [{k: v for k, v in r.items() if k != "bbox"} for r in results], "segm")
     ious = largest_box_ious(ground_truth, image_ids, detections, threshold)
     confident = largest_box_ious(ground_truth, image_ids, detections, threshold, "most_confident")
@@ -117,5 +131,7 @@ def detector_metrics(dataset: Mapping[str, Any], image_ids: Sequence[int], detec
         "missed_per_category": {name: sum(1 for x in v if x == 0.0) for name, v in ious.items() if v},
         # The same with the most confident box (crop.pick: most_confident).
         "mean_iou_most_confident": round(float(np.mean(every_confident)), 4) if every_confident else 0.0,
-        "mean_iou_most_confident_per_category": {name: round(float(np.mean(v)), 4) for name, v in confident.items() if v},
+        "mean_iou_most_confident_per_category": {
+            name: round(float(np.mean(v)), 4) for name, v in confident.items() if v
+        },
     }

@@ -135,9 +135,7 @@ class DetectorParams(_Section):
         stride = 2**self.max_level
         if self.image_size % stride:
             # Model Garden's FPN crashes on inputs that the coarsest level does not divide.
-            raise ValueError(
-                f"image_size {self.image_size} must be a multiple of 2**max_level = {stride}"
-            )
+            raise ValueError(f"image_size {self.image_size} must be a multiple of 2**max_level = {stride}")
         if len(set(self.categories)) != len(self.categories):
             raise ValueError("categories must not repeat")
         if self.warmup_steps >= self.steps:
@@ -244,7 +242,9 @@ _REGIONS_OF_ITEM: dict[str, frozenset[str]] = {
 
 class ComponentParams(_Section):
     item: Item
-    classes: Annotated[tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], ...], Field(strict=False, min_length=2)]
+    classes: Annotated[
+        tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], ...], Field(strict=False, min_length=2)
+    ]
     crop_region: Literal["collar", "shirt", "jeans"]
     # This component's own `crop.margin` (None: the global one). A texture wants a zoom: the
     # shirt's pattern at -0.25 is the middle half of the shirt, its checks and dots twice as
@@ -285,7 +285,11 @@ class RetrainParams(_Section):
     dvc_remote: Annotated[str, Field(min_length=1)] | None = None  # None: the repository's default remote
     push: bool = True  # dvc push after the snapshot (when a remote is configured)
     timeout_minutes: Annotated[dict[str, PositiveInt], Field(min_length=1)] = {
-        "crawl": 60, "detector": 180, "train": 240, "default": 60}
+        "crawl": 60,
+        "detector": 180,
+        "train": 240,
+        "default": 60,
+    }
 
 
 class PretrainParams(_Section):
@@ -306,11 +310,13 @@ class PretrainParams(_Section):
     # (linear probes, 40 epochs): strong views (a zoom to 30% of the side, jitter 0.3, hue, 20%
     # grey) beat mild ones (40%, 0.15, none) on every component, jeans colour included; mild ones
     # let colour alone tell the crops apart and taught little else.
-    zoom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.7      # zoom into as little as (1 - zoom) of the side
+    zoom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.7  # zoom into as little as (1 - zoom) of the side
     shift: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
-    color_jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3   # brightness ± this share of the range, contrast ×(1 ± this), saturation about as much
+    color_jitter: Annotated[float, Field(ge=0.0, le=1.0)] = (
+        0.3  # brightness ± this share of the range, contrast ×(1 ± this), saturation about as much
+    )
     hue_jitter: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
-    grayscale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2     # share of views turned grey
+    grayscale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2  # share of views turned grey
     seed: int = 7
 
 
@@ -338,8 +344,8 @@ class SearchParams(_Section):
     # more pixels than this is refused before it is decoded (a decompression bomb).
     max_upload_mb: Annotated[float, Field(gt=0)] = 20.0
     max_image_pixels: PositiveInt = 40_000_000
-    crop_preview_px: Annotated[int, Field(ge=32, le=1024)] = 256   # stored crop thumbnails
-    batch_size: PositiveInt = 32   # photos per detector/classifier batch while indexing
+    crop_preview_px: Annotated[int, Field(ge=32, le=1024)] = 256  # stored crop thumbnails
+    batch_size: PositiveInt = 32  # photos per detector/classifier batch while indexing
     # How often a running service asks the registry whether a champion moved (a promotion or a
     # rollback); a moved one is loaded and its catalogue tags redone before it answers. 0: never.
     reload_minutes: Annotated[float, Field(ge=0)] = 10.0
@@ -372,8 +378,7 @@ class Params(_Section):
         for name, component in self.components.items():
             if not _COMPONENT_NAME.match(name) or not name.startswith(f"{component.item}-"):
                 raise ValueError(
-                    f"components.{name}: a component's name must be "
-                    f"'{component.item}-<attribute>' in lower case"
+                    f"components.{name}: a component's name must be '{component.item}-<attribute>' in lower case"
                 )
             rules = self.labels.keywords.get(name, {})
             unknown = sorted(set(rules) - set(component.classes))
@@ -384,11 +389,15 @@ class Params(_Section):
                     f"components.{name}.crop_region: {component.crop_region!r} is not one of "
                     f"detector.categories ({', '.join(self.detector.categories)})"
                 )
-        for rule_set, where in [(self.labels.keywords, "labels.keywords"),
-                                *((rules, f"labels.sources.{source}") for source, rules in self.labels.sources.items())]:
+        for rule_set, where in [
+            (self.labels.keywords, "labels.keywords"),
+            *((rules, f"labels.sources.{source}") for source, rules in self.labels.sources.items()),
+        ]:
             for name in rule_set:
                 if name not in self.components:
-                    raise ValueError(f"{where}.{name}: unknown component (expected one of: {', '.join(self.components)})")
+                    raise ValueError(
+                        f"{where}.{name}: unknown component (expected one of: {', '.join(self.components)})"
+                    )
         return self
 
     def crop_for(self, name: str) -> CropParams:

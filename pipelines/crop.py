@@ -52,8 +52,9 @@ def largest_box(boxes: np.ndarray) -> int | None:
     return int(np.argmax(areas))
 
 
-def crop_for_mode(image: np.ndarray, mode: str, size: int, box: Box | None = None, mask: np.ndarray | None = None,
-                  margin: float = 0.0) -> np.ndarray:
+def crop_for_mode(
+    image: np.ndarray, mode: str, size: int, box: Box | None = None, mask: np.ndarray | None = None, margin: float = 0.0
+) -> np.ndarray:
     """The classifier's input in one of the paper's preprocessing modes, square and never stretched:
 
     - `bbox` / `annotation`: the (detected / ground-truth) box, padded to a square;
@@ -92,12 +93,23 @@ def on_checkerboard(rgba: np.ndarray, cell: int = 8) -> np.ndarray:
     return (rgba[..., :3] * alpha + board * (1.0 - alpha)).round().astype(np.uint8)
 
 
-def contact_sheet(rows: list[list[np.ndarray | None]], row_labels: list[str], column_labels: list[str], tile: int = 128) -> np.ndarray:
+def contact_sheet(
+    rows: list[list[np.ndarray | None]], row_labels: list[str], column_labels: list[str], tile: int = 128
+) -> np.ndarray:
     """RGB tiles in a labelled grid (a missing tile stays white): crops side by side to look at."""
     label_width, header = 180, 24
     sheet = np.full((header + tile * len(rows), label_width + tile * len(column_labels), 3), 255, np.uint8)
     for column, name in enumerate(column_labels):
-        cv2.putText(sheet, name, (label_width + column * tile + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            sheet,
+            name,
+            (label_width + column * tile + 4, 16),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     for r, (tiles, name) in enumerate(zip(rows, row_labels, strict=True)):
         y = header + r * tile
         cv2.putText(sheet, name[:26], (4, y + tile // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
@@ -105,5 +117,7 @@ def contact_sheet(rows: list[list[np.ndarray | None]], row_labels: list[str], co
             if pixels is None:
                 continue
             rgb = on_checkerboard(pixels) if pixels.shape[2] == 4 else pixels
-            sheet[y : y + tile, label_width + column * tile : label_width + (column + 1) * tile] = cv2.resize(rgb, (tile, tile), interpolation=cv2.INTER_AREA)
+            sheet[y : y + tile, label_width + column * tile : label_width + (column + 1) * tile] = cv2.resize(
+                rgb, (tile, tile), interpolation=cv2.INTER_AREA
+            )
     return sheet

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.config import DEFAULT_PARAMS_PATH, CropParams, ParamsError, Params, load_params
+from pipelines.config import DEFAULT_PARAMS_PATH, CropParams, Params, ParamsError, load_params
 from pipelines.crop import crop_for_mode
 
 INDEX_FILE = "index.csv"
@@ -36,10 +36,10 @@ MODES_NEEDING_DETECTOR = {"bbox", "mask", "mask_alpha"}
 PROGRESS_EVERY = 200
 
 # Why an image/component pair has no crop from its region (recorded in index.csv).
-NO_DETECTION = "no_detection"            # nothing of the region's category above the score threshold
-NO_ANNOTATION = "no_annotation"          # annotation mode, and the image has no ground-truth region
-CORRUPT_IMAGE = "corrupt_image"          # the image file does not decode
-MISSING_IMAGE = "missing_image"          # the labelled image is not in the manifest or on disk
+NO_DETECTION = "no_detection"  # nothing of the region's category above the score threshold
+NO_ANNOTATION = "no_annotation"  # annotation mode, and the image has no ground-truth region
+CORRUPT_IMAGE = "corrupt_image"  # the image file does not decode
+MISSING_IMAGE = "missing_image"  # the labelled image is not in the manifest or on disk
 
 
 class CropStageError(RuntimeError):
@@ -51,11 +51,11 @@ class CropRow:
     component: str
     sha256: str
     split: str
-    file: str            # relative to the crops folder; empty when skipped
-    status: str          # cropped | full_image | skipped
-    reason: str          # empty, or one of the reasons above
+    file: str  # relative to the crops folder; empty when skipped
+    status: str  # cropped | full_image | skipped
+    reason: str  # empty, or one of the reasons above
     score: float | None  # the detection's score (bbox/mask modes)
-    box: str             # x0 y0 x1 y1 in original pixels, empty when none
+    box: str  # x0 y0 x1 y1 in original pixels, empty when none
     recipe: str
 
 
@@ -112,7 +112,9 @@ def annotation_regions(annotations: Path) -> dict[str, dict[str, Region]]:
         rles = mask_util.frPyObjects(ann["segmentation"], image["height"], image["width"])
         mask = mask_util.decode(mask_util.merge(rles) if isinstance(rles, list) else rles).astype(bool)
         # Sorted by area, so the largest instance of a category is the one that stays.
-        regions.setdefault(Path(image["file_name"]).stem, {})[names[ann["category_id"]]] = Region((x, y, x + w, y + h), mask, None)
+        regions.setdefault(Path(image["file_name"]).stem, {})[names[ann["category_id"]]] = Region(
+            (x, y, x + w, y + h), mask, None
+        )
     return regions
 
 
@@ -120,7 +122,9 @@ def read_index(path: Path) -> dict[tuple[str, str], CropRow]:
     if not path.is_file():
         return {}
     with path.open(newline="", encoding="utf-8") as handle:
-        rows = [CropRow(**{**row, "score": float(row["score"]) if row["score"] else None}) for row in csv.DictReader(handle)]
+        rows = [
+            CropRow(**{**row, "score": float(row["score"]) if row["score"] else None}) for row in csv.DictReader(handle)
+        ]
     return {(row.component, row.sha256): row for row in rows}
 
 
@@ -157,8 +161,14 @@ class DetectionCache:
             self.records[record["sha256"]] = record
 
 
-def detect_missing(detector: Any, cache: DetectionCache, shas: Sequence[str], paths: Mapping[str, Path],
-                   read: Callable[[Path], np.ndarray | None], progress: Callable[[str], None]) -> int:
+def detect_missing(
+    detector: Any,
+    cache: DetectionCache,
+    shas: Sequence[str],
+    paths: Mapping[str, Path],
+    read: Callable[[Path], np.ndarray | None],
+    progress: Callable[[str], None],
+) -> int:
     """Run the detector over the images the cache lacks; returns how many were processed."""
     from pipelines.detect import chunks, detection_record
 
@@ -169,7 +179,9 @@ def detect_missing(detector: Any, cache: DetectionCache, shas: Sequence[str], pa
         images = {sha: read(paths[sha]) for sha in batch}
         decodable = [sha for sha in batch if images[sha] is not None]
         found = detector.detect([images[sha] for sha in decodable])
-        records = [{"sha256": sha, "detections": [detection_record(d) for d in dets]} for sha, dets in zip(decodable, found)]
+        records = [
+            {"sha256": sha, "detections": [detection_record(d) for d in dets]} for sha, dets in zip(decodable, found)
+        ]
         records += [{"sha256": sha, "error": CORRUPT_IMAGE} for sha in batch if images[sha] is None]
         cache.add(records)
         done += len(batch)
@@ -179,8 +191,9 @@ def detect_missing(detector: Any, cache: DetectionCache, shas: Sequence[str], pa
     return len(missing)
 
 
-def detected_region(record: Mapping[str, Any] | None, category: str, threshold: float, with_mask: bool,
-                    pick: str = "largest") -> Region | None:
+def detected_region(
+    record: Mapping[str, Any] | None, category: str, threshold: float, with_mask: bool, pick: str = "largest"
+) -> Region | None:
     """The largest (or most confident) detection of `category` at or above `threshold` in a
     cached record."""
     from pipelines.detect import decode_mask
@@ -222,12 +235,22 @@ def check_regions(params: Params) -> None:
     categories = set(params.detector.categories)
     for name, component in params.components.items():
         if component.crop_region not in categories:
-            raise CropStageError(f"components.{name}.crop_region: {component.crop_region!r} is not one of detector.categories {sorted(categories)}")
+            raise CropStageError(
+                f"components.{name}.crop_region: {component.crop_region!r} is not one of detector.categories {sorted(categories)}"
+            )
 
 
-def run_crop_stage(params: Params, labels: Path, manifest: Path, images_root: Path, detector_dir: Path,
-                   annotations: Path, out: Path, progress: Callable[[str], None] = print,
-                   detector: Any | None = None) -> dict[str, Any]:
+def run_crop_stage(
+    params: Params,
+    labels: Path,
+    manifest: Path,
+    images_root: Path,
+    detector_dir: Path,
+    annotations: Path,
+    out: Path,
+    progress: Callable[[str], None] = print,
+    detector: Any | None = None,
+) -> dict[str, Any]:
     """Crop every labelled image for every component; returns the stage summary."""
     from pipelines.detect import read_rgb
 
@@ -253,8 +276,10 @@ def run_crop_stage(params: Params, labels: Path, manifest: Path, images_root: Pa
     wanted = [(c, sha, split) for c, rows in labelled.items() for sha, split in rows]
     todo = [(c, sha, split) for c, sha, split in wanted if not _reusable(previous.get((c, sha)), recipes[c], out)]
     todo_images = sorted({sha for _, sha, _ in todo})
-    progress(f"crop: {len(wanted)} image/component pairs, {len(wanted) - len(todo)} up to date, "
-             f"{len(todo)} to crop from {len(todo_images)} images (mode {'/'.join(sorted(modes))}, {crop.size} px)")
+    progress(
+        f"crop: {len(wanted)} image/component pairs, {len(wanted) - len(todo)} up to date, "
+        f"{len(todo)} to crop from {len(todo_images)} images (mode {'/'.join(sorted(modes))}, {crop.size} px)"
+    )
 
     detected_now = 0
     detect_seconds = 0.0
@@ -273,7 +298,9 @@ def run_crop_stage(params: Params, labels: Path, manifest: Path, images_root: Pa
     for sha, pairs in todo_by_image.items():
         image = read_rgb(paths[sha]) if sha in paths else None
         for component, split in pairs:
-            rows[(component, sha)] = _crop_pair(params, component, sha, split, image, paths, cache, ground_truth, recipes[component], out)
+            rows[(component, sha)] = _crop_pair(
+                params, component, sha, split, image, paths, cache, ground_truth, recipes[component], out
+            )
 
     wanted_keys = {(c, sha) for c, sha, _ in wanted}
     for key, row in list(rows.items()):
@@ -291,8 +318,18 @@ def _reusable(row: CropRow | None, recipe: str, out: Path) -> bool:
     return row is not None and row.recipe == recipe and (not row.file or (out / row.file).is_file())
 
 
-def _crop_pair(params: Params, component: str, sha: str, split: str, image: np.ndarray | None, paths: Mapping[str, Path],
-               cache: DetectionCache | None, ground_truth: Mapping[str, Mapping[str, Region]], recipe: str, out: Path) -> CropRow:
+def _crop_pair(
+    params: Params,
+    component: str,
+    sha: str,
+    split: str,
+    image: np.ndarray | None,
+    paths: Mapping[str, Path],
+    cache: DetectionCache | None,
+    ground_truth: Mapping[str, Mapping[str, Region]],
+    recipe: str,
+    out: Path,
+) -> CropRow:
     crop = params.crop_for(component)
     category = params.components[component].crop_region
 
@@ -306,8 +343,13 @@ def _crop_pair(params: Params, component: str, sha: str, split: str, image: np.n
     region: Region | None = None
     reason = ""
     if crop.mode in MODES_NEEDING_DETECTOR:
-        region = detected_region(cache.records.get(sha) if cache else None, category, params.detector.score_threshold,
-                                 crop.mode != "bbox", crop.pick)
+        region = detected_region(
+            cache.records.get(sha) if cache else None,
+            category,
+            params.detector.score_threshold,
+            crop.mode != "bbox",
+            crop.pick,
+        )
         reason = "" if region else NO_DETECTION
     elif crop.mode == "annotation":
         region = ground_truth.get(sha, {}).get(category)
@@ -320,8 +362,14 @@ def _crop_pair(params: Params, component: str, sha: str, split: str, image: np.n
     return row(file, status, reason, region)
 
 
-def summarise(rows: Sequence[CropRow], processed: int, detected_now: int, detect_seconds: float, seconds: float,
-              recipes: Mapping[str, str]) -> dict[str, Any]:
+def summarise(
+    rows: Sequence[CropRow],
+    processed: int,
+    detected_now: int,
+    detect_seconds: float,
+    seconds: float,
+    recipes: Mapping[str, str],
+) -> dict[str, Any]:
     per_component: dict[str, dict[str, int]] = {}
     for row in rows:
         counts = per_component.setdefault(row.component, {})
@@ -355,15 +403,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params, args.profile)
-        summary = run_crop_stage(params, args.labels, args.manifest, args.images, args.detector, args.annotations, args.out,
-                                 progress=lambda line: print(line, flush=True))
+        summary = run_crop_stage(
+            params,
+            args.labels,
+            args.manifest,
+            args.images,
+            args.detector,
+            args.annotations,
+            args.out,
+            progress=lambda line: print(line, flush=True),
+        )
     except (ParamsError, CropStageError) as error:
         print(f"crop: {error}", file=sys.stderr)
         return 2
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     args.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    print(f"crop: {summary['pairs']} pairs ({summary['processed_pairs']} processed, {summary['reused_pairs']} reused); "
-          f"{summary['detected_images']} images through the detector; reasons {summary['reasons'] or 'none'} → {args.summary}", flush=True)
+    print(
+        f"crop: {summary['pairs']} pairs ({summary['processed_pairs']} processed, {summary['reused_pairs']} reused); "
+        f"{summary['detected_images']} images through the detector; reasons {summary['reasons'] or 'none'} → {args.summary}",
+        flush=True,
+    )
     return 0
 
 

@@ -128,7 +128,9 @@ class Detection:
 PICKS = ("largest", "most_confident")
 
 
-def best_of_category(detections: Sequence[Detection], category: str, threshold: float, pick: str = "largest") -> Detection | None:
+def best_of_category(
+    detections: Sequence[Detection], category: str, threshold: float, pick: str = "largest"
+) -> Detection | None:
     """The detection of `category` scoring at least `threshold` that the crop uses: the largest
     (the paper's rule) or the most confident; None when there is none."""
     candidates = [d for d in detections if d.category == category and d.score >= threshold]
@@ -217,7 +219,9 @@ class Detector:
                 results.append(self._detections_of(outputs, i, info[i], image.shape[:2]))
         return results
 
-    def _detections_of(self, outputs: Mapping[str, np.ndarray], i: int, info: np.ndarray, shape: tuple[int, int]) -> list[Detection]:
+    def _detections_of(
+        self, outputs: Mapping[str, np.ndarray], i: int, info: np.ndarray, shape: tuple[int, int]
+    ) -> list[Detection]:
         from official.vision.ops import mask_ops
 
         count = int(outputs["num_detections"][i])
@@ -227,7 +231,10 @@ class Detector:
         # Model boxes are (ymin, xmin, ymax, xmax) on the scaled input; back to original pixels.
         yx = outputs["detection_boxes"][i, :count] / np.array([scale_y, scale_x, scale_y, scale_x])
         height, width = shape
-        boxes = np.stack([yx[:, 1].clip(0, width), yx[:, 0].clip(0, height), yx[:, 3].clip(0, width), yx[:, 2].clip(0, height)], axis=1)
+        boxes = np.stack(
+            [yx[:, 1].clip(0, width), yx[:, 0].clip(0, height), yx[:, 3].clip(0, width), yx[:, 2].clip(0, height)],
+            axis=1,
+        )
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
         masks = mask_ops.paste_instance_masks(outputs["detection_masks"][i, :count], xywh, height, width) > 0
         detections = []
@@ -235,8 +242,14 @@ class Detector:
             category_id = int(outputs["detection_classes"][i, j])
             if not 1 <= category_id <= len(self.params.categories):
                 continue
-            detections.append(Detection(self.params.categories[category_id - 1], float(outputs["detection_scores"][i, j]),
-                                        tuple(float(v) for v in boxes[j]), masks[j]))
+            detections.append(
+                Detection(
+                    self.params.categories[category_id - 1],
+                    float(outputs["detection_scores"][i, j]),
+                    tuple(float(v) for v in boxes[j]),
+                    masks[j],
+                )
+            )
         return detections
 
 
@@ -273,7 +286,9 @@ def load_detector(folder: Path) -> Detector:
     # Build the variables with one forward pass before restoring into them.
     detector = Detector(params, model, record["version"])
     detector.detect([np.zeros((params.image_size, params.image_size, 3), np.uint8)])
-    tf.train.Checkpoint(model=model).read(str(folder / CHECKPOINT_NAME)).expect_partial().assert_existing_objects_matched()
+    tf.train.Checkpoint(model=model).read(
+        str(folder / CHECKPOINT_NAME)
+    ).expect_partial().assert_existing_objects_matched()
     return detector
 
 

@@ -42,9 +42,11 @@ def split_coco(dataset: Mapping[str, Any], fraction: float) -> tuple[dict[str, A
     held = {image["id"] for image in dataset["images"] if is_held_out(image["file_name"], fraction)}
 
     def subset(keep: Callable[[int], bool]) -> dict[str, Any]:
-        return {**dataset,
-                "images": [i for i in dataset["images"] if keep(i["id"])],
-                "annotations": [a for a in dataset["annotations"] if keep(a["image_id"])]}
+        return {
+            **dataset,
+            "images": [i for i in dataset["images"] if keep(i["id"])],
+            "annotations": [a for a in dataset["annotations"] if keep(a["image_id"])],
+        }
 
     return subset(lambda i: i not in held), subset(lambda i: i in held)
 
@@ -52,7 +54,9 @@ def split_coco(dataset: Mapping[str, Any], fraction: float) -> tuple[dict[str, A
 def read_instances(folder: Path) -> dict[str, Any]:
     path = folder / INSTANCES_FILE
     if not path.is_file():
-        raise DetectorError(f"{path}: no COCO instances file (import Labelme files with `seamline annotations import DIR`)")
+        raise DetectorError(
+            f"{path}: no COCO instances file (import Labelme files with `seamline annotations import DIR`)"
+        )
     try:
         dataset = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
@@ -72,7 +76,9 @@ def check_init_checkpoint(path: str | None) -> None:
         if tf.train.latest_checkpoint(path) is None:
             raise DetectorError(f"detector.init_checkpoint: {path} holds no TensorFlow checkpoint")
     elif not tf.io.gfile.exists(path + ".index"):
-        raise DetectorError(f"detector.init_checkpoint: {path} not found (expected a checkpoint prefix with {path}.index, or its folder)")
+        raise DetectorError(
+            f"detector.init_checkpoint: {path} not found (expected a checkpoint prefix with {path}.index, or its folder)"
+        )
 
 
 DECODABLE_IN_GRAPH = {".jpg", ".jpeg", ".png"}
@@ -105,9 +111,16 @@ def write_tfrecords(dataset: Mapping[str, Any], image_dir: Path, work: Path) -> 
     instances.write_text(json.dumps(decodable_copy(dataset, image_dir, work)), encoding="utf-8")
     prefix = work / "train"
     # File names are absolute now, so the converter's image_dir join leaves them as they are.
-    command = [sys.executable, "-m", "official.vision.data.create_coco_tf_record",
-               f"--image_dir={work}", f"--object_annotations_file={instances}",
-               f"--output_file_prefix={prefix}", f"--num_shards={TFRECORD_SHARDS}", "--include_masks=True"]
+    command = [
+        sys.executable,
+        "-m",
+        "official.vision.data.create_coco_tf_record",
+        f"--image_dir={work}",
+        f"--object_annotations_file={instances}",
+        f"--output_file_prefix={prefix}",
+        f"--num_shards={TFRECORD_SHARDS}",
+        "--include_masks=True",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -130,23 +143,37 @@ def training_dataset(experiment: Any, records: str) -> Any:
     parser_params = data.parser
     decoder = tf_example_decoder.TfExampleDecoder(include_mask=model.include_mask)
     parser = maskrcnn_input.Parser(
-        output_size=model.input_size[:2], min_level=model.min_level, max_level=model.max_level,
-        num_scales=model.anchor.num_scales, aspect_ratios=model.anchor.aspect_ratios, anchor_size=model.anchor.anchor_size,
-        rpn_match_threshold=parser_params.rpn_match_threshold, rpn_unmatched_threshold=parser_params.rpn_unmatched_threshold,
-        rpn_batch_size_per_im=parser_params.rpn_batch_size_per_im, rpn_fg_fraction=parser_params.rpn_fg_fraction,
-        aug_rand_hflip=parser_params.aug_rand_hflip, aug_rand_vflip=parser_params.aug_rand_vflip,
-        aug_scale_min=parser_params.aug_scale_min, aug_scale_max=parser_params.aug_scale_max,
+        output_size=model.input_size[:2],
+        min_level=model.min_level,
+        max_level=model.max_level,
+        num_scales=model.anchor.num_scales,
+        aspect_ratios=model.anchor.aspect_ratios,
+        anchor_size=model.anchor.anchor_size,
+        rpn_match_threshold=parser_params.rpn_match_threshold,
+        rpn_unmatched_threshold=parser_params.rpn_unmatched_threshold,
+        rpn_batch_size_per_im=parser_params.rpn_batch_size_per_im,
+        rpn_fg_fraction=parser_params.rpn_fg_fraction,
+        aug_rand_hflip=parser_params.aug_rand_hflip,
+        aug_rand_vflip=parser_params.aug_rand_vflip,
+        aug_scale_min=parser_params.aug_scale_min,
+        aug_scale_max=parser_params.aug_scale_max,
         skip_crowd_during_training=parser_params.skip_crowd_during_training,
-        max_num_instances=parser_params.max_num_instances, include_mask=model.include_mask,
-        outer_boxes_scale=model.outer_boxes_scale, mask_crop_size=parser_params.mask_crop_size, dtype=data.dtype,
+        max_num_instances=parser_params.max_num_instances,
+        include_mask=model.include_mask,
+        outer_boxes_scale=model.outer_boxes_scale,
+        mask_crop_size=parser_params.mask_crop_size,
+        dtype=data.dtype,
     )
     parse = parser.parse_fn(is_training=True)
     files = tf.data.Dataset.list_files(records, shuffle=True)
-    return (files.interleave(tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE)
-            .shuffle(data.shuffle_buffer_size).repeat()
-            .map(lambda record: parse(decoder.decode(record)), num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(data.global_batch_size, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        files.interleave(tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE)
+        .shuffle(data.shuffle_buffer_size)
+        .repeat()
+        .map(lambda record: parse(decoder.decode(record)), num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(data.global_batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def train_maskrcnn(params: DetectorParams, records: str, on_log: Callable[[int, dict[str, float], float], None]) -> Any:
@@ -203,14 +230,19 @@ def detect_images(detector: Any, paths: Sequence[Path]) -> list[list[Any]]:
 def progress_printer(total: int) -> Callable[[int, dict[str, float], float], None]:
     def report(step: int, losses: Mapping[str, float], elapsed: float) -> None:
         rate = elapsed / step
-        print(f"detector: step {step}/{total}  loss {losses.get('total_loss', float('nan')):.3f}  "
-              f"({rate:.2f} s/step, {rate * (total - step) / 60:.1f} min left)", flush=True)
+        print(
+            f"detector: step {step}/{total}  loss {losses.get('total_loss', float('nan')):.3f}  "
+            f"({rate:.2f} s/step, {rate * (total - step) / 60:.1f} min left)",
+            flush=True,
+        )
+
     return report
 
 
-def run_stage(params_path: Path, annotations: Path, out: Path, metrics_path: Path, profile: str | None) -> dict[str, Any]:
+def run_stage(
+    params_path: Path, annotations: Path, out: Path, metrics_path: Path, profile: str | None
+) -> dict[str, Any]:
     import mlflow
-
     from pipelines.coco_eval import detector_metrics
     from pipelines.detect import Detector, save_detector
     from pipelines.tracking import flat_params, mlflow_run
@@ -222,18 +254,29 @@ def run_stage(params_path: Path, annotations: Path, out: Path, metrics_path: Pat
     dataset = read_instances(annotations)
     names = [c["name"] for c in dataset["categories"]]
     if names != list(detector_params.categories):
-        raise DetectorError(f"{annotations / INSTANCES_FILE}: categories {names} differ from detector.categories "
-                            f"{list(detector_params.categories)} (re-import the annotations)")
+        raise DetectorError(
+            f"{annotations / INSTANCES_FILE}: categories {names} differ from detector.categories "
+            f"{list(detector_params.categories)} (re-import the annotations)"
+        )
     train_set, held_out = split_coco(dataset, detector_params.validation_fraction)
     if not held_out["images"] or not train_set["images"]:
-        raise DetectorError(f"{len(dataset['images'])} annotated images are too few to hold out "
-                            f"{detector_params.validation_fraction:.0%} for evaluation")
-    print(f"detector: {len(train_set['images'])} training / {len(held_out['images'])} held-out images, "
-          f"{detector_params.steps} steps of batch {detector_params.batch_size} at {detector_params.image_size} px", flush=True)
+        raise DetectorError(
+            f"{len(dataset['images'])} annotated images are too few to hold out "
+            f"{detector_params.validation_fraction:.0%} for evaluation"
+        )
+    print(
+        f"detector: {len(train_set['images'])} training / {len(held_out['images'])} held-out images, "
+        f"{detector_params.steps} steps of batch {detector_params.batch_size} at {detector_params.image_size} px",
+        flush=True,
+    )
 
     history: list[dict[str, float]] = []
-    with mlflow_run(params.registry, "detector", f"detector-{params.profile}", {"seamline.profile": params.profile}) as run, \
-            tempfile.TemporaryDirectory(prefix="seamline-detector-") as work:
+    with (
+        mlflow_run(
+            params.registry, "detector", f"detector-{params.profile}", {"seamline.profile": params.profile}
+        ) as run,
+        tempfile.TemporaryDirectory(prefix="seamline-detector-") as work,
+    ):
         mlflow.log_params(flat_params(detector_params.model_dump(mode="json"), "detector."))
         records = write_tfrecords(train_set, annotations, Path(work))
         report = progress_printer(detector_params.steps)
@@ -246,17 +289,24 @@ def run_stage(params_path: Path, annotations: Path, out: Path, metrics_path: Pat
         started = time.perf_counter()
         model = train_maskrcnn(detector_params, records, on_log)
         train_seconds = time.perf_counter() - started
-        version = save_detector(model, detector_params, out, {"trained_images": len(train_set["images"]), "mlflow_run_id": run.info.run_id})
+        version = save_detector(
+            model, detector_params, out, {"trained_images": len(train_set["images"]), "mlflow_run_id": run.info.run_id}
+        )
 
         print(f"detector: evaluating on {len(held_out['images'])} held-out images", flush=True)
         detector = Detector(detector_params, model, version)
         image_ids = [image["id"] for image in held_out["images"]]
         found = detect_images(detector, [annotations / image["file_name"] for image in held_out["images"]])
         evaluation = detector_metrics(dataset, image_ids, found, detector_params.score_threshold)
-        summary = {"version": version, "profile": params.profile, "steps": detector_params.steps,
-                   "train_images": len(train_set["images"]), "train_seconds": round(train_seconds, 1),
-                   "final_losses": {k: round(v, 4) for k, v in history[-1].items() if k != "step"} if history else {},
-                   **evaluation}
+        summary = {
+            "version": version,
+            "profile": params.profile,
+            "steps": detector_params.steps,
+            "train_images": len(train_set["images"]),
+            "train_seconds": round(train_seconds, 1),
+            "final_losses": {k: round(v, 4) for k, v in history[-1].items() if k != "step"} if history else {},
+            **evaluation,
+        }
         mlflow.log_metrics({k: v for k, v in evaluation.items() if isinstance(v, float)})
         mlflow.log_metrics({f"iou_{k}": v for k, v in evaluation["mean_iou_per_category"].items()})
         mlflow.set_tag("seamline.detector_version", version)
@@ -281,8 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ParamsError, DetectorError) as error:
         print(f"detector: {error}", file=sys.stderr)
         return 2
-    print(f"detector: version {summary['version']}  box mAP {summary['box_map']:.3f}  mAP@0.5 {summary['box_map50']:.3f}  "
-          f"mask mAP {summary['mask_map']:.3f}  mean IoU {summary['mean_iou']:.3f} → {args.metrics}", flush=True)
+    print(
+        f"detector: version {summary['version']}  box mAP {summary['box_map']:.3f}  mAP@0.5 {summary['box_map50']:.3f}  "
+        f"mask mAP {summary['mask_map']:.3f}  mean IoU {summary['mean_iou']:.3f} → {args.metrics}",
+        flush=True,
+    )
     return 0
 
 

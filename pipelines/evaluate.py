@@ -38,8 +38,12 @@ def classification_report(truth: np.ndarray, predicted: np.ndarray, classes: Seq
         precision = _ratio(tp, matrix[:, index].sum())
         recall = _ratio(tp, int((truth == index).sum()))
         f1 = _ratio(2 * precision * recall, precision + recall)
-        per_class[name] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-                           "support": int((truth == index).sum())}
+        per_class[name] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": int((truth == index).sum()),
+        }
     return {
         "accuracy": round(_ratio(int((truth == predicted).sum()), len(truth)), 4),
         "macro_f1": round(float(np.mean([c["f1"] for c in per_class.values()])), 4),
@@ -55,7 +59,9 @@ def predict_with_thresholds(probabilities: np.ndarray, thresholds: Sequence[floa
     return np.where(confident, best, UNKNOWN)
 
 
-def tune_thresholds(truth: np.ndarray, probabilities: np.ndarray, candidates: Sequence[float] = THRESHOLD_CANDIDATES) -> list[float]:
+def tune_thresholds(
+    truth: np.ndarray, probabilities: np.ndarray, candidates: Sequence[float] = THRESHOLD_CANDIDATES
+) -> list[float]:
     """Per class, the threshold that maximises that class's F1 on validation when predictions
     of it below the threshold become `unknown` (fewer false positives, some lost recall); ties
     go to the lower threshold, so a class abstains only when that pays."""
@@ -77,16 +83,23 @@ def tune_thresholds(truth: np.ndarray, probabilities: np.ndarray, candidates: Se
 def abstention_summary(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """How often the thresholds abstain, and how accurate the answers that remain are."""
     answered = predicted != UNKNOWN
-    return {"coverage": round(_ratio(int(answered.sum()), len(truth)), 4),
-            "accuracy_answered": round(_ratio(int((truth[answered] == predicted[answered]).sum()), int(answered.sum())), 4)}
+    return {
+        "coverage": round(_ratio(int(answered.sum()), len(truth)), 4),
+        "accuracy_answered": round(_ratio(int((truth[answered] == predicted[answered]).sum()), int(answered.sum())), 4),
+    }
 
 
-def evaluate(truth: np.ndarray, probabilities: np.ndarray, classes: Sequence[str], thresholds: Sequence[float]) -> dict[str, Any]:
+def evaluate(
+    truth: np.ndarray, probabilities: np.ndarray, classes: Sequence[str], thresholds: Sequence[float]
+) -> dict[str, Any]:
     """The full test report: plain argmax metrics, and the same with the tuned thresholds."""
     plain = classification_report(truth, probabilities.argmax(axis=1), classes)
     gated = predict_with_thresholds(probabilities, thresholds)
-    return {**plain, "thresholds": dict(zip(classes, thresholds)),
-            "with_unknown": {**classification_report(truth, gated, classes), **abstention_summary(truth, gated)}}
+    return {
+        **plain,
+        "thresholds": dict(zip(classes, thresholds)),
+        "with_unknown": {**classification_report(truth, gated, classes), **abstention_summary(truth, gated)},
+    }
 
 
 # --- plots (matplotlib, headless) ------------------------------------------------------------
@@ -106,8 +119,9 @@ def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], titl
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     for (row, column), value in np.ndenumerate(counts):
-        axes.text(column, row, str(value), ha="center", va="center",
-                  color="white" if value > counts.max() / 2 else "black")
+        axes.text(
+            column, row, str(value), ha="center", va="center", color="white" if value > counts.max() / 2 else "black"
+        )
     axes.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -91,13 +91,17 @@ def read_hand_labels(path: Path, components: Mapping[str, ComponentParams]) -> d
         reader = csv.DictReader(handle)
         missing = {"sha256", "component", "label", "who"} - set(reader.fieldnames or [])
         if missing:
-            raise ParamsError(f"{path}: missing columns {', '.join(sorted(missing))} (expected sha256,component,label,who)")
+            raise ParamsError(
+                f"{path}: missing columns {', '.join(sorted(missing))} (expected sha256,component,label,who)"
+            )
         for line, row in enumerate(reader, start=2):
             component = components.get(row["component"])
             if component is None:
                 raise ParamsError(f"{path}:{line}: unknown component {row['component']!r}")
             if row["label"] not in component.classes:
-                raise ParamsError(f"{path}:{line}: {row['label']!r} is not a class of {row['component']} ({', '.join(component.classes)})")
+                raise ParamsError(
+                    f"{path}:{line}: {row['label']!r} is not a class of {row['component']} ({', '.join(component.classes)})"
+                )
             labels[(row["sha256"], row["component"])] = HandLabel(row["label"], row["who"])
     return labels
 
@@ -248,11 +252,17 @@ def unique_images(rows: Iterable[ManifestRow]) -> list[ManifestRow]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.label", description="Weak labels and leak-free splits per component.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.label", description="Weak labels and leak-free splits per component."
+    )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--profile", default=None)
-    parser.add_argument("--manifest", type=Path, default=Path("data/validated/manifest.parquet"),
-                        help="the validated manifest (parquet), or a folder of <source>/manifest.jsonl files")
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        default=Path("data/validated/manifest.parquet"),
+        help="the validated manifest (parquet), or a folder of <source>/manifest.jsonl files",
+    )
     parser.add_argument("--out", type=Path, default=Path("data/labels"))
     args = parser.parse_args(argv)
     try:
@@ -275,8 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     leaks = leaked_pairs(phashes, split_list, distance)
     if leaks:
         test, train = leaks[0]
-        print(f"error: {len(leaks)} test images have a near duplicate in train (e.g. {images[test].sha256[:12]} ~ "
-              f"{images[train].sha256[:12]}); splits would leak", file=sys.stderr)
+        print(
+            f"error: {len(leaks)} test images have a near duplicate in train (e.g. {images[test].sha256[:12]} ~ "
+            f"{images[train].sha256[:12]}); splits would leak",
+            file=sys.stderr,
+        )
         return 1
     splits = {image.sha256: split for image, split in zip(images, split_list)}
     print(f"{len(images)} images in {len(set(groups))} groups (product or near duplicate); leakage check passed")
@@ -286,10 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_labels(args.out / f"{name}.csv", labelled)
         per_split = Counter(row.split for row in labelled.rows)
         coverage = len(labelled.rows) / labelled.candidates if labelled.candidates else 0.0
-        print(f"{name:<14} {len(labelled.rows):>6} labelled of {labelled.candidates:>6} ({coverage:.0%}); "
-              f"{labelled.conflicts} conflicts; train/val/test {per_split['train']}/{per_split['val']}/{per_split['test']}")
-        thin += classes_below_minimum(name, component.classes, [row.label for row in labelled.rows],
-                                      params.validation.min_examples_per_class)
+        print(
+            f"{name:<14} {len(labelled.rows):>6} labelled of {labelled.candidates:>6} ({coverage:.0%}); "
+            f"{labelled.conflicts} conflicts; train/val/test {per_split['train']}/{per_split['val']}/{per_split['test']}"
+        )
+        thin += classes_below_minimum(
+            name, component.classes, [row.label for row in labelled.rows], params.validation.min_examples_per_class
+        )
     if thin:
         # The label files are written (nothing is lost); the pipeline stops before training on them.
         print(f"error: {len(thin)} classes below validation.min_examples_per_class: {'; '.join(thin)}", file=sys.stderr)

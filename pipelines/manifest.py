@@ -53,7 +53,9 @@ class ManifestRow:
         expected = {f.name for f in fields(cls)}
         if set(data) != expected:
             missing, extra = expected - set(data), set(data) - expected
-            raise ValueError(f"manifest row fields differ from the schema (missing {sorted(missing)}, extra {sorted(extra)})")
+            raise ValueError(
+                f"manifest row fields differ from the schema (missing {sorted(missing)}, extra {sorted(extra)})"
+            )
         return cls(**data)
 
 

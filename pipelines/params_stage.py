@@ -33,10 +33,15 @@ def stage_settings(params: Params) -> dict[str, Any]:
             "modes": {name: params.crop_for(name).mode for name in params.components},
         },
     }
-    settings["pretrain"] = {**params.pretrain.model_dump(mode="json"),
-                            "used_by": sorted(n for n, c in params.components.items() if c.training.weights not in (None, "imagenet"))}
+    settings["pretrain"] = {
+        **params.pretrain.model_dump(mode="json"),
+        "used_by": sorted(n for n, c in params.components.items() if c.training.weights not in (None, "imagenet")),
+    }
     for name, component in params.components.items():
-        settings[f"train-{name}"] = {**component.model_dump(mode="json"), "crop": params.crop_for(name).model_dump(mode="json")}
+        settings[f"train-{name}"] = {
+            **component.model_dump(mode="json"),
+            "crop": params.crop_for(name).model_dump(mode="json"),
+        }
     return settings
 
 
@@ -62,10 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = stage_settings(params)
     for stale in set(args.out.glob("*.json")) - {args.out / f"{name}.json" for name in settings}:
         stale.unlink()
-    changed = [name for name, value in settings.items()
-               if write_if_changed(args.out / f"{name}.json", json.dumps({"profile": params.profile, **value}, indent=2, sort_keys=True) + "\n")]
-    print(f"resolve: profile {params.profile}; {len(settings)} stage settings in {args.out}"
-          + (f" (changed: {', '.join(changed)})" if changed else " (unchanged)"))
+    changed = [
+        name
+        for name, value in settings.items()
+        if write_if_changed(
+            args.out / f"{name}.json", json.dumps({"profile": params.profile, **value}, indent=2, sort_keys=True) + "\n"
+        )
+    ]
+    print(
+        f"resolve: profile {params.profile}; {len(settings)} stage settings in {args.out}"
+        + (f" (changed: {', '.join(changed)})" if changed else " (unchanged)")
+    )
     return 0
 
 

@@ -44,15 +44,24 @@ class PhotoTags:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "components": {name: {"label": t.label, "probability": round(t.probability, 4), "best_guess": t.best_guess,
-                                  "probabilities": {k: round(v, 4) for k, v in t.probabilities.items()},
-                                  "model_version": t.version, "box": list(t.box) if t.box else None}
-                           for name, t in self.tags.items()},
+            "components": {
+                name: {
+                    "label": t.label,
+                    "probability": round(t.probability, 4),
+                    "best_guess": t.best_guess,
+                    "probabilities": {k: round(v, 4) for k, v in t.probabilities.items()},
+                    "model_version": t.version,
+                    "box": list(t.box) if t.box else None,
+                }
+                for name, t in self.tags.items()
+            },
             "skipped": dict(self.skipped),
         }
 
 
-def label_of(probabilities: np.ndarray, classes: Sequence[str], thresholds: Mapping[str, float]) -> tuple[str, str, float]:
+def label_of(
+    probabilities: np.ndarray, classes: Sequence[str], thresholds: Mapping[str, float]
+) -> tuple[str, str, float]:
     """(label or `unknown`, best guess, its probability) for one probability row; `thresholds`
     is classifier.json's class → threshold tuned on validation (a class without one: 0)."""
     best = int(np.argmax(probabilities))
@@ -80,8 +89,9 @@ class Tagger:
         self._feature_models: dict[str, Any] = {}
 
     @classmethod
-    def from_registry(cls, params: Params, detector_dir: Path, components: Sequence[str] | None = None,
-                      alias: str = CHAMPION) -> Tagger:
+    def from_registry(
+        cls, params: Params, detector_dir: Path, components: Sequence[str] | None = None, alias: str = CHAMPION
+    ) -> Tagger:
         """Each component's `alias` version from the registry; components without one are left
         out (and named in the error if none has one)."""
         from pipelines.detect import load_detector
@@ -94,11 +104,14 @@ class Tagger:
             if version is not None:
                 loaded[name] = registry.load(name, version)
         if not loaded:
-            raise NoChampion(f"no {alias} model for {', '.join(chosen)} at {registry.uri} (register and promote one first)")
+            raise NoChampion(
+                f"no {alias} model for {', '.join(chosen)} at {registry.uri} (register and promote one first)"
+            )
         return cls(params, load_detector(detector_dir), loaded)
 
-    def tag(self, images: Sequence[np.ndarray], keep_crops: bool = False,
-            detections: Sequence[Sequence[Any]] | None = None) -> list[PhotoTags]:
+    def tag(
+        self, images: Sequence[np.ndarray], keep_crops: bool = False, detections: Sequence[Sequence[Any]] | None = None
+    ) -> list[PhotoTags]:
         """Tag each photo; `detections` (one list of `Detection` per photo) skips the detector,
         as the catalogue does with detections it already has."""
         from pipelines.crop_stage import Region, crop_one
@@ -111,7 +124,10 @@ class Tagger:
         for i, (image, found) in enumerate(zip(images, found_per_image)):
             for name, classifier in self.classifiers.items():
                 component = self.params.components[name]
-                if component.item in self.params.detector.categories and best_of_category(found, component.item, threshold) is None:
+                if (
+                    component.item in self.params.detector.categories
+                    and best_of_category(found, component.item, threshold) is None
+                ):
                     results[i].skipped[name] = f"no {component.item} found"
                     continue
                 best = best_of_category(found, component.crop_region, threshold, self.params.crop.pick)
@@ -129,12 +145,21 @@ class Tagger:
             batch = np.stack([pixels for _, pixels, _ in rows])
             # A traced call, not predict(): a request's few crops need no dataset, and varying batch
             # sizes do not retrace.
-            pooled, probabilities = (np.asarray(t, dtype=np.float32) for t in self._with_features(name)(batch.astype(np.float32)))
+            pooled, probabilities = (
+                np.asarray(t, dtype=np.float32) for t in self._with_features(name)(batch.astype(np.float32))
+            )
             for (i, _, box), row, features in zip(rows, probabilities.astype(np.float64), pooled):
                 label, guess, probability = label_of(row, classifier.classes, classifier.meta["thresholds"])
-                results[i].tags[name] = ComponentTag(name, label, probability, guess,
-                                                     dict(zip(classifier.classes, map(float, row))), classifier.version, box,
-                                                     unit_vector(features))
+                results[i].tags[name] = ComponentTag(
+                    name,
+                    label,
+                    probability,
+                    guess,
+                    dict(zip(classifier.classes, map(float, row))),
+                    classifier.version,
+                    box,
+                    unit_vector(features),
+                )
         return results
 
     def crop_params(self, name: str, classifier: LoadedClassifier) -> Any:

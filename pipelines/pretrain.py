@@ -21,9 +21,9 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from pipelines.config import DEFAULT_PARAMS_PATH, Params, ParamsError, PretrainParams, load_params  # noqa: E402
+from pipelines.config import DEFAULT_PARAMS_PATH, Params, ParamsError, PretrainParams, load_params
 
 BASE_WEIGHTS_FILE = "base.weights.h5"
 RECORD_FILE = "pretrain.json"
@@ -68,10 +68,16 @@ def view_model(pretrain: PretrainParams) -> Any:
     if jitter or pretrain.hue_jitter:
         # Keras's saturation factor is centred on 0.5 (no change); a single float would mean
         # (0, f), which greys nearly every view.
-        layers.append(keras.layers.RandomColorJitter(
-            value_range=(0, 255), brightness_factor=jitter or None, contrast_factor=jitter or None,
-            saturation_factor=(0.5 - jitter / 2, 0.5 + jitter / 2) if jitter else None,
-            hue_factor=pretrain.hue_jitter or None, seed=pretrain.seed + 3))
+        layers.append(
+            keras.layers.RandomColorJitter(
+                value_range=(0, 255),
+                brightness_factor=jitter or None,
+                contrast_factor=jitter or None,
+                saturation_factor=(0.5 - jitter / 2, 0.5 + jitter / 2) if jitter else None,
+                hue_factor=pretrain.hue_jitter or None,
+                seed=pretrain.seed + 3,
+            )
+        )
     if pretrain.grayscale:
         layers.append(keras.layers.RandomGrayscale(pretrain.grayscale, seed=pretrain.seed + 4))
     return keras.Sequential(layers, name="views")
@@ -96,12 +102,24 @@ def encoder_and_projector(pretrain: PretrainParams) -> tuple[Any, Any]:
 
     from pipelines.train import build_classifier
 
-    classifier = build_classifier(backbone=pretrain.backbone, classes=["a", "b"], image_size=pretrain.image_size,
-                                  dropout=0.0, weights=None, batchnorm_momentum=pretrain.batchnorm_momentum)
+    classifier = build_classifier(
+        backbone=pretrain.backbone,
+        classes=["a", "b"],
+        image_size=pretrain.image_size,
+        dropout=0.0,
+        weights=None,
+        batchnorm_momentum=pretrain.batchnorm_momentum,
+    )
     encoder = keras.Model(classifier.input, classifier.get_layer("gap").output, name="encoder")
     width = encoder.output.shape[-1]
-    projector = keras.Sequential([keras.Input((width,)), keras.layers.Dense(width, activation="relu"),
-                                  keras.layers.Dense(pretrain.projection_dim)], name="projector")
+    projector = keras.Sequential(
+        [
+            keras.Input((width,)),
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dense(pretrain.projection_dim),
+        ],
+        name="projector",
+    )
     return encoder, projector
 
 
@@ -113,10 +131,14 @@ def pretrain_base(pretrain: PretrainParams, files: Sequence[str], on_epoch: Call
     from pipelines.train_stage import decode_crop
 
     keras.utils.set_random_seed(pretrain.seed)
-    dataset = (tf.data.Dataset.from_tensor_slices(list(files))
-               .map(lambda path: decode_crop(path, pretrain.image_size, alpha=True), num_parallel_calls=tf.data.AUTOTUNE)
-               .cache().shuffle(len(files), seed=pretrain.seed).batch(pretrain.batch_size, drop_remainder=True)
-               .prefetch(tf.data.AUTOTUNE))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(list(files))
+        .map(lambda path: decode_crop(path, pretrain.image_size, alpha=True), num_parallel_calls=tf.data.AUTOTUNE)
+        .cache()
+        .shuffle(len(files), seed=pretrain.seed)
+        .batch(pretrain.batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     steps_per_epoch = len(files) // pretrain.batch_size
     if steps_per_epoch == 0:
         raise PretrainError(f"{len(files)} crops are fewer than one batch of {pretrain.batch_size}")
@@ -126,7 +148,10 @@ def pretrain_base(pretrain: PretrainParams, files: Sequence[str], on_epoch: Call
     total = pretrain.epochs * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=pretrain.learning_rate / 10 if warmup else pretrain.learning_rate,
-        decay_steps=max(total - warmup, 1), warmup_target=pretrain.learning_rate if warmup else None, warmup_steps=warmup)
+        decay_steps=max(total - warmup, 1),
+        warmup_target=pretrain.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
     optimizer = keras.optimizers.Adam(schedule)
     variables = encoder.trainable_variables + projector.trainable_variables
     optimizer.build(variables)
@@ -151,13 +176,17 @@ def pretrain_base(pretrain: PretrainParams, files: Sequence[str], on_epoch: Call
 def components_using(params: Params, out: Path) -> list[str]:
     """The components whose `training.weights` is this stage's output."""
     target = (out / BASE_WEIGHTS_FILE).resolve()
-    return [name for name, c in params.components.items()
-            if c.training.weights not in (None, "imagenet") and Path(c.training.weights).resolve() == target]
+    return [
+        name
+        for name, c in params.components.items()
+        if c.training.weights not in (None, "imagenet") and Path(c.training.weights).resolve() == target
+    ]
 
 
-def run_stage(params: Params, crops: Path, out: Path, progress: Callable[[str], None] = print, force: bool = False) -> dict[str, Any]:
+def run_stage(
+    params: Params, crops: Path, out: Path, progress: Callable[[str], None] = print, force: bool = False
+) -> dict[str, Any]:
     import mlflow
-
     from pipelines.tracking import flat_params, mlflow_run
 
     pretrain = params.pretrain
@@ -171,28 +200,42 @@ def run_stage(params: Params, crops: Path, out: Path, progress: Callable[[str], 
         progress(f"pretrain: skipped ({record['skipped']}; --force runs it anyway)")
         return record
     files = unlabelled_crops(crops, params, pretrain.max_images)
-    progress(f"pretrain: {len(files)} unlabelled crops, {pretrain.backbone} at {pretrain.image_size} px, "
-             f"{pretrain.epochs} epochs of batch {pretrain.batch_size} (SimCLR, temperature {pretrain.temperature})")
+    progress(
+        f"pretrain: {len(files)} unlabelled crops, {pretrain.backbone} at {pretrain.image_size} px, "
+        f"{pretrain.epochs} epochs of batch {pretrain.batch_size} (SimCLR, temperature {pretrain.temperature})"
+    )
     history: list[dict[str, float]] = []
-    with mlflow_run(params.registry, "pretrain", f"pretrain-{pretrain.backbone}", {"seamline.profile": params.profile}) as run:
+    with mlflow_run(
+        params.registry, "pretrain", f"pretrain-{pretrain.backbone}", {"seamline.profile": params.profile}
+    ) as run:
         mlflow.log_params(flat_params(pretrain.model_dump(mode="json"), "pretrain."))
         mlflow.log_param("images", len(files))
 
         def on_epoch(epoch: int, loss: float, elapsed: float) -> None:
             history.append({"epoch": epoch, "loss": round(loss, 4), "seconds": round(elapsed, 1)})
             mlflow.log_metric("contrastive_loss", loss, step=epoch)
-            progress(f"pretrain: epoch {epoch}/{pretrain.epochs}  contrastive loss {loss:.3f}  "
-                     f"({elapsed / epoch:.0f} s/epoch, {elapsed / epoch * (pretrain.epochs - epoch) / 60:.1f} min left)")
+            progress(
+                f"pretrain: epoch {epoch}/{pretrain.epochs}  contrastive loss {loss:.3f}  "
+                f"({elapsed / epoch:.0f} s/epoch, {elapsed / epoch * (pretrain.epochs - epoch) / 60:.1f} min left)"
+            )
 
         started = time.perf_counter()
         encoder = pretrain_base(pretrain, files, on_epoch)
         seconds = time.perf_counter() - started
         out.mkdir(parents=True, exist_ok=True)
         encoder.get_layer("base").save_weights(out / BASE_WEIGHTS_FILE)
-        record = {"backbone": pretrain.backbone, "image_size": pretrain.image_size, "images": len(files),
-                  "epochs": pretrain.epochs, "seconds": round(seconds, 1), "final_loss": history[-1]["loss"],
-                  "history": history, "used_by": users, "mlflow_run_id": run.info.run_id,
-                  "params": pretrain.model_dump(mode="json")}
+        record = {
+            "backbone": pretrain.backbone,
+            "image_size": pretrain.image_size,
+            "images": len(files),
+            "epochs": pretrain.epochs,
+            "seconds": round(seconds, 1),
+            "final_loss": history[-1]["loss"],
+            "history": history,
+            "used_by": users,
+            "mlflow_run_id": run.info.run_id,
+            "params": pretrain.model_dump(mode="json"),
+        }
         (out / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         mlflow.log_metric("pretrain_seconds", seconds)
         mlflow.log_artifacts(str(out), "pretrain")
@@ -209,14 +252,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params, args.profile)
-        record = run_stage(params, args.crops, args.out, progress=lambda line: print(line, flush=True), force=args.force)
+        record = run_stage(
+            params, args.crops, args.out, progress=lambda line: print(line, flush=True), force=args.force
+        )
     except (ParamsError, PretrainError) as error:
         print(f"pretrain: {error}", file=sys.stderr)
         return 2
     if "skipped" in record:
         return 0
-    print(f"pretrain: {record['epochs']} epochs in {record['seconds'] / 60:.1f} min, final loss {record['final_loss']:.3f} "
-          f"→ {args.out / BASE_WEIGHTS_FILE}", flush=True)
+    print(
+        f"pretrain: {record['epochs']} epochs in {record['seconds'] / 60:.1f} min, final loss {record['final_loss']:.3f} "
+        f"→ {args.out / BASE_WEIGHTS_FILE}",
+        flush=True,
+    )
     return 0
 
 

@@ -70,11 +70,16 @@ class GateDecision:
 
 
 def scores_from_report(report: Mapping[str, Any]) -> Scores:
-    return Scores(float(report["accuracy"]), float(report["macro_f1"]),
-                  {name: float(row["recall"]) for name, row in report["per_class"].items()})
+    return Scores(
+        float(report["accuracy"]),
+        float(report["macro_f1"]),
+        {name: float(row["recall"]) for name, row in report["per_class"].items()},
+    )
 
 
-def gate(candidate: Scores, champion: Scores | None, champion_version: str | None, rules: RegistryParams) -> GateDecision:
+def gate(
+    candidate: Scores, champion: Scores | None, champion_version: str | None, rules: RegistryParams
+) -> GateDecision:
     """Whether a new version may take an alias: every class's recall at or above the floor, and
     the gate metric above the champion's (on the same test split) by more than the margin."""
     metric = rules.gate_metric
@@ -84,13 +89,23 @@ def gate(candidate: Scores, champion: Scores | None, champion_version: str | Non
         return GateDecision(False, None, f"recall below the floor {rules.min_class_recall:.2f}: {listed}")
     new = candidate.metric(metric)
     if champion is None:
-        return GateDecision(True, CHAMPION, f"first model to pass: {metric} {new:.4f}, every class recall ≥ {rules.min_class_recall:.2f}")
+        return GateDecision(
+            True,
+            CHAMPION,
+            f"first model to pass: {metric} {new:.4f}, every class recall ≥ {rules.min_class_recall:.2f}",
+        )
     old = champion.metric(metric)
     if new - old <= rules.min_improvement:
-        return GateDecision(False, None, f"{metric} {new:.4f} does not beat champion v{champion_version}'s {old:.4f} "
-                                         f"by more than {rules.min_improvement:.4f}")
+        return GateDecision(
+            False,
+            None,
+            f"{metric} {new:.4f} does not beat champion v{champion_version}'s {old:.4f} "
+            f"by more than {rules.min_improvement:.4f}",
+        )
     alias = CHAMPION if rules.auto_promote else CHALLENGER
-    return GateDecision(True, alias, f"{metric} {new:.4f} beats champion v{champion_version}'s {old:.4f} by {new - old:.4f}")
+    return GateDecision(
+        True, alias, f"{metric} {new:.4f} beats champion v{champion_version}'s {old:.4f} by {new - old:.4f}"
+    )
 
 
 @dataclass(frozen=True)
@@ -131,7 +146,9 @@ def check_outputs(probabilities: np.ndarray, images: int, expected: Sequence[str
     if list(declared) != list(expected):
         raise RegistryError(f"declares classes {list(declared)}, the component expects {list(expected)}")
     if probabilities.shape != (images, len(expected)):
-        raise RegistryError(f"answered shape {tuple(probabilities.shape)} for {images} images, expected ({images}, {len(expected)})")
+        raise RegistryError(
+            f"answered shape {tuple(probabilities.shape)} for {images} images, expected ({images}, {len(expected)})"
+        )
     if not np.all(np.isfinite(probabilities)) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
         raise RegistryError("answers are not probability rows (non-finite, or rows that do not sum to 1)")
 
@@ -162,7 +179,9 @@ class LoadedClassifier:
     def probabilities(self, paths: Sequence[str], batch_size: int = 64) -> np.ndarray:
         from pipelines.train_stage import crop_probabilities
 
-        return crop_probabilities(self.model, paths, int(self.meta["image_size"]), self.meta.get("crop_mode") == "mask_alpha", batch_size)
+        return crop_probabilities(
+            self.model, paths, int(self.meta["image_size"]), self.meta.get("crop_mode") == "mask_alpha", batch_size
+        )
 
 
 class Registry:
@@ -238,7 +257,7 @@ class Registry:
                 local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=work))
                 meta = json.loads((local / CLASSIFIER_FILE).read_text(encoding="utf-8"))
                 model = mlflow.keras.load_model(str(local))
-        except Exception as error:  # noqa: BLE001 - whatever stops it loading is a reason not to serve it
+        except Exception as error:
             raise RegistryError(f"{uri} does not load: {one_line(error)}") from None
         return LoadedClassifier(model, meta, str(version))
 
@@ -250,7 +269,7 @@ class Registry:
         loaded = self.load(name, version)
         try:
             probabilities = loaded.probabilities(images[:QUERY_IMAGES])
-        except Exception as error:  # noqa: BLE001 - any failure to answer disqualifies it
+        except Exception as error:
             raise RegistryError(f"models:/{name}/{version} fails on known images: {one_line(error)}") from None
         try:
             check_outputs(probabilities, min(len(images), QUERY_IMAGES), classes, loaded.classes)
@@ -285,9 +304,11 @@ class Registry:
         try:
             self.client.set_registered_model_tag(name, tag, json.dumps(asdict(entry)))
             append_ledger(Path(self.rules.ledger), entry)
-        except Exception as error:  # noqa: BLE001 - undo the move whatever went wrong, then report it
+        except Exception as error:
             self._restore(name, alias, from_version, tag)
-            raise RegistryError(f"{name}: moving {alias} to v{to_version} failed and was undone: {one_line(error)}") from None
+            raise RegistryError(
+                f"{name}: moving {alias} to v{to_version} failed and was undone: {one_line(error)}"
+            ) from None
         return entry
 
     def _restore(self, name: str, alias: str, version: str | None, tag: str) -> None:
@@ -337,14 +358,23 @@ class Registration:
     new: bool = True  # False: this run was registered before, nothing changed
 
     def as_json(self) -> dict[str, Any]:
-        return {"component": self.component, "version": self.version, "run_id": self.run_id, "new": self.new,
-                "alias": self.decision.alias, "passed": self.decision.passed, "reason": self.decision.reason,
-                "candidate": asdict(self.candidate) if self.candidate else None,
-                "champion_version": self.champion_version, "champion": asdict(self.champion) if self.champion else None}
+        return {
+            "component": self.component,
+            "version": self.version,
+            "run_id": self.run_id,
+            "new": self.new,
+            "alias": self.decision.alias,
+            "passed": self.decision.passed,
+            "reason": self.decision.reason,
+            "candidate": asdict(self.candidate) if self.candidate else None,
+            "champion_version": self.champion_version,
+            "champion": asdict(self.champion) if self.champion else None,
+        }
 
 
-def register_trained(params: Params, component: str, model_dir: Path, crops: Path, labels: Path,
-                     who: str, progress: Any = print) -> Registration:
+def register_trained(
+    params: Params, component: str, model_dir: Path, crops: Path, labels: Path, who: str, progress: Any = print
+) -> Registration:
     """Register the classifier `train@component` produced (models/<c>/), gate it against the
     champion on the current test split, and give it the alias it earned. A run registered
     before is not registered again (a weekly run with nothing new is a no-op)."""
@@ -362,18 +392,36 @@ def register_trained(params: Params, component: str, model_dir: Path, crops: Pat
         earlier = [v for v in registry.versions(component) if v.tags.get("seamline.run_id") == run.info.run_id]
         if earlier:
             version = earlier[-1]
-            decision = GateDecision(version.tags.get("seamline.gate") == "passed", None,
-                                    f"run {run.info.run_id} already registered as v{version.version}: {version.tags.get('seamline.gate_reason', '')}")
-            return Registration(component, str(version.version), run.info.run_id, decision,
-                                champion_version=registry.alias_version(component, CHAMPION), new=False)
+            decision = GateDecision(
+                version.tags.get("seamline.gate") == "passed",
+                None,
+                f"run {run.info.run_id} already registered as v{version.version}: {version.tags.get('seamline.gate_reason', '')}",
+            )
+            return Registration(
+                component,
+                str(version.version),
+                run.info.run_id,
+                decision,
+                champion_version=registry.alias_version(component, CHAMPION),
+                new=False,
+            )
     metrics = run.data.metrics
     tags = {key: value for key, value in run.data.tags.items() if key.startswith("seamline.")}
-    tags.update({"seamline.run_id": run.info.run_id, "seamline.registered_by": who,
-                 "seamline.test_accuracy": f"{metrics.get('test_accuracy', float('nan')):.4f}",
-                 "seamline.test_macro_f1": f"{metrics.get('test_macro_f1', float('nan')):.4f}"})
+    tags.update(
+        {
+            "seamline.run_id": run.info.run_id,
+            "seamline.registered_by": who,
+            "seamline.test_accuracy": f"{metrics.get('test_accuracy', float('nan')):.4f}",
+            "seamline.test_macro_f1": f"{metrics.get('test_macro_f1', float('nan')):.4f}",
+        }
+    )
     classes = params.components[component].classes
-    version = registry.register(component, run.info.run_id, tags,
-                                f"{component} classifier ({', '.join(classes)}); aliases champion and challenger")
+    version = registry.register(
+        component,
+        run.info.run_id,
+        tags,
+        f"{component} classifier ({', '.join(classes)}); aliases champion and challenger",
+    )
     progress(f"register {component}: v{version} from run {run.info.run_id}")
     test = test_images(params, component, crops, labels)
     try:
@@ -381,7 +429,9 @@ def register_trained(params: Params, component: str, model_dir: Path, crops: Pat
     except RegistryError as error:
         decision = GateDecision(False, None, f"failed the load-and-query check: {error}")
         registry.tag_version(component, version, {"seamline.gate": "failed", "seamline.gate_reason": decision.reason})
-        return Registration(component, version, run.info.run_id, decision, champion_version=registry.alias_version(component, CHAMPION))
+        return Registration(
+            component, version, run.info.run_id, decision, champion_version=registry.alias_version(component, CHAMPION)
+        )
     candidate_scores = score(candidate, test.paths, test.labels)
     champion_version = registry.alias_version(component, CHAMPION)
     champion_scores = None
@@ -390,24 +440,41 @@ def register_trained(params: Params, component: str, model_dir: Path, crops: Pat
             champion_scores = score(registry.load(component, champion_version), test.paths, test.labels)
         except RegistryError as error:
             # A champion that no longer loads cannot hold the new model back, but the ledger says so.
-            progress(f"register {component}: champion v{champion_version} cannot be scored ({error}); gating as if none")
+            progress(
+                f"register {component}: champion v{champion_version} cannot be scored ({error}); gating as if none"
+            )
             champion_version = None
     decision = gate(candidate_scores, champion_scores, champion_version, params.registry)
-    registry.tag_version(component, version, {
-        "seamline.gate": "passed" if decision.passed else "failed", "seamline.gate_reason": decision.reason,
-        "seamline.gate_metric": params.registry.gate_metric,
-        "seamline.gate_test_macro_f1": f"{candidate_scores.macro_f1:.4f}",
-        "seamline.gate_test_accuracy": f"{candidate_scores.accuracy:.4f}",
-        "seamline.gate_test_recall": json.dumps(candidate_scores.recall),
-        "seamline.gate_test_images": str(len(test.paths)),
-    })
+    registry.tag_version(
+        component,
+        version,
+        {
+            "seamline.gate": "passed" if decision.passed else "failed",
+            "seamline.gate_reason": decision.reason,
+            "seamline.gate_metric": params.registry.gate_metric,
+            "seamline.gate_test_macro_f1": f"{candidate_scores.macro_f1:.4f}",
+            "seamline.gate_test_accuracy": f"{candidate_scores.accuracy:.4f}",
+            "seamline.gate_test_recall": json.dumps(candidate_scores.recall),
+            "seamline.gate_test_images": str(len(test.paths)),
+        },
+    )
     if decision.alias is not None:
         registry.move_alias(component, decision.alias, version, "register", who, decision.reason)
-    return Registration(component, version, run.info.run_id, decision, candidate_scores, champion_version, champion_scores)
+    return Registration(
+        component, version, run.info.run_id, decision, candidate_scores, champion_version, champion_scores
+    )
 
 
-def promote(params: Params, component: str, version: str, reason: str, who: str, crops: Path, labels: Path,
-            alias: str = CHAMPION) -> LedgerEntry:
+def promote(
+    params: Params,
+    component: str,
+    version: str,
+    reason: str,
+    who: str,
+    crops: Path,
+    labels: Path,
+    alias: str = CHAMPION,
+) -> LedgerEntry:
     """An ML lead's promotion: the version must load and answer, then the alias moves; a
     challenger promoted to champion stops being the challenger."""
     registry = Registry(params.registry)
@@ -415,7 +482,9 @@ def promote(params: Params, component: str, version: str, reason: str, who: str,
     registry.version(component, version)
     if registry.alias_version(component, alias) == str(version):
         raise RegistryError(f"{component}: v{version} already is {alias}")
-    registry.query_check(component, version, params.components[component].classes, _known_images(params, component, crops, labels))
+    registry.query_check(
+        component, version, params.components[component].classes, _known_images(params, component, crops, labels)
+    )
     entry = registry.move_alias(component, alias, str(version), "promote", who, reason)
     if alias == CHAMPION and registry.alias_version(component, CHALLENGER) == str(version):
         registry.move_alias(component, CHALLENGER, None, "retire", who, f"promoted to champion: {reason}")
@@ -431,13 +500,17 @@ def rollback(params: Params, component: str, reason: str, who: str, crops: Path,
     if current is None or len(lineage) < 2 or lineage[-1] != current:
         raise RegistryError(f"{component}: no earlier champion to roll back to (champion: {current or 'none'})")
     target = lineage[-2]
-    registry.query_check(component, target, params.components[component].classes, _known_images(params, component, crops, labels))
+    registry.query_check(
+        component, target, params.components[component].classes, _known_images(params, component, crops, labels)
+    )
     return registry.move_alias(component, CHAMPION, target, "rollback", who, reason or f"rollback from v{current}")
 
 
 def _require_model(registry: Registry, component: str) -> None:
     if not registry.model_exists(component):
-        raise RegistryError(f"{component}: no registered model at {registry.uri} (register one: seamline models register {component})")
+        raise RegistryError(
+            f"{component}: no registered model at {registry.uri} (register one: seamline models register {component})"
+        )
 
 
 def _known_images(params: Params, component: str, crops: Path, labels: Path) -> list[str]:
@@ -468,13 +541,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = args.component or list(params.components)
         who = who_is_acting()
         for component in chosen:
-            done = register_trained(params, component, args.models / component, args.crops, args.labels, who,
-                                    progress=lambda line: print(line, flush=True))
+            done = register_trained(
+                params,
+                component,
+                args.models / component,
+                args.crops,
+                args.labels,
+                who,
+                progress=lambda line: print(line, flush=True),
+            )
             outcome = f"→ {done.decision.alias}" if done.decision.alias else "→ no alias"
             print(f"register {component}: v{done.version} {outcome} ({done.decision.reason})", flush=True)
             if args.report is not None:
                 args.report.mkdir(parents=True, exist_ok=True)
-                (args.report / f"{component}.json").write_text(json.dumps(done.as_json(), indent=2) + "\n", encoding="utf-8")
+                (args.report / f"{component}.json").write_text(
+                    json.dumps(done.as_json(), indent=2) + "\n", encoding="utf-8"
+                )
     except (ParamsError, RegistryError, TrainingError) as error:
         print(f"register: {error}", file=sys.stderr)
         return 2

@@ -36,7 +36,15 @@ PAGE_FILE = Path(__file__).with_name("web") / "search.html"
 FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 # Browsers and curl label a file by its extension, and some label any file octet-stream: those
 # are sniffed; a part declared as something else (text, JSON, PDF…) is refused as labelled.
-ACCEPTED_PART_TYPES = {"image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/webp", "application/octet-stream", ""}
+ACCEPTED_PART_TYPES = {
+    "image/jpeg",
+    "image/jpg",
+    "image/pjpeg",
+    "image/png",
+    "image/webp",
+    "application/octet-stream",
+    "",
+}
 
 
 class BadPhoto(ValueError):
@@ -66,7 +74,9 @@ def decode_upload(data: bytes, content_type: str | None, max_bytes: int, max_pix
                 raise BadPhoto(415, f"{image.format} images are not accepted; send a JPEG, PNG or WebP image")
             width, height = image.size
             if width * height > max_pixels:
-                raise BadPhoto(413, f"the photo declares {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
+                raise BadPhoto(
+                    413, f"the photo declares {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
+                )
             image.load()  # a truncated or corrupt body fails here, not half-way through the models
     except BadPhoto:
         raise
@@ -125,7 +135,10 @@ class SearchService:
         if not moved:
             return {}
         progress("champion moved: " + ", ".join(f"{name} → v{version}" for name, version in moved.items()))
-        classifiers = {**self.tagger.classifiers, **{name: registry.load(name, version) for name, version in moved.items()}}
+        classifiers = {
+            **self.tagger.classifiers,
+            **{name: registry.load(name, version) for name, version in moved.items()},
+        }
         fresh = Tagger(self.params, self.tagger.detector, classifiers)
         refresh(self.params, fresh, self.manifest, self.images_root, self.catalogue, self.crops, progress)
         with self._lock:
@@ -147,15 +160,23 @@ class SearchService:
         for name, crop in tags.crops.items():
             if name in found["components"]:
                 found["components"][name]["crop"] = crop_data_url(crop, self.params.search.crop_preview_px)
-        found["items"] = sorted({self.params.components[name].item for name in tags.tags})  # a photo may show a shirt and jeans
+        found["items"] = sorted(
+            {self.params.components[name].item for name in tags.tags}
+        )  # a photo may show a shirt and jeans
         return found
 
     def attributes(self) -> dict[str, Any]:
         names = attribute_names(self.params)
         short = {component: key for key, component in names.items() if key != component}
-        return {name: {"attribute": short.get(name, name), "item": component.item, "classes": list(component.classes),
-                       "model_version": self.tagger.classifiers[name].version if name in self.tagger.classifiers else None}
-                for name, component in self.params.components.items()}
+        return {
+            name: {
+                "attribute": short.get(name, name),
+                "item": component.item,
+                "classes": list(component.classes),
+                "model_version": self.tagger.classifiers[name].version if name in self.tagger.classifiers else None,
+            }
+            for name, component in self.params.components.items()
+        }
 
 
 def watch_champions(service: SearchService, stop: threading.Event, progress: Callable[[str], None]) -> None:
@@ -166,15 +187,21 @@ def watch_champions(service: SearchService, stop: threading.Event, progress: Cal
     while not stop.wait(interval):
         try:
             service.reload_moved_champions(progress)
-        except Exception as error:  # noqa: BLE001 - the service must outlive a bad reload
+        except Exception as error:
             from pipelines.registry import one_line
 
             progress(f"champion reload failed, still serving the loaded models: {one_line(error)}")
 
 
 def page_json(page: Page, filters: Mapping[str, str]) -> dict[str, Any]:
-    return {"total": page.total, "page": page.page, "per_page": page.per_page, "pages": page.pages,
-            "filters": dict(filters), "items": [hit.as_json() for hit in page.hits]}
+    return {
+        "total": page.total,
+        "page": page.page,
+        "per_page": page.per_page,
+        "pages": page.pages,
+        "filters": dict(filters),
+        "items": [hit.as_json() for hit in page.hits],
+    }
 
 
 def create_app(service: SearchService) -> Any:
@@ -188,12 +215,18 @@ def create_app(service: SearchService) -> Any:
         stop = threading.Event()
         if service.params.search.reload_minutes > 0:
             log = logging.getLogger("uvicorn.error")
-            threading.Thread(target=watch_champions, args=(service, stop, log.info), name="champion-watch", daemon=True).start()
+            threading.Thread(
+                target=watch_champions, args=(service, stop, log.info), name="champion-watch", daemon=True
+            ).start()
         yield
         stop.set()
 
-    app = FastAPI(title="Seamline attribute search", version="1", lifespan=lifespan,
-                  description="Tag fashion photos by component attributes and find catalogue products that share them.")
+    app = FastAPI(
+        title="Seamline attribute search",
+        version="1",
+        lifespan=lifespan,
+        description="Tag fashion photos by component attributes and find catalogue products that share them.",
+    )
     limit = service.max_bytes
 
     @app.middleware("http")
@@ -201,7 +234,10 @@ def create_app(service: SearchService) -> Any:
         # Refused from the header, before a byte of the body is read or spooled to disk.
         length = request.headers.get("content-length")
         if request.method == "POST" and length and length.isdigit() and int(length) > limit + 64 * 1024:
-            return JSONResponse({"detail": f"the upload is {int(length) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB"}, status_code=413)
+            return JSONResponse(
+                {"detail": f"the upload is {int(length) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB"},
+                status_code=413,
+            )
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
@@ -210,10 +246,19 @@ def create_app(service: SearchService) -> Any:
         content_type = request.headers.get("content-type", "")
         if "photo" in fields:
             if not content_type.startswith("multipart/form-data"):
-                return JSONResponse({"detail": f"send the photo as multipart/form-data in a field named 'photo' (got {content_type or 'no content type'})"},
-                                    status_code=415)
-            return JSONResponse({"detail": "no 'photo' field in the form: upload the image as 'photo'"}, status_code=400)
-        messages = "; ".join(f"{'.'.join(str(p) for p in problem.get('loc', ())[1:])}: {problem.get('msg')}" for problem in error.errors())
+                return JSONResponse(
+                    {
+                        "detail": f"send the photo as multipart/form-data in a field named 'photo' (got {content_type or 'no content type'})"
+                    },
+                    status_code=415,
+                )
+            return JSONResponse(
+                {"detail": "no 'photo' field in the form: upload the image as 'photo'"}, status_code=400
+            )
+        messages = "; ".join(
+            f"{'.'.join(str(p) for p in problem.get('loc', ())[1:])}: {problem.get('msg')}"
+            for problem in error.errors()
+        )
         return JSONResponse({"detail": messages}, status_code=422)
 
     def catalogue_call(action: Any) -> Any:
@@ -244,16 +289,25 @@ def create_app(service: SearchService) -> Any:
         except CatalogueError as error:
             return {"status": "degraded", "models": models, "catalogue": None, "problem": str(error)}
         stale = sorted(name for name, version in models.items() if stats["models"].get(name, []) != [version])
-        return {"status": "ok" if not stale else "stale", "models": models,
-                "catalogue": {"images": stats["images"], "products": stats["products"], "stale_components": stale,
-                              "path": str(service.catalogue)}}
+        return {
+            "status": "ok" if not stale else "stale",
+            "models": models,
+            "catalogue": {
+                "images": stats["images"],
+                "products": stats["products"],
+                "stale_components": stale,
+                "path": str(service.catalogue),
+            },
+        }
 
     @app.get("/attributes", summary="Searchable attributes: query names, classes and the model behind each")
     def attributes() -> dict[str, Any]:
         return service.attributes()
 
     @app.post("/predict", summary="Tag one photo: per component the label, probabilities and the crop used")
-    async def predict(photo: Annotated[UploadFile, File(description="A JPEG, PNG or WebP photo of a shirt or jeans.")]) -> dict[str, Any]:
+    async def predict(
+        photo: Annotated[UploadFile, File(description="A JPEG, PNG or WebP photo of a shirt or jeans.")],
+    ) -> dict[str, Any]:
         data, content_type = await read_photo(photo)
         from starlette.concurrency import run_in_threadpool
 
@@ -261,10 +315,12 @@ def create_app(service: SearchService) -> Any:
         return service.photo_json(tags)
 
     @app.get("/search", summary="Catalogue products by attributes, e.g. ?collar=band&pattern=stripe")
-    def search(request: Request,
-               page: Annotated[int, Query(ge=1, description="1-based page number.")] = 1,
-               per_page: Annotated[int | None, Query(ge=1, description="Results per page (default search.page_size).")] = None,
-               min_probability: Annotated[float, Query(ge=0.0, le=1.0, description="Only tags at least this sure.")] = 0.0) -> dict[str, Any]:
+    def search(
+        request: Request,
+        page: Annotated[int, Query(ge=1, description="1-based page number.")] = 1,
+        per_page: Annotated[int | None, Query(ge=1, description="Results per page (default search.page_size).")] = None,
+        min_probability: Annotated[float, Query(ge=0.0, le=1.0, description="Only tags at least this sure.")] = 0.0,
+    ) -> dict[str, Any]:
         size = per_page or service.params.search.page_size
         if size > service.params.search.max_page_size:
             raise HTTPException(400, f"per_page {size} is above the limit of {service.params.search.max_page_size}")
@@ -281,13 +337,19 @@ def create_app(service: SearchService) -> Any:
         return page_json(found, filters)
 
     @app.post("/similar", summary="Catalogue products sharing a photo's predicted attributes, most similar first")
-    async def similar(photo: Annotated[UploadFile, File(description="A JPEG, PNG or WebP photo of a shirt or jeans.")],
-                      limit: Annotated[int | None, Query(ge=1, le=100, description="How many products (default search.similar_limit).")] = None) -> dict[str, Any]:
+    async def similar(
+        photo: Annotated[UploadFile, File(description="A JPEG, PNG or WebP photo of a shirt or jeans.")],
+        limit: Annotated[
+            int | None, Query(ge=1, le=100, description="How many products (default search.similar_limit).")
+        ] = None,
+    ) -> dict[str, Any]:
         data, content_type = await read_photo(photo)
         from starlette.concurrency import run_in_threadpool
 
         tags = await run_in_threadpool(tagged, data, content_type)
-        hits, matched_on = catalogue_call(lambda: index.similar(service.catalogue, tags, limit or service.params.search.similar_limit))
+        hits, matched_on = catalogue_call(
+            lambda: index.similar(service.catalogue, tags, limit or service.params.search.similar_limit)
+        )
         return {"photo": service.photo_json(tags), "matched_on": matched_on, "items": [hit.as_json() for hit in hits]}
 
     @app.get("/catalogue/{sha256}/image", summary="A catalogue photo as crawled")
@@ -308,10 +370,22 @@ def create_app(service: SearchService) -> Any:
     return app
 
 
-def load_service(params: Params, detector_dir: Path, images_root: Path, catalogue: Path | None = None,
-                 manifest: Path = Path("data/validated/manifest.parquet"), crops: Path | None = Path("data/crops")) -> SearchService:
+def load_service(
+    params: Params,
+    detector_dir: Path,
+    images_root: Path,
+    catalogue: Path | None = None,
+    manifest: Path = Path("data/validated/manifest.parquet"),
+    crops: Path | None = Path("data/crops"),
+) -> SearchService:
     """The champions, the detector and the catalogue path, ready to serve."""
     from pipelines.predict import Tagger
 
-    return SearchService(params, Tagger.from_registry(params, detector_dir), catalogue or Path(params.search.catalogue),
-                         images_root, manifest, crops)
+    return SearchService(
+        params,
+        Tagger.from_registry(params, detector_dir),
+        catalogue or Path(params.search.catalogue),
+        images_root,
+        manifest,
+        crops,
+    )

@@ -64,7 +64,9 @@ class SnapshotError(RuntimeError):
 
 
 def git(root: Path, *arguments: str, required: bool = True) -> str | None:
-    result = subprocess.run(["git", *_identity(root), *arguments], cwd=root, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["git", *_identity(root), *arguments], cwd=root, capture_output=True, text=True, check=False
+    )
     if result.returncode:
         if not required:
             return None
@@ -102,7 +104,9 @@ def data_entries(lock_text: str | None) -> dict[str, Any]:
     try:
         lock = yaml.safe_load(lock_text) or {}
     except yaml.YAMLError as error:
-        raise SnapshotError(f"dvc.lock is not valid YAML ({' '.join(str(error).split())}): run `dvc repro` to rewrite it") from None
+        raise SnapshotError(
+            f"dvc.lock is not valid YAML ({' '.join(str(error).split())}): run `dvc repro` to rewrite it"
+        ) from None
     stages = lock.get("stages") if isinstance(lock, dict) else None
     if not isinstance(stages, dict):
         raise SnapshotError("dvc.lock has no `stages` mapping: run `dvc repro` to rewrite it")
@@ -154,7 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     total = sum(summary["images"].values())
-    print(f"snapshot: {total} images from {len(summary['images'])} sources, {len(summary['labels'])} components labelled → {args.out}")
+    print(
+        f"snapshot: {total} images from {len(summary['images'])} sources, {len(summary['labels'])} components labelled → {args.out}"
+    )
     return 0
 
 

@@ -70,7 +70,9 @@ def flat_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 @contextmanager
-def mlflow_run(registry: RegistryParams, experiment: str, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
+def mlflow_run(
+    registry: RegistryParams, experiment: str, run_name: str, tags: Mapping[str, str] | None = None
+) -> Iterator[Any]:
     """An active MLflow run in `experiment`, tagged with the git commit and data version."""
     import mlflow
 

@@ -88,15 +88,18 @@ def build_classifier(
     features = base(scaled)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
     dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
-    probabilities = keras.layers.Dense(len(classes), activation="softmax", name="probabilities", dtype="float32")(dropped)
+    probabilities = keras.layers.Dense(len(classes), activation="softmax", name="probabilities", dtype="float32")(
+        dropped
+    )
     return keras.Model(pixels, probabilities, name=name)
 
 
 # --- the paper's two phases --------------------------------------------------------------------
 
 
-def set_trainable(model: keras.Model, phase: Literal["frozen", "fine_tune"], unfreeze_from: int = 0,
-                  batchnorm_trains: bool = True) -> None:
+def set_trainable(
+    model: keras.Model, phase: Literal["frozen", "fine_tune"], unfreeze_from: int = 0, batchnorm_trains: bool = True
+) -> None:
     """Phase 1 trains the head on a frozen base; phase 2 unfreezes the base from layer
     `unfreeze_from` on (0: all of it). With `batchnorm_trains=False` the base's BatchNorm layers
     stay frozen, and so in inference mode with the statistics the base brought (the keras-io
@@ -134,7 +137,11 @@ def augmentation_model(augmentation: Any, seed: int) -> keras.Sequential | None:
     if augmentation.horizontal_flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
     if augmentation.shift:
-        layers.append(keras.layers.RandomTranslation(augmentation.shift, augmentation.shift, fill_mode=augmentation.fill_mode, seed=seed))
+        layers.append(
+            keras.layers.RandomTranslation(
+                augmentation.shift, augmentation.shift, fill_mode=augmentation.fill_mode, seed=seed
+            )
+        )
     if augmentation.zoom:
         layers.append(keras.layers.RandomZoom(augmentation.zoom, fill_mode=augmentation.fill_mode, seed=seed))
     if augmentation.rotation:

@@ -55,8 +55,9 @@ class Examples:
         return len(self.paths)
 
 
-def load_examples(crops: Path, labels: Path, component: str, classes: Sequence[str],
-                  splits: Sequence[str] = SPLITS) -> dict[str, Examples]:
+def load_examples(
+    crops: Path, labels: Path, component: str, classes: Sequence[str], splits: Sequence[str] = SPLITS
+) -> dict[str, Examples]:
     """Per split, the crop files of `component` and their class indices (crop index ⋈ labels)."""
     index_path, labels_path = crops / "index.csv", labels / f"{component}.csv"
     for path, stage in ((index_path, "crop"), (labels_path, "label")):
@@ -73,7 +74,9 @@ def load_examples(crops: Path, labels: Path, component: str, classes: Sequence[s
                 continue
             found[row["split"]][0].append(str(crops / row["file"]))
             found[row["split"]][1].append(position[label])
-    examples = {split: Examples(paths, np.asarray(indices, dtype=np.int64)) for split, (paths, indices) in found.items()}
+    examples = {
+        split: Examples(paths, np.asarray(indices, dtype=np.int64)) for split, (paths, indices) in found.items()
+    }
     for split, chunk in examples.items():
         if not len(chunk):
             raise TrainingError(f"{component}: no cropped examples in the {split} split (see {index_path})")
@@ -102,20 +105,30 @@ def decode_crop(path: Any, image_size: int, alpha: bool) -> Any:
     return classifier_pixels(tf.io.decode_png(tf.io.read_file(path), channels=4 if alpha else 3), image_size)
 
 
-def make_dataset(examples: Examples, classes: int, training: TrainingParams, alpha: bool, shuffle: bool,
-                 augment: Callable[..., Any] | None = None) -> Any:
+def make_dataset(
+    examples: Examples,
+    classes: int,
+    training: TrainingParams,
+    alpha: bool,
+    shuffle: bool,
+    augment: Callable[..., Any] | None = None,
+) -> Any:
     """tf.data: parallel decode → cache → shuffle → batch → augment → prefetch."""
     import tensorflow as tf
 
     targets = np.eye(classes, dtype=np.float32)[examples.labels]
     dataset = tf.data.Dataset.from_tensor_slices((examples.paths, targets))
-    dataset = dataset.map(lambda path, target: (decode_crop(path, training.image_size, alpha), target),
-                          num_parallel_calls=tf.data.AUTOTUNE).cache()
+    dataset = dataset.map(
+        lambda path, target: (decode_crop(path, training.image_size, alpha), target),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).cache()
     if shuffle:
         dataset = dataset.shuffle(len(examples), seed=training.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(training.batch_size)
     if augment is not None:
-        dataset = dataset.map(lambda images, target: (augment(images, training=True), target), num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(
+            lambda images, target: (augment(images, training=True), target), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -166,8 +179,13 @@ def predict_probabilities(model: Any, dataset: Any) -> np.ndarray:
     return np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)
 
 
-def train_classifier(component: ComponentParams, examples: Mapping[str, Examples], alpha: bool,
-                     on_epoch: Callable[[dict[str, Any]], None] = lambda row: None, callbacks: Sequence[Any] = ()) -> TrainResult:
+def train_classifier(
+    component: ComponentParams,
+    examples: Mapping[str, Examples],
+    alpha: bool,
+    on_epoch: Callable[[dict[str, Any]], None] = lambda row: None,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
     """Phase 1 (frozen base; on cached features when `frozen.cached_features`), then phase 2
     (fine-tuning from `unfreeze_from`), each with early stopping on validation loss that keeps the
     best weights."""
@@ -188,24 +206,48 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
     train_set = make_dataset(examples["train"], classes, training, alpha, shuffle=True, augment=augment)
     val_set = make_dataset(examples["val"], classes, training, alpha, shuffle=False)
     test_set = make_dataset(examples["test"], classes, training, alpha, shuffle=False)
-    weights = balanced_class_weights(examples["train"].labels, classes) if training.class_weights == "balanced" else None
+    weights = (
+        balanced_class_weights(examples["train"].labels, classes) if training.class_weights == "balanced" else None
+    )
     log = EpochLog(on_epoch)
 
     with distribution().scope():
-        model = build_classifier(backbone=training.backbone, classes=component.classes, image_size=training.image_size,
-                                 dropout=training.dropout, weights=training.weights,
-                                 batchnorm_momentum=training.batchnorm_momentum)
+        model = build_classifier(
+            backbone=training.backbone,
+            classes=component.classes,
+            image_size=training.image_size,
+            dropout=training.dropout,
+            weights=training.weights,
+            batchnorm_momentum=training.batchnorm_momentum,
+        )
     result = TrainResult(model)
     if training.frozen.epochs:
         started = time.perf_counter()
         set_trainable(model, "frozen")
         if training.frozen.cached_features:
-            _fit_head_on_cached_features(model, examples, train_set, val_set, training, classes, weights, alpha, augment,
-                                         [*phase_callbacks(training), log.callback("frozen"), *callbacks])
+            _fit_head_on_cached_features(
+                model,
+                examples,
+                train_set,
+                val_set,
+                training,
+                classes,
+                weights,
+                alpha,
+                augment,
+                [*phase_callbacks(training), log.callback("frozen"), *callbacks],
+            )
         else:
             compile_classifier(model, training.loss, training.frozen.learning_rate)
-            model.fit(train_set, validation_data=val_set, epochs=training.frozen.epochs, class_weight=weights,
-                      callbacks=[*phase_callbacks(training), log.callback("frozen"), *callbacks], shuffle=False, verbose=0)
+            model.fit(
+                train_set,
+                validation_data=val_set,
+                epochs=training.frozen.epochs,
+                class_weight=weights,
+                callbacks=[*phase_callbacks(training), log.callback("frozen"), *callbacks],
+                shuffle=False,
+                verbose=0,
+            )
         result.phase_seconds["frozen"] = time.perf_counter() - started
         if training.fine_tune.epochs:  # the frozen model's test score, to set beside the fine-tuned one's
             result.frozen_test = {"probabilities": predict_probabilities(model, test_set)}
@@ -221,8 +263,15 @@ def train_classifier(component: ComponentParams, examples: Mapping[str, Examples
         started = time.perf_counter()
         set_trainable(model, "fine_tune", training.fine_tune.unfreeze_from, training.batchnorm_trains)
         compile_classifier(model, training.loss, training.fine_tune.learning_rate)
-        model.fit(train_set, validation_data=val_set, epochs=training.fine_tune.epochs, class_weight=weights,
-                  callbacks=[*phase_callbacks(training), log.callback("fine_tune"), *callbacks], shuffle=False, verbose=0)
+        model.fit(
+            train_set,
+            validation_data=val_set,
+            epochs=training.fine_tune.epochs,
+            class_weight=weights,
+            callbacks=[*phase_callbacks(training), log.callback("fine_tune"), *callbacks],
+            shuffle=False,
+            verbose=0,
+        )
         result.phase_seconds["fine_tune"] = time.perf_counter() - started
         result.kept_phase = "fine_tune"
         if frozen_weights is not None:
@@ -251,18 +300,34 @@ def early_stopping(training: TrainingParams) -> Any:
     before that start are never kept: a from-scratch model's early val_loss minimum is noise."""
     import keras
 
-    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=training.early_stopping_patience,
-                                         start_from_epoch=training.early_stopping_start, restore_best_weights=True)
+    return keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=training.early_stopping_patience,
+        start_from_epoch=training.early_stopping_start,
+        restore_best_weights=True,
+    )
 
 
 def best_val_loss(rows: Sequence[Mapping[str, Any]], phase: str) -> float:
     """The lowest validation loss a phase reached (inf if it logged none)."""
-    return min((float(row["val_loss"]) for row in rows if row.get("phase") == phase and "val_loss" in row), default=float("inf"))
+    return min(
+        (float(row["val_loss"]) for row in rows if row.get("phase") == phase and "val_loss" in row),
+        default=float("inf"),
+    )
 
 
-def _fit_head_on_cached_features(model: Any, examples: Mapping[str, Examples], train_set: Any, val_set: Any,
-                                 training: TrainingParams, classes: int, weights: Mapping[int, float] | None,
-                                 alpha: bool, augment: Any, callbacks: list[Any]) -> None:
+def _fit_head_on_cached_features(
+    model: Any,
+    examples: Mapping[str, Examples],
+    train_set: Any,
+    val_set: Any,
+    training: TrainingParams,
+    classes: int,
+    weights: Mapping[int, float] | None,
+    alpha: bool,
+    augment: Any,
+    callbacks: list[Any],
+) -> None:
     """The frozen base is a fixed function: run it once per image (plus `augmented_views`
     augmented copies of each training image) and train the head on the cached features."""
     from pipelines.train import compile_classifier, feature_extractor, head_for
@@ -279,15 +344,31 @@ def _fit_head_on_cached_features(model: Any, examples: Mapping[str, Examples], t
     val_targets = np.eye(classes, dtype=np.float32)[examples["val"].labels]
     head = head_for(model, training.dropout)
     compile_classifier(head, training.loss, training.frozen.learning_rate)
-    head.fit(np.concatenate(features), np.concatenate(targets), batch_size=training.batch_size, epochs=training.frozen.epochs,
-             validation_data=(val_features, val_targets), class_weight=weights, shuffle=True, callbacks=callbacks, verbose=0)
+    head.fit(
+        np.concatenate(features),
+        np.concatenate(targets),
+        batch_size=training.batch_size,
+        epochs=training.frozen.epochs,
+        validation_data=(val_features, val_targets),
+        class_weight=weights,
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=0,
+    )
 
 
 # --- the stage --------------------------------------------------------------------------------
 
 
-def write_plots(folder: Path, component: str, history: Sequence[Mapping[str, Any]], report: Mapping[str, Any],
-                classes: Sequence[str], truth: np.ndarray, predicted: np.ndarray) -> None:
+def write_plots(
+    folder: Path,
+    component: str,
+    history: Sequence[Mapping[str, Any]],
+    report: Mapping[str, Any],
+    classes: Sequence[str],
+    truth: np.ndarray,
+    predicted: np.ndarray,
+) -> None:
     from pipelines.evaluate import plot_confusion, plot_curves
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -310,8 +391,16 @@ def summary_line(component: str, metrics: Mapping[str, Any]) -> str:
     return f"train {component}: {before}test acc {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
 
 
-def run_stage(params: Params, component_name: str, crops: Path, labels: Path, out: Path, metrics_path: Path, plots: Path,
-              progress: Callable[[str], None] = print) -> dict[str, Any]:
+def run_stage(
+    params: Params,
+    component_name: str,
+    crops: Path,
+    labels: Path,
+    out: Path,
+    metrics_path: Path,
+    plots: Path,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
     import mlflow
     from pipelines.evaluate import classification_report, evaluate, tune_thresholds
     from pipelines.tracking import flat_params, mlflow_run
@@ -323,32 +412,47 @@ def run_stage(params: Params, component_name: str, crops: Path, labels: Path, ou
     examples = load_examples(crops, labels, component_name, component.classes)
     crop = params.crop_for(component_name)
     alpha = crop.mode == "mask_alpha"
-    progress(f"train {component_name}: {len(examples['train'])} train / {len(examples['val'])} val / {len(examples['test'])} test crops; "
-             f"{training.backbone} ({training.weights or 'from scratch'}) at {training.image_size} px; "
-             f"frozen {training.frozen.epochs} + fine-tune {training.fine_tune.epochs} epochs "
-             f"(BatchNorm {'trains' if training.batchnorm_trains else 'frozen'})")
-    tags = {"seamline.component": component_name, "seamline.profile": params.profile,
-            "seamline.base_weights": str(training.weights), "seamline.crop_mode": crop.mode,
-            "seamline.crop_margin": str(crop.margin)}
+    progress(
+        f"train {component_name}: {len(examples['train'])} train / {len(examples['val'])} val / {len(examples['test'])} test crops; "
+        f"{training.backbone} ({training.weights or 'from scratch'}) at {training.image_size} px; "
+        f"frozen {training.frozen.epochs} + fine-tune {training.fine_tune.epochs} epochs "
+        f"(BatchNorm {'trains' if training.batchnorm_trains else 'frozen'})"
+    )
+    tags = {
+        "seamline.component": component_name,
+        "seamline.profile": params.profile,
+        "seamline.base_weights": str(training.weights),
+        "seamline.crop_mode": crop.mode,
+        "seamline.crop_margin": str(crop.margin),
+    }
     with mlflow_run(params.registry, "classifiers", component_name, tags) as run:
         mlflow.log_params(flat_params(training.model_dump(mode="json"), "training."))
         mlflow.log_params({"classes": json.dumps(list(component.classes)), "train_examples": len(examples["train"])})
 
         def on_epoch(row: dict[str, Any]) -> None:
             mlflow.log_metrics({k: v for k, v in row.items() if isinstance(v, float)}, step=row["epoch"])
-            progress(f"train {component_name}: epoch {row['epoch']} ({row['phase']}) loss {row.get('loss', 0):.3f} "
-                     f"acc {row.get('accuracy', 0):.3f}  val loss {row.get('val_loss', 0):.3f} acc {row.get('val_accuracy', 0):.3f}")
+            progress(
+                f"train {component_name}: epoch {row['epoch']} ({row['phase']}) loss {row.get('loss', 0):.3f} "
+                f"acc {row.get('accuracy', 0):.3f}  val loss {row.get('val_loss', 0):.3f} acc {row.get('val_accuracy', 0):.3f}"
+            )
 
         result = train_classifier(component, examples, alpha, on_epoch)
         classes = len(component.classes)
-        val_probabilities = predict_probabilities(result.model, make_dataset(examples["val"], classes, training, alpha, shuffle=False))
-        test_probabilities = predict_probabilities(result.model, make_dataset(examples["test"], classes, training, alpha, shuffle=False))
+        val_probabilities = predict_probabilities(
+            result.model, make_dataset(examples["val"], classes, training, alpha, shuffle=False)
+        )
+        test_probabilities = predict_probabilities(
+            result.model, make_dataset(examples["test"], classes, training, alpha, shuffle=False)
+        )
         thresholds = tune_thresholds(examples["val"].labels, val_probabilities)
         truth = examples["test"].labels
         report = evaluate(truth, test_probabilities, component.classes, thresholds)
         metrics: dict[str, Any] = {
-            "component": component_name, "profile": params.profile, "test_examples": len(truth),
-            "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+            "component": component_name,
+            "profile": params.profile,
+            "test_examples": len(truth),
+            "accuracy": report["accuracy"],
+            "macro_f1": report["macro_f1"],
             "phase_seconds": {k: round(v, 1) for k, v in result.phase_seconds.items()},
             "epochs": len(result.history),
             "kept_phase": result.kept_phase,
@@ -356,25 +460,48 @@ def run_stage(params: Params, component_name: str, crops: Path, labels: Path, ou
         if result.frozen_test is not None:
             frozen = classification_report(truth, result.frozen_test["probabilities"].argmax(axis=1), component.classes)
             metrics["frozen"] = {"accuracy": frozen["accuracy"], "macro_f1": frozen["macro_f1"]}
-        metrics["with_unknown"] = {k: report["with_unknown"][k] for k in ("accuracy", "macro_f1", "coverage", "accuracy_answered")}
+        metrics["with_unknown"] = {
+            k: report["with_unknown"][k] for k in ("accuracy", "macro_f1", "coverage", "accuracy_answered")
+        }
         metrics["per_class"] = report["per_class"]
 
         out.mkdir(parents=True, exist_ok=True)
         result.model.save(out / MODEL_FILE)
-        classifier = {"component": component_name, "classes": list(component.classes), "thresholds": report["thresholds"],
-                      "image_size": training.image_size, "item": component.item, "crop_region": component.crop_region,
-                      "crop_mode": crop.mode, "crop_margin": crop.margin, "base_weights": training.weights, "mlflow_run_id": run.info.run_id}
+        classifier = {
+            "component": component_name,
+            "classes": list(component.classes),
+            "thresholds": report["thresholds"],
+            "image_size": training.image_size,
+            "item": component.item,
+            "crop_region": component.crop_region,
+            "crop_mode": crop.mode,
+            "crop_margin": crop.margin,
+            "base_weights": training.weights,
+            "mlflow_run_id": run.info.run_id,
+        }
         (out / CLASSIFIER_FILE).write_text(json.dumps(classifier, indent=2) + "\n", encoding="utf-8")
-        write_plots(plots, component_name, result.history, report, component.classes, truth, test_probabilities.argmax(axis=1))
+        write_plots(
+            plots, component_name, result.history, report, component.classes, truth, test_probabilities.argmax(axis=1)
+        )
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
         metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
-        mlflow.log_metrics({"test_accuracy": report["accuracy"], "test_macro_f1": report["macro_f1"],
-                            "test_coverage_with_unknown": report["with_unknown"]["coverage"]})
+        mlflow.log_metrics(
+            {
+                "test_accuracy": report["accuracy"],
+                "test_macro_f1": report["macro_f1"],
+                "test_coverage_with_unknown": report["with_unknown"]["coverage"],
+            }
+        )
         mlflow.set_tag("seamline.kept_phase", result.kept_phase)
         if "frozen" in metrics:
-            mlflow.log_metrics({"frozen_test_accuracy": metrics["frozen"]["accuracy"], "frozen_test_macro_f1": metrics["frozen"]["macro_f1"]})
+            mlflow.log_metrics(
+                {
+                    "frozen_test_accuracy": metrics["frozen"]["accuracy"],
+                    "frozen_test_macro_f1": metrics["frozen"]["macro_f1"],
+                }
+            )
         mlflow.log_artifacts(str(plots), "plots")
         mlflow.log_artifact(str(out / "evaluation.json"))
         mlflow.log_artifact(str(out / CLASSIFIER_FILE))
@@ -404,8 +531,9 @@ def log_classifier_model(model: Any, classifier: Mapping[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="seamline-model-") as work:
         path = Path(work) / "model"
         path.mkdir()
-        mlflow.keras.save_model(model, str(path), signature=signature, input_example=example,
-                                pip_requirements=model_requirements())
+        mlflow.keras.save_model(
+            model, str(path), signature=signature, input_example=example, pip_requirements=model_requirements()
+        )
         (path / CLASSIFIER_FILE).write_text(json.dumps(dict(classifier), indent=2) + "\n", encoding="utf-8")
         mlflow.log_artifacts(str(path), "model")
 
@@ -426,7 +554,9 @@ def model_requirements() -> list[str] | None:
         return None
 
 
-def crop_probabilities(model: Any, paths: Sequence[str], image_size: int, alpha: bool, batch_size: int = 64) -> np.ndarray:
+def crop_probabilities(
+    model: Any, paths: Sequence[str], image_size: int, alpha: bool, batch_size: int = 64
+) -> np.ndarray:
     """Class probabilities for crop files, decoded exactly as training decoded them."""
     import tensorflow as tf
 
@@ -448,9 +578,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.component
     try:
         params = load_params(args.params, args.profile)
-        metrics = run_stage(params, name, args.crops, args.labels, args.out or Path("models") / name,
-                            args.metrics or Path("metrics") / f"{name}.json", args.plots or Path("plots") / name,
-                            progress=lambda line: print(line, flush=True))
+        metrics = run_stage(
+            params,
+            name,
+            args.crops,
+            args.labels,
+            args.out or Path("models") / name,
+            args.metrics or Path("metrics") / f"{name}.json",
+            args.plots or Path("plots") / name,
+            progress=lambda line: print(line, flush=True),
+        )
     except (ParamsError, TrainingError, WeightsError) as error:
         print(f"train: {error}", file=sys.stderr)
         return 2

@@ -24,8 +24,22 @@ from pipelines.config import ParamsError, ValidationParams, load_params
 from pipelines.manifest import ManifestRow, iter_manifests, near_duplicate_pairs, read_manifest
 
 MANIFEST_COLUMNS = [
-    "sha256", "path", "source", "image_url", "product_url", "title", "breadcrumb", "item_hint", "price",
-    "width", "height", "format", "bytes", "phash", "crawled_at", "schema",
+    "sha256",
+    "path",
+    "source",
+    "image_url",
+    "product_url",
+    "title",
+    "breadcrumb",
+    "item_hint",
+    "price",
+    "width",
+    "height",
+    "format",
+    "bytes",
+    "phash",
+    "crawled_at",
+    "schema",
 ]
 REQUIRED = ["sha256", "path", "source", "image_url", "product_url", "width", "height", "format", "phash"]
 
@@ -87,15 +101,24 @@ def row_expectations(params: ValidationParams) -> list[tuple[str, Any]]:
     import great_expectations as gx
 
     low, high = params.aspect_ratio
-    checks: list[tuple[str, Any]] = [(f"missing_{column}", gx.expectations.ExpectColumnValuesToNotBeNull(column=column))
-                                     for column in REQUIRED]
+    checks: list[tuple[str, Any]] = [
+        (f"missing_{column}", gx.expectations.ExpectColumnValuesToNotBeNull(column=column)) for column in REQUIRED
+    ]
     checks += [
-        ("format_not_allowed", gx.expectations.ExpectColumnValuesToBeInSet(column="format", value_set=list(params.allowed_formats))),
+        (
+            "format_not_allowed",
+            gx.expectations.ExpectColumnValuesToBeInSet(column="format", value_set=list(params.allowed_formats)),
+        ),
         ("too_narrow", gx.expectations.ExpectColumnValuesToBeBetween(column="width", min_value=params.min_width)),
         ("too_short", gx.expectations.ExpectColumnValuesToBeBetween(column="height", min_value=params.min_height)),
         ("aspect_ratio", gx.expectations.ExpectColumnValuesToBeBetween(column="aspect", min_value=low, max_value=high)),
         ("undecodable", gx.expectations.ExpectColumnValuesToBeInSet(column="decodable", value_set=[True])),
-        ("blank", gx.expectations.ExpectColumnValuesToBeBetween(column="grey_std", min_value=params.blank_std_max, strict_min=True)),
+        (
+            "blank",
+            gx.expectations.ExpectColumnValuesToBeBetween(
+                column="grey_std", min_value=params.blank_std_max, strict_min=True
+            ),
+        ),
         ("duplicate", gx.expectations.ExpectColumnValuesToBeNull(column="duplicate_of")),
     ]
     return checks
@@ -125,19 +148,29 @@ def run_suite(frame: pd.DataFrame, params: ValidationParams, docs_dir: Path) -> 
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    batch = context.data_sources.add_pandas("crawl").add_dataframe_asset("manifest").add_batch_definition_whole_dataframe("all")
+    batch = (
+        context.data_sources.add_pandas("crawl")
+        .add_dataframe_asset("manifest")
+        .add_batch_definition_whole_dataframe("all")
+    )
     suite = context.suites.add(gx.ExpectationSuite(name="manifest"))
-    schema = gx.expectations.ExpectTableColumnsToMatchSet(column_set=MANIFEST_COLUMNS + ["decodable", "grey_std", "aspect", "duplicate_of"])
+    schema = gx.expectations.ExpectTableColumnsToMatchSet(
+        column_set=MANIFEST_COLUMNS + ["decodable", "grey_std", "aspect", "duplicate_of"]
+    )
     suite.add_expectation(schema)
     reasons: dict[str, str] = {}
     for reason, expectation in row_expectations(params):
         added = suite.add_expectation(expectation)
         reasons[added.id] = reason
     definition = context.validation_definitions.add(gx.ValidationDefinition(name="manifest", data=batch, suite=suite))
-    checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name="weekly", validation_definitions=[definition], actions=[UpdateDataDocsAction(name="docs", site_names=["seamline"])],
-        result_format={"result_format": "COMPLETE"},
-    ))
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name="weekly",
+            validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="docs", site_names=["seamline"])],
+            result_format={"result_format": "COMPLETE"},
+        )
+    )
     result = checkpoint.run(batch_parameters={"dataframe": frame})
 
     flagged: dict[int, str] = {}
@@ -152,7 +185,9 @@ def run_suite(frame: pd.DataFrame, params: ValidationParams, docs_dir: Path) -> 
                 continue
             for index in check.result.get("unexpected_index_list") or []:
                 flagged.setdefault(int(index), reason)  # the first failing check names the row
-    quarantine = frame.loc[sorted(flagged), ["sha256", "source", "path"]].assign(reason=[flagged[i] for i in sorted(flagged)])
+    quarantine = frame.loc[sorted(flagged), ["sha256", "source", "path"]].assign(
+        reason=[flagged[i] for i in sorted(flagged)]
+    )
     valid = frame.drop(index=list(flagged))[MANIFEST_COLUMNS]
     return Outcome(quarantine, valid, problems, docs_dir / "index.html")
 
@@ -176,11 +211,14 @@ def collapsed_sources(reports_root: Path, drop_ratio: float) -> list[str]:
 def classes_below_minimum(component: str, classes: Sequence[str], labels: Sequence[str], minimum: int) -> list[str]:
     """One line per class of a component with fewer than `minimum` labelled images (classes no
     image carries included): the label set is too thin to train and test that class."""
-    counts = {label: 0 for label in classes}
+    counts = dict.fromkeys(classes, 0)
     for label in labels:
         counts[label] = counts.get(label, 0) + 1
-    return [f"{component}: class {label} has {n} labelled images (minimum {minimum})"
-            for label, n in counts.items() if n < minimum]
+    return [
+        f"{component}: class {label} has {n} labelled images (minimum {minimum})"
+        for label, n in counts.items()
+        if n < minimum
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     args.summary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     quarantined = ", ".join(f"{reason} {n}" for reason, n in reasons.items()) or "none"
-    print(f"validated {len(rows)} rows: {len(outcome.valid)} valid, quarantined: {quarantined}; Data Docs: {outcome.docs}")
+    print(
+        f"validated {len(rows)} rows: {len(outcome.valid)} valid, quarantined: {quarantined}; Data Docs: {outcome.docs}"
+    )
     if problems:
         print(f"error: validation failed: {'; '.join(problems)} (Data Docs: {outcome.docs})", file=sys.stderr)
         return 1

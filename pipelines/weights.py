@@ -52,7 +52,9 @@ def fetch_weights(spec: str, cache_dir: Path | None = None) -> Path:
         return _fetch_s3(spec, target)
     if scheme in MLFLOW_SCHEMES:
         return _fetch_mlflow(spec, target)
-    raise WeightsError(f"weights: {spec}: unsupported scheme {scheme!r} (use a path, s3://, runs:/, models:/ or mlflow-artifacts:/)")
+    raise WeightsError(
+        f"weights: {spec}: unsupported scheme {scheme!r} (use a path, s3://, runs:/, models:/ or mlflow-artifacts:/)"
+    )
 
 
 def _single_weights_file(path: Path, spec: str) -> Path:

@@ -41,14 +41,22 @@ def moto_s3(tmp_path: Path) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     import boto3
     import botocore.exceptions
 
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     for _ in range(100):
         try:
             client.create_bucket(Bucket="seamline-data")
@@ -141,14 +149,24 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     SQLite store and proxied artifacts in a temp folder; yields its URL."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{root / 'mlflow.db'}",
-           "MLFLOW_ARTIFACTS_DESTINATION": str(root / "artifacts"), "MLFLOW_PORT": str(port), "MLFLOW_WORKERS": "1",
-           "MLFLOW_BIN": str(Path(sys.executable).with_name("mlflow"))}
+    env = {
+        **os.environ,
+        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "MLFLOW_ARTIFACTS_DESTINATION": str(root / "artifacts"),
+        "MLFLOW_PORT": str(port),
+        "MLFLOW_WORKERS": "1",
+        "MLFLOW_BIN": str(Path(sys.executable).with_name("mlflow")),
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     log = root / "server.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen(["bash", str(PROJECT_ROOT / "mlflow" / "server.sh")], env=env, stdout=sink,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["bash", str(PROJECT_ROOT / "mlflow" / "server.sh")],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health", process, log)

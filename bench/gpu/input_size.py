@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the device has the tree, not the install
-from pipelines.evaluate import classification_report  # noqa: E402  (numpy only)
+from pipelines.evaluate import classification_report
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1) * 255
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1) * 255
@@ -53,8 +53,17 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1) * 25
 # --- pack (CPU, Seamline environment) --------------------------------------------------------
 
 
-def pack(component: str, margin: float, size: int, crops: Path, labels: Path, images: Path, out: Path,
-         shop: Path | None = None, manifests: Path | None = None) -> int:
+def pack(
+    component: str,
+    margin: float,
+    size: int,
+    crops: Path,
+    labels: Path,
+    images: Path,
+    out: Path,
+    shop: Path | None = None,
+    manifests: Path | None = None,
+) -> int:
     """Crops of `component` re-cut from the photos at `margin` and `size`; returns their count.
     With the demo `shop` (and the crawl's `manifests`) each crop also gets its true class (-1
     where the truth has none) and its photo's view, so runs can be scored on the truth too."""
@@ -82,12 +91,24 @@ def pack(component: str, margin: float, size: int, crops: Path, labels: Path, im
 
         image_truth = image_labels(shop, manifests or images)
         truths = [image_truth.get(r["sha256"], {}) for r in rows]
-        extra = {"truth": np.array([classes.index(t[ATTRIBUTE[component]]) if t.get(ATTRIBUTE[component]) in classes else -1
-                                    for t in truths]),
-                 "view": np.array([t.get("view", "unknown") for t in truths])}
+        extra = {
+            "truth": np.array(
+                [
+                    classes.index(t[ATTRIBUTE[component]]) if t.get(ATTRIBUTE[component]) in classes else -1
+                    for t in truths
+                ]
+            ),
+            "view": np.array([t.get("view", "unknown") for t in truths]),
+        }
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, x=np.stack(pixels), y=np.array([classes.index(r["label"]) for r in rows]),
-                        split=np.array([r["split"] for r in rows]), classes=np.array(classes), **extra)
+    np.savez_compressed(
+        out,
+        x=np.stack(pixels),
+        y=np.array([classes.index(r["label"]) for r in rows]),
+        split=np.array([r["split"] for r in rows]),
+        classes=np.array(classes),
+        **extra,
+    )
     return len(rows)
 
 
@@ -99,7 +120,9 @@ def parse_variant(spec: str) -> tuple[str, dict[str, float]]:
     component, _, rest = spec.partition(":")
     settings = {key: float(value) for key, value in (item.split("=") for item in rest.split(",") if item)}
     if "size" not in settings or set(settings) - {"size", "keep", "from", "epochs", "ema", "smooth", "wd"}:
-        raise SystemExit(f"{spec}: expected component:size=N[,keep=F][,from=N][,epochs=N][,ema=DECAY][,smooth=F][,wd=F]")
+        raise SystemExit(
+            f"{spec}: expected component:size=N[,keep=F][,from=N][,epochs=N][,ema=DECAY][,smooth=F][,wd=F]"
+        )
     return component, settings
 
 
@@ -110,7 +133,7 @@ def view(x, keep: float, size: int):
     side = x.shape[-1]
     kept = int(round(side * keep))
     offset = (side - kept) // 2
-    x = x[..., offset:offset + kept, offset:offset + kept]
+    x = x[..., offset : offset + kept, offset : offset + kept]
     if kept == size:
         return x
     if kept > size:
@@ -141,9 +164,15 @@ def train_one(data: Path, spec: str, seed: int) -> dict[str, object]:
     classes = len(packed["classes"])
     counts = torch.bincount(y[index["train"]], minlength=classes).float()
     weights = counts.sum() / (classes * counts.clamp(min=1))
-    model = torchvision.models.densenet121(weights=None, num_classes=classes).to(device).to(memory_format=torch.channels_last)
+    model = (
+        torchvision.models.densenet121(weights=None, num_classes=classes)
+        .to(device)
+        .to(memory_format=torch.channels_last)
+    )
     # wd=F: decoupled weight decay (AdamW; Keras's AdamW means the same), none in the demo recipe.
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-7, weight_decay=settings.get("wd", 0.0))  # Keras's epsilon
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=1e-3, eps=1e-7, weight_decay=settings.get("wd", 0.0)
+    )  # Keras's epsilon
     smoothing = settings.get("smooth", 0.0)  # smooth=F: label smoothing, as Keras's label_smoothing
     autocast = dict(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda")
 
@@ -159,13 +188,19 @@ def train_one(data: Path, spec: str, seed: int) -> dict[str, object]:
     def logits_of(name: str, flip: bool = False):
         judged.eval()
         with torch.no_grad(), torch.autocast(**autocast):
-            return torch.cat([judged(x[index[name][i:i + 256]].flip(-1) if flip else x[index[name][i:i + 256]]).float()
-                              for i in range(0, len(index[name]), 256)])
+            return torch.cat(
+                [
+                    judged(x[index[name][i : i + 256]].flip(-1) if flip else x[index[name][i : i + 256]]).float()
+                    for i in range(0, len(index[name]), 256)
+                ]
+            )
 
     def evaluate(name: str, logits=None) -> tuple[float, float, float]:
         logits = logits_of(name) if logits is None else logits
         truth = y[index[name]]
-        report = classification_report(truth.cpu().numpy(), logits.argmax(1).cpu().numpy(), [str(c) for c in packed["classes"]])
+        report = classification_report(
+            truth.cpu().numpy(), logits.argmax(1).cpu().numpy(), [str(c) for c in packed["classes"]]
+        )
         return F.cross_entropy(logits, truth).item(), report["accuracy"], report["macro_f1"]
 
     watch_from = min(20, epochs - 1)  # the demo's early_stopping_start
@@ -174,7 +209,7 @@ def train_one(data: Path, spec: str, seed: int) -> dict[str, object]:
         model.train()
         order = index["train"][torch.randperm(len(index["train"]), device=device)]
         for i in range(0, len(order), 32):
-            batch = order[i:i + 32]
+            batch = order[i : i + 32]
             images = x[batch]
             flip = torch.rand(len(batch), device=device) < 0.5
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
@@ -199,9 +234,18 @@ def train_one(data: Path, spec: str, seed: int) -> dict[str, object]:
     judged.load_state_dict(best_state)
     plain = logits_of("test")
     _, test_acc, test_f1 = evaluate("test", plain)
-    result = {"variant": spec, "seed": seed, "test_acc": round(test_acc, 3), "test_f1": round(test_f1, 3), "epochs": len(history),
-              "kept": kept, "best_val_loss": round(best, 3), "test_crops": len(index["test"]),
-              "seconds": round(time.time() - started, 1), "history": history}
+    result = {
+        "variant": spec,
+        "seed": seed,
+        "test_acc": round(test_acc, 3),
+        "test_f1": round(test_f1, 3),
+        "epochs": len(history),
+        "kept": kept,
+        "best_val_loss": round(best, 3),
+        "test_crops": len(index["test"]),
+        "seconds": round(time.time() - started, 1),
+        "history": history,
+    }
     if "truth" in packed:  # packed with --shop: the test split scored on the shop's truth as well
         flipped = logits_of("test", flip=True)
         truth = torch.from_numpy(packed["truth"]).to(device)[index["test"]]
@@ -209,8 +253,12 @@ def train_one(data: Path, spec: str, seed: int) -> dict[str, object]:
         right = plain.argmax(1) == truth
         # Flip test-time augmentation: the mean of the crop's and its mirror's probabilities.
         right_tta = (plain.softmax(1) + flipped.softmax(1)).argmax(1) == truth
-        result.update(truth_acc=round(right.float().mean().item(), 3), truth_front_acc=round(right[front].float().mean().item(), 3),
-                      truth_tta_acc=round(right_tta.float().mean().item(), 3), test_front_crops=int(front.sum().item()))
+        result.update(
+            truth_acc=round(right.float().mean().item(), 3),
+            truth_front_acc=round(right[front].float().mean().item(), 3),
+            truth_tta_acc=round(right_tta.float().mean().item(), 3),
+            test_front_crops=int(front.sum().item()),
+        )
     return result
 
 
@@ -219,34 +267,47 @@ def summarise(results: list[dict[str, object]]) -> None:
     for row in results:
         by_variant.setdefault(str(row["variant"]), []).append(row)
     truth = all("truth_acc" in r for r in results)
-    print(f"{'variant':<44} {'runs':>4} {'test acc mean [min–max]':>26} {'macro-F1 mean':>14}"
-          + (f" {'truth mean [min–max]':>23} {'front':>6} {'flip TTA':>9}" if truth else ""))
+    print(
+        f"{'variant':<44} {'runs':>4} {'test acc mean [min–max]':>26} {'macro-F1 mean':>14}"
+        + (f" {'truth mean [min–max]':>23} {'front':>6} {'flip TTA':>9}" if truth else "")
+    )
     for variant, rows in by_variant.items():
         acc = [float(r["test_acc"]) for r in rows]
         f1 = [float(r["test_f1"]) for r in rows]
         line = f"{variant:<44} {len(rows):>4} {statistics.mean(acc):>12.3f} [{min(acc):.3f}–{max(acc):.3f}] {statistics.mean(f1):>14.3f}"
         if truth:
             on_truth = [float(r["truth_acc"]) for r in rows]
-            line += (f" {statistics.mean(on_truth):>9.3f} [{min(on_truth):.3f}–{max(on_truth):.3f}]"
-                     f" {statistics.mean(float(r['truth_front_acc']) for r in rows):>6.3f}"
-                     f" {statistics.mean(float(r['truth_tta_acc']) for r in rows):>9.3f}")
+            line += (
+                f" {statistics.mean(on_truth):>9.3f} [{min(on_truth):.3f}–{max(on_truth):.3f}]"
+                f" {statistics.mean(float(r['truth_front_acc']) for r in rows):>6.3f}"
+                f" {statistics.mean(float(r['truth_tta_acc']) for r in rows):>9.3f}"
+            )
         print(line)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     packing = commands.add_parser("pack", help="re-cut one component's crops into an .npz (here)")
     packing.add_argument("component")
-    packing.add_argument("--margin", type=float, required=True, help="crop margin, as crop.margin (-0.25: the middle half)")
+    packing.add_argument(
+        "--margin", type=float, required=True, help="crop margin, as crop.margin (-0.25: the middle half)"
+    )
     packing.add_argument("--size", type=int, required=True, help="side of the packed crops, px")
     packing.add_argument("--crops", type=Path, default=Path("data/crops"))
     packing.add_argument("--labels", type=Path, default=Path("data/labels"))
     packing.add_argument("--images", type=Path, default=Path("data/raw"))
     packing.add_argument("--out", type=Path, required=True)
-    packing.add_argument("--shop", type=Path, default=None,
-                         help="the demo shop crawled (its ground_truth.jsonl): also pack each crop's true class and view")
+    packing.add_argument(
+        "--shop",
+        type=Path,
+        default=None,
+        help="the demo shop crawled (its ground_truth.jsonl): also pack each crop's true class and view",
+    )
     packing.add_argument("--manifests", type=Path, default=None, help="the crawl's manifests (default: --images)")
     training = commands.add_parser("train", help="train variants on a GPU (device machine)")
     training.add_argument("variants", nargs="+", help="component:size=N[,keep=F][,from=N][,epochs=N]")
@@ -257,7 +318,17 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.command == "pack":
-        count = pack(args.component, args.margin, args.size, args.crops, args.labels, args.images, args.out, args.shop, args.manifests)
+        count = pack(
+            args.component,
+            args.margin,
+            args.size,
+            args.crops,
+            args.labels,
+            args.images,
+            args.out,
+            args.shop,
+            args.manifests,
+        )
         print(f"{args.out}: {count} crops of {args.component} at margin {args.margin:g}, {args.size} px")
         return
     for variant in args.variants:
@@ -273,8 +344,26 @@ def main() -> None:
         return
     # Small batches of a DenseNet leave one process launch-bound; a process per run fills the GPU.
     keep = ["--jsonl", str(args.jsonl)] if args.jsonl else []
-    workers = [subprocess.Popen([sys.executable, __file__, "train", variant, "--one", "--data", str(args.data), "--seeds", str(seed), *keep],
-                                stdout=subprocess.PIPE, text=True) for variant in args.variants for seed in args.seeds]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "train",
+                variant,
+                "--one",
+                "--data",
+                str(args.data),
+                "--seeds",
+                str(seed),
+                *keep,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for variant in args.variants
+        for seed in args.seeds
+    ]
     results = []
     for worker in workers:
         output, _ = worker.communicate()

@@ -71,8 +71,12 @@ def unlabelled(rows: list[dict[str, str]]) -> list[int]:
 def pooled(encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
     encoder.eval()
     with torch.no_grad():
-        return torch.cat([F.adaptive_avg_pool2d(F.relu(encoder((images[i:i + 512] - MEAN) / STD)), 1).flatten(1)
-                          for i in range(0, len(images), 512)])
+        return torch.cat(
+            [
+                F.adaptive_avg_pool2d(F.relu(encoder((images[i : i + 512] - MEAN) / STD)), 1).flatten(1)
+                for i in range(0, len(images), 512)
+            ]
+        )
 
 
 def probe(encoder: nn.Module, images: torch.Tensor, rows: list[dict[str, str]]) -> dict[str, float]:
@@ -106,7 +110,9 @@ def views(x: torch.Tensor, keep: float, jitter: float, hue: float, grey: float) 
     theta[:, 0, 0] = side * torch.where(torch.rand(n, device=device) < 0.5, -1.0, 1.0)
     theta[:, 1, 1] = side
     theta[:, :, 2] = (torch.rand(n, 2, device=device) * 2 - 1) * (1 - side).unsqueeze(1)
-    v = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), padding_mode="reflection", align_corners=False)
+    v = F.grid_sample(
+        x, F.affine_grid(theta, list(x.shape), align_corners=False), padding_mode="reflection", align_corners=False
+    )
 
     def factor() -> torch.Tensor:
         return 1 + (torch.rand(n, 1, 1, 1, device=device) * 2 - 1) * jitter
@@ -132,8 +138,15 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> tor
     return F.cross_entropy(logits, torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device))
 
 
-def pretrain(recipe: tuple[float, float, float, float], unlabelled_images: torch.Tensor, images: torch.Tensor,
-             rows: list[dict[str, str]], epochs: int, checkpoints: set[int], batch: int = 128) -> list[dict]:
+def pretrain(
+    recipe: tuple[float, float, float, float],
+    unlabelled_images: torch.Tensor,
+    images: torch.Tensor,
+    rows: list[dict[str, str]],
+    epochs: int,
+    checkpoints: set[int],
+    batch: int = 128,
+) -> list[dict]:
     torch.manual_seed(0)
     device = unlabelled_images.device
     encoder = densenet121(weights=None).features.to(device)
@@ -145,7 +158,8 @@ def pretrain(recipe: tuple[float, float, float, float], unlabelled_images: torch
     total = epochs * steps
     optimizer = torch.optim.Adam([*encoder.parameters(), *projector.parameters()], 1e-3)
     schedule = torch.optim.lr_scheduler.LambdaLR(  # one warm-up epoch, then cosine decay
-        optimizer, lambda s: min(1.0, (s + 1) / steps) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        optimizer, lambda s: min(1.0, (s + 1) / steps) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
     rows_out, started = [], time.perf_counter()
     for epoch in range(1, epochs + 1):
         encoder.train()
@@ -153,10 +167,12 @@ def pretrain(recipe: tuple[float, float, float, float], unlabelled_images: torch
         order = torch.randperm(len(unlabelled_images), device=device)
         losses = []
         for step in range(steps):
-            x = unlabelled_images[order[step * batch:(step + 1) * batch]]
+            x = unlabelled_images[order[step * batch : (step + 1) * batch]]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                z = [projector(F.adaptive_avg_pool2d(F.relu(encoder((views(x, *recipe) - MEAN) / STD)), 1).flatten(1))
-                     for _ in range(2)]
+                z = [
+                    projector(F.adaptive_avg_pool2d(F.relu(encoder((views(x, *recipe) - MEAN) / STD)), 1).flatten(1))
+                    for _ in range(2)
+                ]
             loss = nt_xent(z[0].float(), z[1].float())
             optimizer.zero_grad()
             loss.backward()
@@ -164,8 +180,14 @@ def pretrain(recipe: tuple[float, float, float, float], unlabelled_images: torch
             schedule.step()
             losses.append(loss.item())
         if epoch in checkpoints:
-            rows_out.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 3),
-                             "seconds": round(time.perf_counter() - started, 1), **probe(encoder, images, rows)})
+            rows_out.append(
+                {
+                    "epoch": epoch,
+                    "loss": round(float(np.mean(losses)), 3),
+                    "seconds": round(time.perf_counter() - started, 1),
+                    **probe(encoder, images, rows),
+                }
+            )
             print(json.dumps(rows_out[-1]), flush=True)
     return rows_out
 

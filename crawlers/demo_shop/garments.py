@@ -116,8 +116,15 @@ def collar_shape(kind: str, rng: np.random.Generator) -> CollarShape:
             tip_y = rng.uniform(0.19, 0.22)
             # Rounded tip: the point is pinned down to the shirt, so it rolls instead of ending sharp.
             leaf = np.array(
-                [(-0.008, 0.03), (-n - 0.025, -0.04), (-n - 0.06, 0.03), (-0.095, tip_y - 0.02),
-                 (-0.08, tip_y), (-0.06, tip_y - 0.01), (-0.02, 0.065)]
+                [
+                    (-0.008, 0.03),
+                    (-n - 0.025, -0.04),
+                    (-n - 0.06, 0.03),
+                    (-0.095, tip_y - 0.02),
+                    (-0.08, tip_y),
+                    (-0.06, tip_y - 0.01),
+                    (-0.02, 0.065),
+                ]
             )
         right = _mirror(leaf)
         buttons: list[tuple[float, float, float]] = [(0.0, 0.07, 0.011)]

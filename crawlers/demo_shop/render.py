@@ -120,7 +120,9 @@ class Pose:
         return c * dx + s * dy, -s * dx + c * dy
 
 
-def render_view(spec: GarmentSpec, view: View, difficulty: Difficulty, *, width: int = 360, height: int = 480) -> RenderedImage:
+def render_view(
+    spec: GarmentSpec, view: View, difficulty: Difficulty, *, width: int = 360, height: int = 480
+) -> RenderedImage:
     """One product photo of `spec`: `front` and `alt` show the whole garment in different scenes,
     `detail` is a close-up (the collar of a shirt, the legs of jeans)."""
     knobs = KNOBS[difficulty]
@@ -163,16 +165,32 @@ def _background(rng: np.random.Generator, knobs: SceneKnobs, height: int, width:
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         size = rng.uniform(0.05, 0.3) * width
         if kind == 0:
-            cv2.rectangle(clutter, (int(cx), int(cy)), (int(cx + size), int(cy + size * rng.uniform(0.3, 1.5))), colour, -1)
+            cv2.rectangle(
+                clutter, (int(cx), int(cy)), (int(cx + size), int(cy + size * rng.uniform(0.3, 1.5))), colour, -1
+            )
         elif kind == 1:
             cv2.circle(clutter, (int(cx), int(cy)), int(size / 2), colour, -1)
         elif kind == 2:
-            cv2.line(clutter, (int(cx), int(cy)), (int(rng.uniform(0, width)), int(rng.uniform(0, height))), colour, int(rng.integers(2, 8)))
+            cv2.line(
+                clutter,
+                (int(cx), int(cy)),
+                (int(rng.uniform(0, width)), int(rng.uniform(0, height))),
+                colour,
+                int(rng.integers(2, 8)),
+            )
         else:  # a leafy plant: clustered green blobs
             for _ in range(8):
                 ox, oy = rng.normal(0, size / 4, size=2)
-                cv2.ellipse(clutter, (int(cx + ox), int(cy + oy)), (int(size / 6), int(size / 14)),
-                            float(rng.uniform(0, 180)), 0, 360, (40, float(rng.uniform(110, 170)), 50), -1)
+                cv2.ellipse(
+                    clutter,
+                    (int(cx + ox), int(cy + oy)),
+                    (int(size / 6), int(size / 14)),
+                    float(rng.uniform(0, 180)),
+                    0,
+                    360,
+                    (40, float(rng.uniform(110, 170)), 50),
+                    -1,
+                )
     if rng.random() < 0.5:  # a table or floor edge
         edge = int(rng.uniform(0.75, 0.95) * height)
         clutter[edge:] = clutter[edge:] * 0.6 + np.array(rng.uniform(60, 140, size=3)) * 0.4
@@ -244,8 +262,15 @@ def _outline(canvas: np.ndarray, polygon: np.ndarray, colour, thickness: int) ->
 
 
 def _disc(canvas: np.ndarray, centre: np.ndarray, radius: float, colour) -> None:
-    cv2.circle(canvas, tuple(int(v) for v in np.round(centre * _SCALE)), int(round(radius * _SCALE)), colour, -1,
-               lineType=cv2.LINE_AA, shift=_SUBPIXEL)
+    cv2.circle(
+        canvas,
+        tuple(int(v) for v in np.round(centre * _SCALE)),
+        int(round(radius * _SCALE)),
+        colour,
+        -1,
+        lineType=cv2.LINE_AA,
+        shift=_SUBPIXEL,
+    )
 
 
 def _region(label: str, coverage: np.ndarray) -> Region | None:
@@ -280,7 +305,9 @@ def _fabric_colour(rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
 
 
-def _pattern_texture(pattern: str, pose: Pose, u: np.ndarray, v: np.ndarray, rng: np.random.Generator, contrast: float) -> np.ndarray:
+def _pattern_texture(
+    pattern: str, pose: Pose, u: np.ndarray, v: np.ndarray, rng: np.random.Generator, contrast: float
+) -> np.ndarray:
     """Fabric colour of every pixel, from its garment-frame coordinates."""
     base = _fabric_colour(rng)
     accent = _fabric_colour(rng)
@@ -356,7 +383,9 @@ def _draw_shirt(canvas, spec: GarmentSpec, style, scene, knobs: SceneKnobs, view
     collar = collar_shape(spec.labels["collar"], style)
     contrast = style.uniform(*knobs.pattern_contrast)
     pattern_rng = np.random.default_rng(style.integers(0, 2**31))
-    button_colour = tuple(float(c) for c in style.uniform(180, 250, size=3)) if style.random() < 0.7 else (40.0, 40.0, 40.0)
+    button_colour = (
+        tuple(float(c) for c in style.uniform(180, 250, size=3)) if style.random() < 0.7 else (40.0, 40.0, 40.0)
+    )
     undershirt = (235.0, 238.0, 240.0) if style.random() < 0.6 else None
 
     zoom, focus = (scene.uniform(1.9, 2.5), (0.0, 0.12)) if view == "detail" else (1.0, None)
@@ -380,8 +409,15 @@ def _draw_shirt(canvas, spec: GarmentSpec, style, scene, knobs: SceneKnobs, view
     edge = tuple(float(c) for c in np.clip(texture.mean(axis=(0, 1)) * 0.55, 0, 255))
     _outline(canvas, body, edge, line_px)
     for side in (-1, 1):  # shoulder seam and cuff
-        cv2.polylines(canvas, [_fixed(pose.apply(np.array([(side * 0.47, 0.07), (side * 0.44, 0.38)])))], False,
-                      edge, line_px, cv2.LINE_AA, _SUBPIXEL)
+        cv2.polylines(
+            canvas,
+            [_fixed(pose.apply(np.array([(side * 0.47, 0.07), (side * 0.44, 0.38)])))],
+            False,
+            edge,
+            line_px,
+            cv2.LINE_AA,
+            _SUBPIXEL,
+        )
 
     placket = pose.apply(np.array([(0.0, collar.placket_top), (0.0, 1.22)]))
     cv2.polylines(canvas, [_fixed(placket)], False, edge, line_px, cv2.LINE_AA, _SUBPIXEL)
@@ -409,8 +445,17 @@ def _draw_shirt(canvas, spec: GarmentSpec, style, scene, knobs: SceneKnobs, view
     if on_model and scene.random() < 0.6:  # a hand at a cuff
         side = scene.choice([-1, 1])
         hand = pose.apply(np.array([(side * 0.72, 1.0)]))[0]
-        cv2.ellipse(canvas, tuple(int(c) for c in hand), (int(pose.scale * 0.07), int(pose.scale * 0.1)),
-                    float(np.rad2deg(pose.angle)), 0, 360, skin, -1, cv2.LINE_AA)
+        cv2.ellipse(
+            canvas,
+            tuple(int(c) for c in hand),
+            (int(pose.scale * 0.07), int(pose.scale * 0.1)),
+            float(np.rad2deg(pose.angle)),
+            0,
+            360,
+            skin,
+            -1,
+            cv2.LINE_AA,
+        )
 
     collar_cover = _mask((height, width), pieces)
     regions = [_region("shirt", np.maximum(body_cover, collar_cover)), _region("collar", collar_cover)]
@@ -465,7 +510,9 @@ def _draw_rips(canvas, pose: Pose, legs, rng, base_colour) -> None:
             cv2.polylines(canvas, [_fixed(line)], False, thread, px, cv2.LINE_AA, _SUBPIXEL)
         for _ in range(6):  # frayed white fibres around the hole
             x = cx + rng.uniform(-half_w, half_w)
-            fibre = pose.apply(np.array([(x, cy - half_h), (x + rng.normal(0, 0.01), cy - half_h - rng.uniform(0.01, 0.03))]))
+            fibre = pose.apply(
+                np.array([(x, cy - half_h), (x + rng.normal(0, 0.01), cy - half_h - rng.uniform(0.01, 0.03))])
+            )
             cv2.polylines(canvas, [_fixed(fibre)], False, thread, 1, cv2.LINE_AA, _SUBPIXEL)
 
 
@@ -515,15 +562,33 @@ def _draw_jeans(canvas, spec: GarmentSpec, style, scene, knobs: SceneKnobs, view
         if scene.random() < 0.5:
             for side in (-1, 1):
                 hand = pose.apply(np.array([(side * 0.3, 0.2)]))[0]
-                cv2.ellipse(canvas, tuple(int(c) for c in hand), (int(pose.scale * 0.07), int(pose.scale * 0.09)),
-                            float(np.rad2deg(pose.angle)), 0, 360, skin, -1, cv2.LINE_AA)
+                cv2.ellipse(
+                    canvas,
+                    tuple(int(c) for c in hand),
+                    (int(pose.scale * 0.07), int(pose.scale * 0.09)),
+                    float(np.rad2deg(pose.angle)),
+                    0,
+                    360,
+                    skin,
+                    -1,
+                    cv2.LINE_AA,
+                )
         else:
             shoe = tuple(float(c) for c in scene.uniform(10, 60, size=3))
             for leg in (left_leg, right_leg):
                 x, y = leg[-1]
                 centre = pose.apply(np.array([(x, y + 0.04)]))[0]
-                cv2.ellipse(canvas, tuple(int(c) for c in centre), (int(pose.scale * 0.16), int(pose.scale * 0.06)),
-                            float(np.rad2deg(pose.angle)), 0, 360, shoe, -1, cv2.LINE_AA)
+                cv2.ellipse(
+                    canvas,
+                    tuple(int(c) for c in centre),
+                    (int(pose.scale * 0.16), int(pose.scale * 0.06)),
+                    float(np.rad2deg(pose.angle)),
+                    0,
+                    360,
+                    shoe,
+                    -1,
+                    cv2.LINE_AA,
+                )
 
     region = _region("jeans", body_cover)
     return canvas, (region,) if region is not None else ()

@@ -8,10 +8,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
 from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from email.utils import parsedate_to_datetime
 from io import BytesIO
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -21,7 +21,6 @@ from crawlers.demo_shop.site import ORIGIN
 HOST = "127.0.0.1"
 _TEXT_TYPES = (".html", ".xml", ".txt", ".json")
 _EMPTY_SHOPIFY_PAGE = b'{"products": []}'
-
 
 
 class ShopRequestHandler(SimpleHTTPRequestHandler):
@@ -56,7 +55,7 @@ class ShopRequestHandler(SimpleHTTPRequestHandler):
         self.end_headers()
         return BytesIO(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 

@@ -38,7 +38,9 @@ def _examples(shop: Path, item: str, attribute: str) -> dict[str, list[tuple[Pat
         annotation = json.loads((shop / "annotations" / f"{product['id']}-{stem}.json").read_text(encoding="utf-8"))
         shapes = [s for s in annotation["shapes"] if s["label"] == region]
         if shapes:
-            found[product["labels"][attribute]].append((shop / "site" / image["url"].lstrip("/"), np.array(shapes[0]["points"])))
+            found[product["labels"][attribute]].append(
+                (shop / "site" / image["url"].lstrip("/"), np.array(shapes[0]["points"]))
+            )
     return found
 
 
@@ -47,7 +49,9 @@ def contact_sheet(shop: Path, item: str, attribute: str, per_class: int = 8, til
     for label, examples in _examples(shop, item, attribute).items():
         row = np.full((tile, LABEL_WIDTH + per_class * tile, 3), 255, dtype=np.uint8)
         cv2.putText(row, label, (6, tile // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(row, f"n={len(examples)}", (6, tile // 2 + 25), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
+        cv2.putText(
+            row, f"n={len(examples)}", (6, tile // 2 + 25), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (90, 90, 90), 1, cv2.LINE_AA
+        )
         for column, (path, points) in enumerate(examples[:per_class]):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             x = LABEL_WIDTH + column * tile

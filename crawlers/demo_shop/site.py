@@ -37,7 +37,9 @@ THUMB_SIZE = (180, 240)
 HUGE_SIZE = (6000, 7200)  # 43.2 Mpx: past the crawl's decompression-bomb limit
 OFF_DOMAIN = "https://social.example.com/seamline-demo"
 OFF_DOMAIN_LISTING = "http://other-shop.example.net/jeans/"
-PLACEHOLDER_GIF = bytes.fromhex("47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b")
+PLACEHOLDER_GIF = bytes.fromhex(
+    "47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b"
+)
 FAULT_COUNTS = {"broken_link": 3, "corrupt_image": 1, "not_an_image": 1, "huge_image": 1, "duplicate_product": 1}
 SHOP_FORMAT = 1
 
@@ -201,11 +203,15 @@ def _gallery_html(product: Product, images: list[ImageFile]) -> str:
         css = "main-image" if number == 1 else "gallery-image"
         if product.template == "plain":
             srcset = f' srcset="/img/{product.id}/1-180w.jpg 180w, {image.url} 360w"' if number == 1 else ""
-            items.append(f'<img class="{css} lazy" src="/static/placeholder.gif" data-src="{image.url}"{srcset} alt="{alt}">')
+            items.append(
+                f'<img class="{css} lazy" src="/static/placeholder.gif" data-src="{image.url}"{srcset} alt="{alt}">'
+            )
         elif product.template == "opengraph" and number > 1:
             items.append(f'<div class="{css}" data-setbg="{image.url}" role="img" aria-label="{alt}"></div>')
         else:
-            items.append(f'<img class="{css}" src="{image.url}" alt="{alt}" width="{image.width}" height="{image.height}">')
+            items.append(
+                f'<img class="{css}" src="{image.url}" alt="{alt}" width="{image.width}" height="{image.height}">'
+            )
     return '<div class="gallery">\n  ' + "\n  ".join(items) + "\n</div>"
 
 
@@ -299,17 +305,22 @@ def shopify_pages(rendered: list[ProductFiles]) -> dict[str, str]:
     products = []
     for files in rendered:
         product = files.product
-        products.append({
-            "id": int(product.id[2:]),
-            "title": product.title,
-            "handle": product.slug,
-            "product_type": product.breadcrumb[-1],
-            "tags": list(product.breadcrumb[1:-1]),
-            "variants": [{"price": f"{product.price:.2f}"}],
-            "images": [{"src": ORIGIN + image.url} for image in files.images],
-        })
+        products.append(
+            {
+                "id": int(product.id[2:]),
+                "title": product.title,
+                "handle": product.slug,
+                "product_type": product.breadcrumb[-1],
+                "tags": list(product.breadcrumb[1:-1]),
+                "variants": [{"price": f"{product.price:.2f}"}],
+                "images": [{"src": ORIGIN + image.url} for image in files.images],
+            }
+        )
     chunks = [products[i : i + SHOPIFY_PAGE_SIZE] for i in range(0, len(products), SHOPIFY_PAGE_SIZE)]
-    return {f"/products/page-{n}.json": json.dumps({"products": chunk}, ensure_ascii=False) for n, chunk in enumerate(chunks, 1)}
+    return {
+        f"/products/page-{n}.json": json.dumps({"products": chunk}, ensure_ascii=False)
+        for n, chunk in enumerate(chunks, 1)
+    }
 
 
 def sitemap(paths: Iterable[str]) -> str:
@@ -381,7 +392,9 @@ def _write(root: Path, url_path: str, data: bytes | str) -> None:
     target.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
 
 
-def _write_shop(root: Path, rendered: list[ProductFiles], faults: dict[int, str], seed: int, difficulty: str) -> BuildSummary:
+def _write_shop(
+    root: Path, rendered: list[ProductFiles], faults: dict[int, str], seed: int, difficulty: str
+) -> BuildSummary:
     site = root / "site"
     listed: dict[str, list[tuple[Product, str]]] = {"shirt": [], "jeans": []}
     sale: list[tuple[Product, str]] = []
@@ -418,7 +431,9 @@ def _write_shop(root: Path, rendered: list[ProductFiles], faults: dict[int, str]
     partner = f'<p class="partner">More denim at <a href="{OFF_DOMAIN_LISTING}">our partner shop</a>.</p>'
     pages.update(listing_pages("Sale", "/sale/", sale, partner))
     fault_records.append({"kind": "off_domain_link", "url": OFF_DOMAIN_LISTING, "product": None})
-    featured = "".join(f'<li><a href="{p.path}">{escape(p.title)}</a></li>' for p, _ in (listed["shirt"][:2] + listed["jeans"][:2]))
+    featured = "".join(
+        f'<li><a href="{p.path}">{escape(p.title)}</a></li>' for p, _ in (listed["shirt"][:2] + listed["jeans"][:2])
+    )
     pages["/"] = _page(
         "Home",
         '<h1>New in</h1>\n<ul class="featured">' + featured + "</ul>\n"
@@ -439,8 +454,15 @@ def _write_shop(root: Path, rendered: list[ProductFiles], faults: dict[int, str]
     counts: dict[str, int] = {}
     for record in fault_records:
         counts[record["kind"]] = counts.get(record["kind"], 0) + 1
-    info = {"format": SHOP_FORMAT, "products": len(rendered), "seed": seed, "difficulty": difficulty,
-            "images": image_count, "pages": len(pages), "faults": counts}
+    info = {
+        "format": SHOP_FORMAT,
+        "products": len(rendered),
+        "seed": seed,
+        "difficulty": difficulty,
+        "images": image_count,
+        "pages": len(pages),
+        "faults": counts,
+    }
     (root / "shop.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return BuildSummary(root, len(rendered), image_count, len(pages), counts)
 
@@ -452,8 +474,16 @@ def _copy(root: Path, source_url: str, target_url: str) -> None:
 
 
 def _sale_copy(image: ImageFile) -> ImageFile:
-    return ImageFile(image.url.replace("/img/", "/img/sale/", 1), image.view, image.fmt, image.data, [],
-                     image.width, image.height, image.fault)
+    return ImageFile(
+        image.url.replace("/img/", "/img/sale/", 1),
+        image.view,
+        image.fmt,
+        image.data,
+        [],
+        image.width,
+        image.height,
+        image.fault,
+    )
 
 
 def _truth(product: Product, images: list[ImageFile], also_at: list[str]) -> dict:

@@ -19,13 +19,30 @@ from tests.conftest import PROJECT_ROOT, tiny_profile_base
 
 BIN = Path(sys.executable).parent
 TINY = {
-    "detector": {"resnet_depth": 18, "image_size": 128, "min_level": 3, "max_level": 6, "anchor_size": 4.0, "decoder_filters": 32,
-                 "batch_size": 2, "steps": 4, "warmup_steps": 1, "score_threshold": 0.0, "validation_fraction": 0.3},
+    "detector": {
+        "resnet_depth": 18,
+        "image_size": 128,
+        "min_level": 3,
+        "max_level": 6,
+        "anchor_size": 4.0,
+        "decoder_filters": 32,
+        "batch_size": 2,
+        "steps": 4,
+        "warmup_steps": 1,
+        "score_threshold": 0.0,
+        "validation_fraction": 0.3,
+    },
     "crop": {"size": 32, "on_no_detection": "full_image"},
-    "training": {"weights": None, "image_size": 32, "batch_size": 8, "early_stopping_patience": 1, "early_stopping_start": 0,
-                 "batchnorm_momentum": 0.9,
-                 "frozen": {"epochs": 1, "learning_rate": 1.0e-3, "cached_features": True, "augmented_views": 0},
-                 "fine_tune": {"epochs": 1, "learning_rate": 1.0e-4, "unfreeze_from": 0}},
+    "training": {
+        "weights": None,
+        "image_size": 32,
+        "batch_size": 8,
+        "early_stopping_patience": 1,
+        "early_stopping_start": 0,
+        "batchnorm_momentum": 0.9,
+        "frozen": {"epochs": 1, "learning_rate": 1.0e-3, "cached_features": True, "augmented_views": 0},
+        "fine_tune": {"epochs": 1, "learning_rate": 1.0e-4, "unfreeze_from": 0},
+    },
 }
 
 
@@ -70,16 +87,32 @@ def project(tmp_path_factory: pytest.TempPathFactory, weekly_shop: Path) -> Iter
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
 
     origin = tmp_path_factory.mktemp("shop")
-    server = subprocess.Popen([str(BIN / "seamline"), "demo-shop", "serve", str(demo_shop), "--port", "0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    server = subprocess.Popen(
+        [str(BIN / "seamline"), "demo-shop", "serve", str(demo_shop), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     url = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SEAMLINE_DEMO_SHOP_URL": url,
-           "PREFECT_HOME": str(origin / "prefect-home"), "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
-           "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com", "SEAMLINE_USER": "weekly-schedule"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "SEAMLINE_DEMO_SHOP_URL": url,
+        "PREFECT_HOME": str(origin / "prefect-home"),
+        "GIT_AUTHOR_NAME": "ci",
+        "GIT_AUTHOR_EMAIL": "ci@example.com",
+        "GIT_COMMITTER_NAME": "ci",
+        "GIT_COMMITTER_EMAIL": "ci@example.com",
+        "SEAMLINE_USER": "weekly-schedule",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     run(["git", "init", "-q"], root, env)
     run(["dvc", "remote", "modify", "--local", "local", "url", str(origin / "dvc-remote")], root, env)
-    run([str(BIN / "seamline"), "annotations", "import", str(demo_shop / "annotations"), "--out", "data/annotations"], root, env)
+    run(
+        [str(BIN / "seamline"), "annotations", "import", str(demo_shop / "annotations"), "--out", "data/annotations"],
+        root,
+        env,
+    )
     run(["git", "add", "-A"], root, env)
     run(["git", "commit", "-qm", "project"], root, env)
     yield root, env
@@ -91,5 +124,3 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Comple
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, f"{command}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
-
-

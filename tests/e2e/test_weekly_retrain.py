@@ -30,8 +30,15 @@ BIN = Path(sys.executable).parent
 
 def stop_during_training(root: Path, env: dict[str, str]) -> list[str]:
     """Run the flow in a child process and stop it (SIGTERM) once a training stage starts."""
-    process = subprocess.Popen([sys.executable, "-m", "flows.weekly_retrain", "--profile", "tiny"], cwd=root, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows.weekly_retrain", "--profile", "tiny"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     seen: list[str] = []
     deadline = time.monotonic() + 900
     for line in process.stdout:
@@ -48,7 +55,9 @@ def stop_during_training(root: Path, env: dict[str, str]) -> list[str]:
     stages = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_stage_in(p, root)]
     group = [_command_of(p) for p in Path("/proc").iterdir() if p.name.isdigit() and _group_of(p) == process.pid]
     try:
-        os.killpg(process.pid, signal.SIGTERM)  # whatever is left of its group, so a failure here leaves nothing running
+        os.killpg(
+            process.pid, signal.SIGTERM
+        )  # whatever is left of its group, so a failure here leaves nothing running
     except ProcessLookupError:
         pass
     assert not stages, "a stage outlived the stopped flow"
@@ -60,7 +69,9 @@ def statuses(report: dict) -> dict[str, str]:
     return {step["step"]: step["status"] for step in report["steps"]}
 
 
-def test_weekly_retrain_resumes_after_a_stop_then_is_a_no_op(project: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weekly_retrain_resumes_after_a_stop_then_is_a_no_op(
+    project: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, env = project
     seen = stop_during_training(root, env)
     assert any("train jeans-color: epoch 1" in line for line in seen), "".join(seen[-40:])
@@ -77,9 +88,9 @@ def test_weekly_retrain_resumes_after_a_stop_then_is_a_no_op(project: tuple[Path
     with prefect_test_harness():
         resumed = weekly_retrain(profile="tiny", root=str(root))
         done = statuses(resumed)
-        assert done["crawl@demo"] == "skipped"          # crawled within retrain.crawl_max_age_hours: not again
+        assert done["crawl@demo"] == "skipped"  # crawled within retrain.crawl_max_age_hours: not again
         assert done["detector"] == "skipped" and done["crop"] == "skipped"
-        assert done["train@jeans-color"] == "ran"       # the one that was stopped
+        assert done["train@jeans-color"] == "ran"  # the one that was stopped
         assert done["train@shirt-collar"] == "skipped"  # finished before the stop
         assert all(status in ("ran", "skipped") for status in done.values()), done
 
@@ -97,7 +108,9 @@ def test_weekly_retrain_resumes_after_a_stop_then_is_a_no_op(project: tuple[Path
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
         with get_client(sync_client=True) as client:
-            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["weekly-retrain-report"])))
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["weekly-retrain-report"]))
+            )
         page = artifacts[-1].data
         for step in done:
             assert step in page, step
@@ -107,7 +120,11 @@ def test_weekly_retrain_resumes_after_a_stop_then_is_a_no_op(project: tuple[Path
         seconds = time.monotonic() - started
         print(f"no-op weekly run: {seconds:.1f} s; steps {statuses(again)}")
         repeated = statuses(again)
-        stages = [s for s in repeated if s.startswith(("crawl@", "train@")) or s in ("validate", "label", "detector", "crop", "pretrain")]
+        stages = [
+            s
+            for s in repeated
+            if s.startswith(("crawl@", "train@")) or s in ("validate", "label", "detector", "crop", "pretrain")
+        ]
         assert all(repeated[s] == "skipped" for s in stages), repeated
         assert all(repeated[f"register {c}"] == "skipped" for c in params.components), repeated
         # The model stages rewrote dvc.lock after the last snapshot; the data did not change.
@@ -139,8 +156,9 @@ def _is_stage_in(proc: Path, root: Path) -> bool:
         return False
 
 
-def test_a_gpu_worker_trains_in_its_own_checkout_and_the_parent_takes_it_back(project: tuple[Path, dict[str, str]],
-                                                                             tmp_path: Path) -> None:
+def test_a_gpu_worker_trains_in_its_own_checkout_and_the_parent_takes_it_back(
+    project: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
     """execution: distributed, without the Kubernetes part: the inputs are published to the git
     and DVC remotes, a worker trains in a fresh clone, and its result lands in this workspace.
     jeans-washing: a frozen-phase-only training in the tiny profile, the quickest to repeat."""

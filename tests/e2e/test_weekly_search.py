@@ -70,16 +70,23 @@ def catalogue_rows(catalogue: Path, query: str, *args: Any) -> list[sqlite3.Row]
 
 
 def tags_of(catalogue: Path, sha256: str) -> dict[str, str]:
-    return {row["component"]: row["label"] for row in catalogue_rows(
-        catalogue, "SELECT component, label FROM tags WHERE sha256 = ? AND label IS NOT NULL", sha256)}
+    return {
+        row["component"]: row["label"]
+        for row in catalogue_rows(
+            catalogue, "SELECT component, label FROM tags WHERE sha256 = ? AND label IS NOT NULL", sha256
+        )
+    }
 
 
 def a_catalogue_photo(catalogue: Path, root: Path) -> tuple[str, Path, str]:
     """(sha256, file, product URL) of the catalogue photo with the most components tagged (not
     necessarily known). Which garments the 4-step toy detector finds varies from run to run: in
     one CI run it found no jeans at all, so no photo had more than its two shirt tags."""
-    rows = catalogue_rows(catalogue, "SELECT i.sha256, i.image_path, i.product_url FROM items i JOIN tags t ON t.sha256 = i.sha256 "
-                                     "WHERE t.label IS NOT NULL GROUP BY i.sha256 ORDER BY COUNT(*) DESC, i.sha256 LIMIT 1")
+    rows = catalogue_rows(
+        catalogue,
+        "SELECT i.sha256, i.image_path, i.product_url FROM items i JOIN tags t ON t.sha256 = i.sha256 "
+        "WHERE t.label IS NOT NULL GROUP BY i.sha256 ORDER BY COUNT(*) DESC, i.sha256 LIMIT 1",
+    )
     assert rows, "the weekly run tagged no catalogue photo at all"
     row = rows[0]
     return row["sha256"], root / "data" / "raw" / row["image_path"], row["product_url"]
@@ -97,10 +104,17 @@ def test_the_weekly_run_catalogued_every_validated_image_with_the_champions(sear
     validated = pd.read_parquet(root / "data" / "validated" / "manifest.parquet", columns=["sha256"])
     items = catalogue_rows(catalogue, "SELECT sha256 FROM items")
     assert {row["sha256"] for row in items} == set(validated["sha256"])
-    versions = {(row["component"], row["model_version"]) for row in catalogue_rows(catalogue, "SELECT DISTINCT component, model_version FROM tags")}
+    versions = {
+        (row["component"], row["model_version"])
+        for row in catalogue_rows(catalogue, "SELECT DISTINCT component, model_version FROM tags")
+    }
     assert versions == {(name, c.version) for name, c in service.tagger.classifiers.items()}
     health = client.get("/health").json()
-    assert health["status"] == "ok" and health["catalogue"]["images"] == len(items) and health["catalogue"]["stale_components"] == []
+    assert (
+        health["status"] == "ok"
+        and health["catalogue"]["images"] == len(items)
+        and health["catalogue"]["stale_components"] == []
+    )
     report = json.loads((root / "reports" / "retrain" / "latest.json").read_text())
     assert "index catalogue" in {step["step"] for step in report["steps"]}
 
@@ -122,8 +136,11 @@ def test_predict_tags_a_shop_photo_as_the_catalogue_did(searchable, client) -> N
 
 def test_search_filters_pages_and_explains_bad_queries(searchable, client, service) -> None:
     catalogue = searchable[2]
-    top = catalogue_rows(catalogue, "SELECT component, label, COUNT(DISTINCT i.product_url) AS products FROM tags t JOIN items i "
-                                    "ON i.sha256 = t.sha256 WHERE label NOT IN ('unknown') GROUP BY component, label ORDER BY products DESC LIMIT 1")[0]
+    top = catalogue_rows(
+        catalogue,
+        "SELECT component, label, COUNT(DISTINCT i.product_url) AS products FROM tags t JOIN items i "
+        "ON i.sha256 = t.sha256 WHERE label NOT IN ('unknown') GROUP BY component, label ORDER BY products DESC LIMIT 1",
+    )[0]
     attribute = top["component"].split("-", 1)[1]
     found = client.get(f"/search?{attribute}={top['label']}&per_page=2").json()
     assert found["total"] == top["products"] and found["pages"] == -(-top["products"] // 2)
@@ -133,9 +150,13 @@ def test_search_filters_pages_and_explains_bad_queries(searchable, client, servi
     image = client.get(found["items"][0]["image"])
     assert image.status_code == 200 and Image.open(io.BytesIO(image.content)).size[0] > 0
 
-    for query, status, message in [("colr=deep", 400, "unknown attribute 'colr'"), (f"{attribute}=nonsense", 400, "is not a"),
-                                   ("per_page=1000", 400, "above the limit"), (f"{attribute}={top['label']}&{attribute}={top['label']}", 400, "repeated"),
-                                   ("page=0", 422, "page")]:
+    for query, status, message in [
+        ("colr=deep", 400, "unknown attribute 'colr'"),
+        (f"{attribute}=nonsense", 400, "is not a"),
+        ("per_page=1000", 400, "above the limit"),
+        (f"{attribute}={top['label']}&{attribute}={top['label']}", 400, "repeated"),
+        ("page=0", 422, "page"),
+    ]:
         answer = client.get(f"/search?{query}")
         assert answer.status_code == status and message in answer.json()["detail"], (query, answer.text)
     assert client.get("/catalogue/nope/image").status_code == 404
@@ -162,7 +183,12 @@ def test_every_bad_upload_gets_a_clear_4xx_and_the_service_keeps_serving(searcha
     from tests.unit.test_search_rules import png_declaring
 
     cases = [
-        ("not an image", {"files": {"photo": ("notes.txt", b"just some text", "text/plain")}}, 415, "sent as text/plain"),
+        (
+            "not an image",
+            {"files": {"photo": ("notes.txt", b"just some text", "text/plain")}},
+            415,
+            "sent as text/plain",
+        ),
         ("sniffed non-image", {"files": {"photo": ("x.jpg", b"just some text", "image/jpeg")}}, 400, "not an image"),
         ("corrupt", {"files": {"photo": ("x.jpg", good[: len(good) // 3], "image/jpeg")}}, 400, "could not be decoded"),
         ("empty", {"files": {"photo": ("x.jpg", b"", "image/jpeg")}}, 400, "empty"),
@@ -174,7 +200,12 @@ def test_every_bad_upload_gets_a_clear_4xx_and_the_service_keeps_serving(searcha
     for endpoint in ("/predict", "/similar"):
         for name, request, status, message in cases:
             answer = client.post(endpoint, **request)
-            assert answer.status_code == status and message in answer.json()["detail"], (endpoint, name, answer.status_code, answer.text)
+            assert answer.status_code == status and message in answer.json()["detail"], (
+                endpoint,
+                name,
+                answer.status_code,
+                answer.text,
+            )
             assert client.get("/health").status_code == 200
     assert client.post("/predict", files={"photo": ("ok.jpg", good, "image/jpeg")}).status_code == 200
 
@@ -192,8 +223,14 @@ def server(searchable: tuple[Path, dict[str, str], Path], tmp_path_factory: pyte
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with log.open("w") as output:
-        process = subprocess.Popen([str(BIN / "seamline"), "serve", "--profile", "tiny", "--port", str(port), "--no-refresh"],
-                                   cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(BIN / "seamline"), "serve", "--profile", "tiny", "--port", str(port), "--no-refresh"],
+            cwd=root,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", process, log, seconds=240)
         yield f"http://127.0.0.1:{port}"
@@ -204,16 +241,34 @@ def server(searchable: tuple[Path, dict[str, str], Path], tmp_path_factory: pyte
 def test_serve_refuses_a_busy_port_and_a_missing_catalogue_in_one_line(searchable, server) -> None:
     root, env, _ = searchable
     port = server.rsplit(":", 1)[1]
-    busy = subprocess.run([str(BIN / "seamline"), "serve", "--profile", "tiny", "--port", port, "--no-refresh"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr and "Traceback" not in busy.stderr
-    missing = subprocess.run([str(BIN / "seamline"), "serve", "--profile", "tiny", "--no-refresh", "--catalogue", "nowhere.db"],
-                             cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False)
+    busy = subprocess.run(
+        [str(BIN / "seamline"), "serve", "--profile", "tiny", "--port", port, "--no-refresh"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert (
+        busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr and "Traceback" not in busy.stderr
+    )
+    missing = subprocess.run(
+        [str(BIN / "seamline"), "serve", "--profile", "tiny", "--no-refresh", "--catalogue", "nowhere.db"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert missing.returncode == 2 and "no catalogue yet" in missing.stderr and "Traceback" not in missing.stderr
 
 
-@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
-                    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+@pytest.mark.skipif(
+    not (shutil.which("chromium") and shutil.which("chromedriver")),
+    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+)
 def test_the_page_tags_an_uploaded_photo_and_shows_matching_products(searchable, server) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -237,8 +292,10 @@ def test_the_page_tags_an_uploaded_photo_and_shows_matching_products(searchable,
         wait.until(until.presence_of_element_located((By.CSS_SELECTOR, "#attributes .attribute")))
         wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#results .product"))
 
-        shown = {e.get_attribute("data-component"): e.get_attribute("data-label")
-                 for e in browser.find_elements(By.CSS_SELECTOR, "#attributes .attribute")}
+        shown = {
+            e.get_attribute("data-component"): e.get_attribute("data-label")
+            for e in browser.find_elements(By.CSS_SELECTOR, "#attributes .attribute")
+        }
         assert shown == tags_of(catalogue, sha)
         bars = browser.find_elements(By.CSS_SELECTOR, "#attributes .bar div")
         assert bars and all(bar.value_of_css_property("width") != "0px" for bar in bars)
@@ -254,9 +311,15 @@ def test_the_page_tags_an_uploaded_photo_and_shows_matching_products(searchable,
         print(f"screenshot: {shot.resolve()}")
 
         # A chip narrows the grid to one attribute through /search.
-        chips = browser.find_elements(By.CSS_SELECTOR, "#filters .chip.on") or browser.find_elements(By.CSS_SELECTOR, "#filters .chip")
+        chips = browser.find_elements(By.CSS_SELECTOR, "#filters .chip.on") or browser.find_elements(
+            By.CSS_SELECTOR, "#filters .chip"
+        )
         chips[0].click()
-        wait.until(lambda b: "product" in b.find_element(By.ID, "status").text and "with" in b.find_element(By.ID, "status").text)
+        wait.until(
+            lambda b: (
+                "product" in b.find_element(By.ID, "status").text and "with" in b.find_element(By.ID, "status").text
+            )
+        )
         assert not browser.find_element(By.ID, "error").is_displayed()
     finally:
         browser.quit()
@@ -274,8 +337,21 @@ def test_a_running_service_switches_to_a_promoted_champion_and_re_tags_its_catal
     champion = client.get_model_version_by_alias("jeans-color", "champion")
     # The same model once more as a new version: the promotion is real, only the weights are not new.
     again = client.create_model_version("jeans-color", champion.source, run_id=champion.run_id)
-    promoted = run([str(BIN / "seamline"), "models", "promote", "jeans-color", str(again.version), "--reason", "reload test",
-                    "--profile", "tiny"], root, env)
+    promoted = run(
+        [
+            str(BIN / "seamline"),
+            "models",
+            "promote",
+            "jeans-color",
+            str(again.version),
+            "--reason",
+            "reload test",
+            "--profile",
+            "tiny",
+        ],
+        root,
+        env,
+    )
     assert "switches to the new champion" in promoted.stdout
     deadline = time.monotonic() + 240
     health: dict[str, Any] = {}
@@ -287,5 +363,8 @@ def test_a_running_service_switches_to_a_promoted_champion_and_re_tags_its_catal
         time.sleep(1)
     assert health["models"]["jeans-color"] == str(again.version), health
     assert health["status"] == "ok" and health["catalogue"]["stale_components"] == [], health
-    versions = {row["model_version"] for row in catalogue_rows(catalogue, "SELECT DISTINCT model_version FROM tags WHERE component = 'jeans-color'")}
+    versions = {
+        row["model_version"]
+        for row in catalogue_rows(catalogue, "SELECT DISTINCT model_version FROM tags WHERE component = 'jeans-color'")
+    }
     assert versions == {str(again.version)}

@@ -36,8 +36,12 @@ def server(shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     """(origin, request log) of `seamline demo-shop serve` running in its own process."""
     log = tmp_path_factory.mktemp("serverlog") / "requests.log"
     with log.open("w") as stderr:
-        process = subprocess.Popen([SEAMLINE, "demo-shop", "serve", str(shop), "--port", "0", "--verbose"],
-                                   stdout=subprocess.PIPE, stderr=stderr, text=True)
+        process = subprocess.Popen(
+            [SEAMLINE, "demo-shop", "serve", str(shop), "--port", "0", "--verbose"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
         line = process.stdout.readline()
         origin = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
         try:
@@ -49,8 +53,22 @@ def server(shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
 
 def crawl(origin: str, data_root: Path, source: str = "demo", *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": origin}
-    return subprocess.run([SEAMLINE, "crawl", source, "--data-root", str(data_root), "--reports-root",
-                           str(reports_of(data_root)), *extra], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            SEAMLINE,
+            "crawl",
+            source,
+            "--data-root",
+            str(data_root),
+            "--reports-root",
+            str(reports_of(data_root)),
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def reports_of(data_root: Path) -> Path:
@@ -62,7 +80,9 @@ def summary(data_root: Path, source: str = "demo") -> dict:
 
 
 @pytest.fixture(scope="module")
-def first_crawl(server: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def first_crawl(
+    server: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
     data_root = tmp_path_factory.mktemp("raw")
     return data_root, crawl(server[0], data_root)
 
@@ -102,11 +122,17 @@ def test_no_request_leaves_the_shop_or_enters_disallowed_pages(first_crawl, serv
     served = len([line for line in requests if "/robots.txt" not in line])
     # Every request the crawler made is one the shop's own server answered.
     images = report["images"]
-    assert report["requests"] - 1 == served - 0 == report["pages"] + images["new"] + images["duplicate"] + sum(images["rejected"].values())
+    assert (
+        report["requests"] - 1
+        == served - 0
+        == report["pages"] + images["new"] + images["duplicate"] + sum(images["rejected"].values())
+    )
     assert not any("/cart/" in line or "/account/" in line for line in requests)
 
 
-def test_second_crawl_of_an_unchanged_shop_fetches_almost_nothing_and_adds_nothing(shop: Path, server, first_crawl) -> None:
+def test_second_crawl_of_an_unchanged_shop_fetches_almost_nothing_and_adds_nothing(
+    shop: Path, server, first_crawl
+) -> None:
     data_root, _ = first_crawl
     before = (data_root / "demo" / "manifest.jsonl").read_bytes()
     result = crawl(server[0], data_root)
@@ -150,9 +176,24 @@ def test_a_killed_crawl_leaves_a_valid_manifest_and_the_next_one_completes(shop:
     data_root = tmp_path / "raw"
     manifest = data_root / "demo" / "manifest.jsonl"
     env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": server[0]}
-    process = subprocess.Popen([sys.executable, "-m", "crawlers.run", "crawl", "demo", "--data-root", str(data_root),
-                                "--reports-root", str(reports_of(data_root)),
-                                "--sources-dir", str(slow_sources)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "crawlers.run",
+            "crawl",
+            "demo",
+            "--data-root",
+            str(data_root),
+            "--reports-root",
+            str(reports_of(data_root)),
+            "--sources-dir",
+            str(slow_sources),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not manifest.exists() or len(manifest.read_bytes().splitlines()) < 20):
         time.sleep(0.1)
@@ -165,9 +206,23 @@ def test_a_killed_crawl_leaves_a_valid_manifest_and_the_next_one_completes(shop:
     for row in half.rows:
         assert (data_root / row.path).is_file()  # an image is stored before its row is written
 
-    result = subprocess.run([sys.executable, "-m", "crawlers.run", "crawl", "demo", "--data-root", str(data_root),
-                             "--reports-root", str(reports_of(data_root))],
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crawlers.run",
+            "crawl",
+            "demo",
+            "--data-root",
+            str(data_root),
+            "--reports-root",
+            str(reports_of(data_root)),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     done = read_manifest(manifest)
     assert len(done.rows) == len({r.sha256 for r in done.rows}) == clean_images(shop)
@@ -176,9 +231,14 @@ def test_a_killed_crawl_leaves_a_valid_manifest_and_the_next_one_completes(shop:
 
 def test_sources_check_shows_products_and_stores_nothing(server, tmp_path: Path, shipped_params_path: Path) -> None:
     env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": server[0]}
-    result = subprocess.run([SEAMLINE, "sources", "check", "demo", "--products", "3", "--params", str(shipped_params_path)],
-                            env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [SEAMLINE, "sources", "check", "demo", "--products", "3", "--params", str(shipped_params_path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "products extracted" in result.stdout or "warning:" in result.stdout
     assert result.stdout.count("Jeans") + result.stdout.count("Shirt") >= 3
@@ -198,10 +258,25 @@ def test_unreachable_shop_is_one_clear_error_and_keeps_the_manifest(first_crawl,
 def test_bad_source_file_fails_before_any_request(server, tmp_path: Path) -> None:
     sources = tmp_path / "sources"
     sources.mkdir()
-    (sources / "broken.yaml").write_text("name: broken\nspider: listing\nstart_urls: [http://127.0.0.1:1/]\nallowed_domains: [127.0.0.1]\nlinks: {produts: []}\n")
-    result = subprocess.run([SEAMLINE, "crawl", "broken", "--sources-dir", str(sources), "--data-root", str(tmp_path / "raw"),
-                             "--reports-root", str(tmp_path / "reports")],
-                            capture_output=True, text=True, timeout=120)
+    (sources / "broken.yaml").write_text(
+        "name: broken\nspider: listing\nstart_urls: [http://127.0.0.1:1/]\nallowed_domains: [127.0.0.1]\nlinks: {produts: []}\n"
+    )
+    result = subprocess.run(
+        [
+            SEAMLINE,
+            "crawl",
+            "broken",
+            "--sources-dir",
+            str(sources),
+            "--data-root",
+            str(tmp_path / "raw"),
+            "--reports-root",
+            str(tmp_path / "reports"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "links.produts: unknown key" in result.stderr
     assert not (tmp_path / "raw").exists()
@@ -233,14 +308,29 @@ def test_limits_stop_the_crawl_early(server, tmp_path: Path) -> None:
     assert report["images"]["new"] <= 10 and report["images"]["over_limit"] >= 1
 
 
-def test_label_stage_on_the_crawl_gives_precise_leak_free_labels(shop: Path, first_crawl, tmp_path: Path,
-                                                                 shipped_params_path: Path) -> None:
+def test_label_stage_on_the_crawl_gives_precise_leak_free_labels(
+    shop: Path, first_crawl, tmp_path: Path, shipped_params_path: Path
+) -> None:
     data_root, _ = first_crawl
     params = tmp_path / "params.yaml"  # a 60-product shop is too small for the demo's class minimum
     params.write_text(shipped_params_path.read_text().replace("min_examples_per_class: 8", "min_examples_per_class: 1"))
-    result = subprocess.run([sys.executable, "-m", "pipelines.label", "--params", str(params),
-                             "--manifest", str(data_root), "--out", str(tmp_path / "labels")],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.label",
+            "--params",
+            str(params),
+            "--manifest",
+            str(data_root),
+            "--out",
+            str(tmp_path / "labels"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "leakage check passed" in result.stdout
     rows = {r.sha256: r for r in read_manifest(data_root / "demo" / "manifest.jsonl").rows}
@@ -266,12 +356,31 @@ def test_label_stage_on_the_crawl_gives_precise_leak_free_labels(shop: Path, fir
         assert all(len(splits) == 1 for splits in split_of_product.values())  # a product never straddles
 
 
-def test_label_stage_stops_when_a_class_is_below_its_minimum(first_crawl, tmp_path: Path, shipped_params_path: Path) -> None:
+def test_label_stage_stops_when_a_class_is_below_its_minimum(
+    first_crawl, tmp_path: Path, shipped_params_path: Path
+) -> None:
     data_root, _ = first_crawl
     params = tmp_path / "params.yaml"
-    params.write_text(shipped_params_path.read_text().replace("min_examples_per_class: 8", "min_examples_per_class: 500"))
-    result = subprocess.run([sys.executable, "-m", "pipelines.label", "--params", str(params), "--manifest", str(data_root),
-                             "--out", str(tmp_path / "labels")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    params.write_text(
+        shipped_params_path.read_text().replace("min_examples_per_class: 8", "min_examples_per_class: 500")
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.label",
+            "--params",
+            str(params),
+            "--manifest",
+            str(data_root),
+            "--out",
+            str(tmp_path / "labels"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "below validation.min_examples_per_class" in last

@@ -131,8 +131,12 @@ def test_planted_faults_behave_as_real_shop_faults(shop: Path, origin: str) -> N
     for fault in faults:
         by_kind.setdefault(fault["kind"], []).append(fault)
     assert {k: len(v) for k, v in by_kind.items()} == {
-        "broken_link": 3, "corrupt_image": 1, "not_an_image": 1, "huge_image": 1,
-        "duplicate_product": 1, "off_domain_link": 1,
+        "broken_link": 3,
+        "corrupt_image": 1,
+        "not_an_image": 1,
+        "huge_image": 1,
+        "duplicate_product": 1,
+        "off_domain_link": 1,
     }
     for fault in by_kind["broken_link"]:
         assert get(origin + fault["url"])[0] == 404
@@ -171,7 +175,11 @@ def test_labelme_annotations_are_valid_and_point_at_their_images(shop: Path) -> 
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_builds_a_byte_identical_shop(tmp_path: Path) -> None:
@@ -186,14 +194,20 @@ def test_build_refuses_a_folder_that_is_not_a_shop_and_leaves_it_alone(tmp_path:
     precious = tmp_path / "data" / "keep.txt"
     precious.parent.mkdir()
     precious.write_text("collected")
-    result = subprocess.run([SEAMLINE, "demo-shop", "build", "--out", str(precious.parent), "-n", "3"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [SEAMLINE, "demo-shop", "build", "--out", str(precious.parent), "-n", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "is not a demo shop" in result.stderr
     assert precious.read_text() == "collected"
 
 
 def test_serve_command_picks_a_free_port_and_prints_it(shop: Path) -> None:
-    server = subprocess.Popen([SEAMLINE, "demo-shop", "serve", str(shop), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [SEAMLINE, "demo-shop", "serve", str(shop), "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     try:
         line = server.stdout.readline()
         match = re.fullmatch(r"serving demo shop at (http://127\.0\.0\.1:\d+)\n", line)
@@ -211,26 +225,52 @@ def test_serve_refuses_a_folder_without_a_shop(tmp_path: Path) -> None:
 
 
 def test_sheet_command_writes_one_sheet_per_component(shop: Path, tmp_path: Path) -> None:
-    result = subprocess.run([SEAMLINE, "demo-shop", "sheet", str(shop), "--out", str(tmp_path), "--per-class", "3"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [SEAMLINE, "demo-shop", "sheet", str(shop), "--out", str(tmp_path), "--per-class", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     sheets = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert sheets == sorted(["shirt-collar.png", "shirt-pattern.png", "jeans-fit.png", "jeans-color.png",
-                             "jeans-washing.png", "jeans-damage.png"])
+    assert sheets == sorted(
+        [
+            "shirt-collar.png",
+            "shirt-pattern.png",
+            "jeans-fit.png",
+            "jeans-color.png",
+            "jeans-washing.png",
+            "jeans-damage.png",
+        ]
+    )
     collar = cv2.imread(str(tmp_path / "shirt-collar.png"))
     assert collar.shape[0] == 4 * 96  # one row per collar class
 
 
-def test_annotations_import_turns_the_shops_labelme_files_into_coco(shop: Path, tmp_path: Path,
-                                                                   shipped_params_path: Path) -> None:
+def test_annotations_import_turns_the_shops_labelme_files_into_coco(
+    shop: Path, tmp_path: Path, shipped_params_path: Path
+) -> None:
     from pycocotools.coco import COCO
 
     folder = tmp_path / "copy" / "annotations"  # a copy, so the shop fixture stays untouched
     shutil.copytree(shop / "annotations", folder)
     (tmp_path / "copy" / "site").symlink_to(shop / "site")  # Labelme's imagePath is relative
     (folder / "broken.json").write_text('{"shapes": []}')  # a bad file among good ones
-    result = subprocess.run([SEAMLINE, "annotations", "import", str(folder), "--out", str(tmp_path / "coco"),
-                             "--params", str(shipped_params_path)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            SEAMLINE,
+            "annotations",
+            "import",
+            str(folder),
+            "--out",
+            str(tmp_path / "coco"),
+            "--params",
+            str(shipped_params_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stderr and "broken.json" in result.stderr
     coco = COCO(str(tmp_path / "coco" / "instances.json"))
@@ -244,7 +284,20 @@ def test_annotations_import_turns_the_shops_labelme_files_into_coco(shop: Path, 
 
 def test_annotations_import_of_a_folder_with_nothing_usable_fails(tmp_path: Path, shipped_params_path: Path) -> None:
     (tmp_path / "only.json").write_text("not json")
-    result = subprocess.run([SEAMLINE, "annotations", "import", str(tmp_path), "--out", str(tmp_path / "coco"),
-                             "--params", str(shipped_params_path)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            SEAMLINE,
+            "annotations",
+            "import",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "coco"),
+            "--params",
+            str(shipped_params_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "no usable annotation file" in result.stderr and "only.json" in result.stderr

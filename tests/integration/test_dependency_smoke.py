@@ -35,4 +35,3 @@ def test_maskrcnn_builds_and_runs_a_forward_pass(shipped_params_path: Path) -> N
     assert outputs["detection_masks"].shape[:2] == (1, max_detections)
     assert model_config.num_classes == len(demo.categories) + 1
     assert model.count_params() > 1_000_000
-

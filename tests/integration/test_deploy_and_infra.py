@@ -19,15 +19,26 @@ import yaml
 from tests.conftest import PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "infra" / "docker-compose.yml"
-SECRETS = {"POSTGRES_PASSWORD": "pg-secret", "MINIO_ROOT_USER": "seamline", "MINIO_ROOT_PASSWORD": "minio-secret",
-           "MLFLOW_AUTH_ADMIN_PASSWORD": "mlflow-secret", "PREFECT_API_AUTH_STRING": "admin:prefect-secret"}
+SECRETS = {
+    "POSTGRES_PASSWORD": "pg-secret",
+    "MINIO_ROOT_USER": "seamline",
+    "MINIO_ROOT_PASSWORD": "minio-secret",
+    "MLFLOW_AUTH_ADMIN_PASSWORD": "mlflow-secret",
+    "PREFECT_API_AUTH_STRING": "admin:prefect-secret",
+}
 docker_compose = shutil.which("docker-compose")
 
 
 def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in SECRETS}
-    return subprocess.run([docker_compose, "-f", str(COMPOSE), "config"], env={**clean, **env}, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [docker_compose, "-f", str(COMPOSE), "config"],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.skipif(docker_compose is None, reason="docker-compose (Debian package) is installed by .ci/run")
@@ -84,7 +95,10 @@ def test_prefect_yaml_is_valid_and_its_entrypoints_load() -> None:
     assert weekly.concurrency_limit.limit == 1 and weekly.concurrency_limit.collision_strategy == "ENQUEUE"
     for deployment in model.deployments:
         path, _, name = deployment.entrypoint.partition(":")
-        assert load_flow_from_entrypoint(str(PROJECT_ROOT / path) + ":" + name).name in ("weekly-retrain", "train-component-on-worker")
+        assert load_flow_from_entrypoint(str(PROJECT_ROOT / path) + ":" + name).name in (
+            "weekly-retrain",
+            "train-component-on-worker",
+        )
 
 
 @pytest.mark.slow
@@ -95,13 +109,22 @@ def test_seamline_deploy_registers_both_deployments(tmp_path: Path, monkeypatch:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     env.pop("PREFECT_API_URL", None)
     seamline = str(Path(sys.executable).with_name("seamline"))
-    no_server = subprocess.run([seamline, "deploy"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    no_server = subprocess.run(
+        [seamline, "deploy"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert no_server.returncode == 2 and "no Prefect server" in no_server.stderr
 
     with prefect_test_harness():
         env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
-        deployed = subprocess.run([seamline, "deploy", "--project-dir", str(PROJECT_ROOT)], cwd=PROJECT_ROOT, env=env,
-                                  capture_output=True, text=True, timeout=300, check=False)
+        deployed = subprocess.run(
+            [seamline, "deploy", "--project-dir", str(PROJECT_ROOT)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         from prefect.client.orchestration import get_client
 

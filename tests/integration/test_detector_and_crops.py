@@ -25,9 +25,19 @@ from tests.conftest import PROJECT_ROOT
 pytestmark = pytest.mark.slow
 
 SEAMLINE = str(Path(sys.executable).with_name("seamline"))
-TINY_DETECTOR = {"resnet_depth": 18, "image_size": 128, "min_level": 3, "max_level": 6, "anchor_size": 4.0,
-                 "decoder_filters": 32, "batch_size": 2, "steps": 4, "warmup_steps": 1, "score_threshold": 0.0,
-                 "validation_fraction": 0.3}
+TINY_DETECTOR = {
+    "resnet_depth": 18,
+    "image_size": 128,
+    "min_level": 3,
+    "max_level": 6,
+    "anchor_size": 4.0,
+    "decoder_filters": 32,
+    "batch_size": 2,
+    "steps": 4,
+    "warmup_steps": 1,
+    "score_threshold": 0.0,
+    "validation_fraction": 0.3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +61,13 @@ def project(tmp_path_factory: pytest.TempPathFactory, demo_shop: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(project: Path) -> dict:
-    result = subprocess.run([sys.executable, "-m", "pipelines.detector_stage", "--params", "params.yaml"],
-                            cwd=project, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.detector_stage", "--params", "params.yaml"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "detector: step 4/4" in result.stdout
     return json.loads((project / "metrics" / "detector.json").read_text())
@@ -98,10 +113,29 @@ def write_inputs(project: Path, images: list[Path], components: list[str]) -> No
 def run_crop_stage(project: Path) -> dict:
     from pipelines.crop_stage import main
 
-    assert main(["--params", str(project / "params.yaml"), "--labels", str(project / "data/labels"),
-                 "--manifest", str(project / "data/validated/manifest.parquet"), "--images", str(project / "data"),
-                 "--detector", str(project / "models/detector"), "--annotations", str(project / "data/annotations"),
-                 "--out", str(project / "data/crops"), "--summary", str(project / "crop_summary.json")]) == 0
+    assert (
+        main(
+            [
+                "--params",
+                str(project / "params.yaml"),
+                "--labels",
+                str(project / "data/labels"),
+                "--manifest",
+                str(project / "data/validated/manifest.parquet"),
+                "--images",
+                str(project / "data"),
+                "--detector",
+                str(project / "models/detector"),
+                "--annotations",
+                str(project / "data/annotations"),
+                "--out",
+                str(project / "data/crops"),
+                "--summary",
+                str(project / "crop_summary.json"),
+            ]
+        )
+        == 0
+    )
     return json.loads((project / "crop_summary.json").read_text())
 
 
@@ -154,7 +188,11 @@ def test_corrupt_and_missing_images_are_recorded_with_their_reason(project: Path
     corrupt = broken_dir / ("c" * 64 + ".jpg")
     corrupt.write_bytes(b"\xff\xd8\xff not really a jpeg")
     shutil.copy(images[0], broken_dir / images[0].name)
-    write_inputs(project, images + [corrupt], ["shirt-collar", "shirt-pattern", "jeans-fit", "jeans-color", "jeans-washing", "jeans-damage"])
+    write_inputs(
+        project,
+        images + [corrupt],
+        ["shirt-collar", "shirt-pattern", "jeans-fit", "jeans-color", "jeans-washing", "jeans-damage"],
+    )
     manifest = pd.read_parquet(project / "data/validated/manifest.parquet")
     manifest.loc[manifest["sha256"] == corrupt.stem, "path"] = f"broken/{corrupt.name}"
     missing = pd.DataFrame([{"sha256": "d" * 64, "path": "broken/gone.jpg"}])
@@ -171,23 +209,51 @@ def test_corrupt_and_missing_images_are_recorded_with_their_reason(project: Path
 
 def test_detect_cli_shows_detections_and_writes_the_crop(project: Path, trained: dict) -> None:
     photo = sorted((project / "data" / "annotations" / "images").iterdir())[0]
-    result = subprocess.run([SEAMLINE, "detect", str(photo), "--component", "shirt-pattern", "--mode", "none",
-                             "--out", "crop.png", "--sheet", "sheet.png", "--params", "params.yaml"],
-                            cwd=project, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            SEAMLINE,
+            "detect",
+            str(photo),
+            "--component",
+            "shirt-pattern",
+            "--mode",
+            "none",
+            "--out",
+            "crop.png",
+            "--sheet",
+            "sheet.png",
+            "--params",
+            "params.yaml",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert f"detector {trained['version']}" in result.stdout
     assert (project / "crop.png").is_file() and (project / "sheet.png").is_file()
 
     (project / "bad.jpg").write_bytes(b"garbage")
-    result = subprocess.run([SEAMLINE, "detect", "bad.jpg", str(photo), "--params", "params.yaml", "--out", "crops"],
-                            cwd=project, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [SEAMLINE, "detect", "bad.jpg", str(photo), "--params", "params.yaml", "--out", "crops"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert "bad.jpg: not a decodable image" in result.stderr
     assert len(list((project / "crops").glob("*.png"))) >= 1  # the good photo still ran
 
 
 def test_detect_cli_without_a_trained_detector_says_what_to_run(project: Path, tmp_path: Path) -> None:
-    result = subprocess.run([SEAMLINE, "detect", "x.jpg", "--detector", str(tmp_path), "--params", str(project / "params.yaml")],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [SEAMLINE, "detect", "x.jpg", "--detector", str(tmp_path), "--params", str(project / "params.yaml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert "no trained detector" in result.stderr and "dvc repro detector" in result.stderr

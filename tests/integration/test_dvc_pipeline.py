@@ -23,8 +23,12 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def shop_origin(demo_shop: Path) -> Iterator[str]:
-    process = subprocess.Popen([str(BIN / "seamline"), "demo-shop", "serve", str(demo_shop), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [str(BIN / "seamline"), "demo-shop", "serve", str(demo_shop), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     origin = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline()).group(0)
     yield origin
     process.terminate()
@@ -80,8 +84,12 @@ def test_repro_crawls_and_labels_then_skips_what_did_not_change(repo) -> None:
 def test_weekly_snapshot_tag_and_history(repo) -> None:
     root, env = repo
     seamline = str(BIN / "seamline")
-    git_identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-                    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    git_identity = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
     env = {**env, **git_identity}
     empty = run([seamline, "data", "history"], root, env).stdout
     assert "no snapshots yet" in empty
@@ -95,8 +103,9 @@ def test_weekly_snapshot_tag_and_history(repo) -> None:
     run([seamline, "data", "snapshot", "--tag", "data-2026-W48"], root, env)
     assert run(["git", "tag", "--list", "data-*"], root, env).stdout.split() == ["data-2026-W48"]
     assert "dvc.lock" in run(["git", "show", "--name-only", "data-2026-W48"], root, env).stdout
-    again = subprocess.run([seamline, "data", "snapshot", "--tag", "data-2026-W48"], cwd=root, env=env,
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        [seamline, "data", "snapshot", "--tag", "data-2026-W48"], cwd=root, env=env, capture_output=True, text=True
+    )
     assert again.returncode == 2 and "already taken" in again.stderr
     unchanged = run([seamline, "data", "snapshot"], root, env).stdout
     assert "nothing changed since data-2026-W48" in unchanged
@@ -121,8 +130,13 @@ def test_push_and_pull_through_the_local_remote(repo) -> None:
 
 def test_push_and_pull_through_s3_served_by_moto(repo, moto_s3: str) -> None:
     root, env = repo
-    env = {**env, "AWS_ENDPOINT_URL": moto_s3, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        **env,
+        "AWS_ENDPOINT_URL": moto_s3,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     run(["dvc", "repro", "crawl@demo"], root, env)
     manifest = (root / "data" / "raw" / "demo" / "manifest.jsonl").read_bytes()
     run(["dvc", "push", "-r", "s3"], root, env)
@@ -135,7 +149,11 @@ def test_push_and_pull_through_s3_served_by_moto(repo, moto_s3: str) -> None:
 def test_annotations_import_is_versioned_with_dvc_add(repo, demo_shop: Path) -> None:
     root, env = repo
     shutil.copy(PROJECT_ROOT / ".gitignore", root / ".gitignore")
-    run([str(BIN / "seamline"), "annotations", "import", str(demo_shop / "annotations"), "--out", "data/annotations"], root, env)
+    run(
+        [str(BIN / "seamline"), "annotations", "import", str(demo_shop / "annotations"), "--out", "data/annotations"],
+        root,
+        env,
+    )
     pointer = root / "data" / "annotations.dvc"
     assert pointer.is_file() and "nfiles:" in pointer.read_text()
     # The pointer is for git (and not ignored by it); the folder itself is DVC's.

@@ -46,8 +46,8 @@ def brightness_classifier(light_above: float, deep_below: float) -> object:
     return model
 
 
-GOOD = (170, 90)        # every test crop right
-FAIR = (170, 120)       # the darker third of `middle` reads as deep: passes the recall floor, F1 lower
+GOOD = (170, 90)  # every test crop right
+FAIR = (170, 120)  # the darker third of `middle` reads as deep: passes the recall floor, F1 lower
 ALL_MIDDLE = (999, -999)  # always `middle`: recall 0 for light and deep
 
 
@@ -76,10 +76,19 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> tup
     with (labels / f"{COMPONENT}.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([["sha256", "label", "split", "label_source"], *label_rows])
     with (crops / "index.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([["component", "sha256", "split", "file", "status", "reason", "score", "box", "recipe"], *index_rows])
+        csv.writer(handle).writerows(
+            [["component", "sha256", "split", "file", "status", "reason", "score", "box", "recipe"], *index_rows]
+        )
     params = load_params(PROJECT_ROOT / "params.yaml", "demo")
-    registry = params.registry.model_copy(update={"tracking_uri": mlflow_server, "ledger": str(root / "ledger.jsonl"),
-                                                  "min_class_recall": 0.5, "min_improvement": 0.0, "auto_promote": False})
+    registry = params.registry.model_copy(
+        update={
+            "tracking_uri": mlflow_server,
+            "ledger": str(root / "ledger.jsonl"),
+            "min_class_recall": 0.5,
+            "min_improvement": 0.0,
+            "auto_promote": False,
+        }
+    )
     return root, params.model_copy(update={"registry": registry})
 
 
@@ -90,9 +99,19 @@ def train_and_log(root: Path, params: object, model: object, name: str) -> Path:
     from pipelines.train_stage import CLASSIFIER_FILE, log_classifier_model
 
     classes = list(params.components[COMPONENT].classes)
-    meta = {"component": COMPONENT, "classes": classes, "thresholds": [0.0] * len(classes), "image_size": SIZE,
-            "item": "jeans", "crop_region": "jeans", "crop_mode": "bbox", "base_weights": None}
-    with mlflow_run(params.registry, "classifiers", name, {"seamline.component": COMPONENT, "seamline.base_weights": "none"}) as run:
+    meta = {
+        "component": COMPONENT,
+        "classes": classes,
+        "thresholds": [0.0] * len(classes),
+        "image_size": SIZE,
+        "item": "jeans",
+        "crop_region": "jeans",
+        "crop_mode": "bbox",
+        "base_weights": None,
+    }
+    with mlflow_run(
+        params.registry, "classifiers", name, {"seamline.component": COMPONENT, "seamline.base_weights": "none"}
+    ) as run:
         mlflow.log_params({"training.name": name})
         mlflow.log_metrics({"test_accuracy": 0.5, "test_macro_f1": 0.5})
         log_classifier_model(model, meta)
@@ -106,8 +125,15 @@ def register(root: Path, params: object, model: object, name: str) -> tuple[str,
     from pipelines.registry import register_trained
 
     model_dir = train_and_log(root, params, model, name)
-    done = register_trained(params, COMPONENT, model_dir, root / "data" / "crops", root / "data" / "labels", "ci-bot",
-                            progress=lambda line: None)
+    done = register_trained(
+        params,
+        COMPONENT,
+        model_dir,
+        root / "data" / "crops",
+        root / "data" / "labels",
+        "ci-bot",
+        progress=lambda line: None,
+    )
     return done.version, done.decision
 
 
@@ -134,7 +160,9 @@ def test_gate_promote_rollback_and_ledger(project: tuple[Path, object]) -> None:
     worse, decision = register(root, params, brightness_classifier(*ALL_MIDDLE), "all-middle")
     assert decision.alias is None and "recall below the floor" in decision.reason
     version = registry.version(COMPONENT, worse)
-    assert version.tags["seamline.gate"] == "failed" and "recall below the floor" in version.tags["seamline.gate_reason"]
+    assert (
+        version.tags["seamline.gate"] == "failed" and "recall below the floor" in version.tags["seamline.gate_reason"]
+    )
     assert set(registry.aliases(COMPONENT).values()) == {fair}
 
     _, decision = register(root, params, brightness_classifier(*FAIR), "fair-again")
@@ -142,7 +170,9 @@ def test_gate_promote_rollback_and_ledger(project: tuple[Path, object]) -> None:
 
     good, decision = register(root, params, brightness_classifier(*GOOD), "good")
     assert decision.alias == CHALLENGER, decision.reason
-    again = register_trained(params, COMPONENT, root / "models" / "good" / COMPONENT, crops, labels, "ci-bot", progress=lambda line: None)
+    again = register_trained(
+        params, COMPONENT, root / "models" / "good" / COMPONENT, crops, labels, "ci-bot", progress=lambda line: None
+    )
     assert not again.new and again.version == good and "already registered" in again.decision.reason
     assert float(registry.version(COMPONENT, good).tags["seamline.gate_test_macro_f1"]) == 1.0
     assert registry.aliases(COMPONENT) == {CHAMPION: fair, CHALLENGER: good}
@@ -203,7 +233,9 @@ def test_a_model_that_does_not_load_is_never_promoted(project: tuple[Path, objec
     crops, labels = root / "data" / "crops", root / "data" / "labels"
     registry = Registry(params.registry)
     before = registry.aliases(COMPONENT) if registry.model_exists(COMPONENT) else {}
-    done = register_trained(params, COMPONENT, corrupt_model(root, params), crops, labels, "ci-bot", progress=lambda line: None)
+    done = register_trained(
+        params, COMPONENT, corrupt_model(root, params), crops, labels, "ci-bot", progress=lambda line: None
+    )
     version, decision = done.version, done.decision
     assert decision.alias is None and "load-and-query" in decision.reason
     assert registry.version(COMPONENT, version).tags["seamline.gate"] == "failed"
@@ -217,25 +249,69 @@ def test_cli_show_and_list_read_the_registry(project: tuple[Path, object], mlflo
     root, _ = project
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
     seamline = str(Path(sys.executable).with_name("seamline"))
-    shown = subprocess.run([seamline, "models", "show", COMPONENT, "--json", "--params", str(PROJECT_ROOT / "params.yaml"), "-p", "demo"],
-                           env=env, capture_output=True, text=True, cwd=root, timeout=120, check=False)
+    shown = subprocess.run(
+        [seamline, "models", "show", COMPONENT, "--json", "--params", str(PROJECT_ROOT / "params.yaml"), "-p", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+        check=False,
+    )
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
     assert report["versions"] and report["versions"][0]["gate"] in ("passed", "failed")
     assert "champion" in report["aliases"]
-    listed = subprocess.run([seamline, "models", "list", "--params", str(PROJECT_ROOT / "params.yaml"), "-p", "demo"],
-                            env=env, capture_output=True, text=True, cwd=root, timeout=120, check=False)
-    assert listed.returncode == 0 and COMPONENT in listed.stdout and "not registered" in listed.stdout  # other components
-    missing = subprocess.run([seamline, "models", "promote", COMPONENT, "999", "--reason", "x", "--params", str(PROJECT_ROOT / "params.yaml")],
-                             env=env, capture_output=True, text=True, cwd=root, timeout=120, check=False)
+    listed = subprocess.run(
+        [seamline, "models", "list", "--params", str(PROJECT_ROOT / "params.yaml"), "-p", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+        check=False,
+    )
+    assert (
+        listed.returncode == 0 and COMPONENT in listed.stdout and "not registered" in listed.stdout
+    )  # other components
+    missing = subprocess.run(
+        [
+            seamline,
+            "models",
+            "promote",
+            COMPONENT,
+            "999",
+            "--reason",
+            "x",
+            "--params",
+            str(PROJECT_ROOT / "params.yaml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+        check=False,
+    )
     assert missing.returncode == 2 and "no version 999" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_unreachable_tracking_server_is_one_line(tmp_path: Path) -> None:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
     seamline = str(Path(sys.executable).with_name("seamline"))
-    result = subprocess.run([seamline, "models", "show", COMPONENT, "--params", str(PROJECT_ROOT / "params.yaml")],
-                            env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False)
+    result = subprocess.run(
+        [seamline, "models", "show", COMPONENT, "--params", str(PROJECT_ROOT / "params.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2, result.stdout
     assert "MLflow at http://127.0.0.1" in result.stderr and "Traceback" not in result.stderr
 
@@ -250,17 +326,43 @@ def test_mlflow_models_serve_answers_for_the_champion(project: tuple[Path, objec
         register(root, params, brightness_classifier(*GOOD), "serve-me")
     port = free_port()
     # MLflow starts uvicorn by name: the venv's bin must be on the PATH, as in an activated venv.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     log = root / "serve.log"
     with log.open("wb") as sink:
-        server = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", f"models:/{COMPONENT}@{CHAMPION}",
-                                   "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port), "-w", "1"],
-                                  env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("mlflow")),
+                "models",
+                "serve",
+                "-m",
+                f"models:/{COMPONENT}@{CHAMPION}",
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "1",
+            ],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=root,
+        )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/ping", server, log, seconds=180)
         batch = np.stack([np.full((SIZE, SIZE, 3), BRIGHTNESS[c], np.float32) for c in ("light", "deep")])
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps({"inputs": batch.tolist()}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": batch.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = np.asarray(json.loads(response.read())["predictions"])
     finally:

@@ -22,10 +22,17 @@ pytestmark = pytest.mark.slow
 
 SEAMLINE = str(Path(sys.executable).with_name("seamline"))
 COMPONENT = "jeans-color"
-TINY_TRAINING = {"weights": None, "image_size": 32, "batch_size": 8, "early_stopping_patience": 2, "early_stopping_start": 0,
-                 "augmentation": {"shift": 0.05}, "ema_decay": 0.9,  # weight averaging in both phases
-                 "frozen": {"epochs": 2, "learning_rate": 1.0e-3, "cached_features": True, "augmented_views": 1},
-                 "fine_tune": {"epochs": 1, "learning_rate": 1.0e-3, "unfreeze_from": 0}}
+TINY_TRAINING = {
+    "weights": None,
+    "image_size": 32,
+    "batch_size": 8,
+    "early_stopping_patience": 2,
+    "early_stopping_start": 0,
+    "augmentation": {"shift": 0.05},
+    "ema_decay": 0.9,  # weight averaging in both phases
+    "frozen": {"epochs": 2, "learning_rate": 1.0e-3, "cached_features": True, "augmented_views": 1},
+    "fine_tune": {"epochs": 1, "learning_rate": 1.0e-3, "unfreeze_from": 0},
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +59,9 @@ def project(tmp_path_factory: pytest.TempPathFactory, demo_shop: Path) -> Path:
         for image in (i for i in product["images"] if not i["fault"]):
             pixels = cv2.imread(str(demo_shop / "site" / image["url"].lstrip("/")))
             sha = f"{len(rows):064x}"
-            cv2.imwrite(str(crops / COMPONENT / f"{sha}.png"), cv2.resize(pixels, (32, 32), interpolation=cv2.INTER_AREA))
+            cv2.imwrite(
+                str(crops / COMPONENT / f"{sha}.png"), cv2.resize(pixels, (32, 32), interpolation=cv2.INTER_AREA)
+            )
             split = ("train", "train", "train", "val", "test")[len(rows) % 5]
             rows.append((sha, product["labels"]["color"], split))
     with (labels / f"{COMPONENT}.csv").open("w", newline="") as handle:
@@ -62,14 +71,22 @@ def project(tmp_path_factory: pytest.TempPathFactory, demo_shop: Path) -> Path:
     with (crops / "index.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["component", "sha256", "split", "file", "status", "reason", "score", "box", "recipe"])
-        writer.writerows([COMPONENT, sha, split, f"{COMPONENT}/{sha}.png", "cropped", "", "", "", "none:32"] for sha, _, split in rows)
+        writer.writerows(
+            [COMPONENT, sha, split, f"{COMPONENT}/{sha}.png", "cropped", "", "", "", "none:32"]
+            for sha, _, split in rows
+        )
     return root
 
 
 @pytest.fixture(scope="module")
 def trained(project: Path) -> dict:
-    result = subprocess.run([SEAMLINE, "train", COMPONENT, "--params", "params.yaml"], cwd=project,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [SEAMLINE, "train", COMPONENT, "--params", "params.yaml"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "epoch 3 (fine_tune)" in result.stdout and f"train {COMPONENT}: frozen acc" in result.stdout
     return json.loads((project / "metrics" / f"{COMPONENT}.json").read_text())
@@ -86,7 +103,9 @@ def test_metrics_report_both_phases_and_every_class(trained: dict) -> None:
 
 def test_dvc_outputs_are_written(project: Path, trained: dict) -> None:
     classifier = json.loads((project / "models" / COMPONENT / "classifier.json").read_text())
-    assert classifier["classes"] == ["light", "middle", "deep"] and set(classifier["thresholds"]) == set(classifier["classes"])
+    assert classifier["classes"] == ["light", "middle", "deep"] and set(classifier["thresholds"]) == set(
+        classifier["classes"]
+    )
     history = list(csv.DictReader((project / "plots" / COMPONENT / "history.csv").open()))
     assert [row["phase"] for row in history] == ["frozen", "frozen", "fine_tune"]
     confusion = list(csv.DictReader((project / "plots" / COMPONENT / "confusion.csv").open()))
@@ -122,8 +141,22 @@ def test_the_mlflow_run_holds_metrics_confusion_matrix_and_a_loadable_model(proj
 
 
 def test_training_without_crops_says_which_stage_to_run(tmp_path: Path, project: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "pipelines.train_stage", "--component", COMPONENT, "--params",
-                             str(project / "params.yaml"), "--crops", str(tmp_path / "none")],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.train_stage",
+            "--component",
+            COMPONENT,
+            "--params",
+            str(project / "params.yaml"),
+            "--crops",
+            str(tmp_path / "none"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "index.csv: missing (run the crop stage first)" in result.stderr

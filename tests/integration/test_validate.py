@@ -33,8 +33,21 @@ def photo(seed: int, size=(160, 120)) -> np.ndarray:
 
 
 BASE = ManifestRow(
-    sha256="", path="", source="shop", image_url="", product_url="http://s/p", title="t", breadcrumb="b",
-    item_hint="jeans", price=1.0, width=160, height=120, format="jpeg", bytes=1, phash="", crawled_at="t",
+    sha256="",
+    path="",
+    source="shop",
+    image_url="",
+    product_url="http://s/p",
+    title="t",
+    breadcrumb="b",
+    item_hint="jeans",
+    price=1.0,
+    width=160,
+    height=120,
+    format="jpeg",
+    bytes=1,
+    phash="",
+    crawled_at="t",
 )
 
 
@@ -45,7 +58,9 @@ def add_image(root: Path, name: str, data: bytes, phash: str, **changes) -> Mani
     return replace(BASE, sha256=name * 64, path=path, image_url=f"http://s/{name}.jpg", phash=phash, **changes)
 
 
-def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(tmp_path: Path, shipped_params_path: Path) -> None:
+def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(
+    tmp_path: Path, shipped_params_path: Path
+) -> None:
     raw = tmp_path / "raw"
     rows = [
         add_image(raw, "a", jpeg(photo(1)), "0000000000000000"),
@@ -59,15 +74,35 @@ def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(tmp
     append_rows(raw / "shop" / "manifest.jsonl", rows)
     out = tmp_path / "validated"
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.validate", "--params", str(shipped_params_path), "--manifests", str(raw),
-         "--crawl-reports", str(tmp_path / "crawl"), "--out", str(out), "--docs", str(tmp_path / "docs"),
-         "--summary", str(tmp_path / "summary.json")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.validate",
+            "--params",
+            str(shipped_params_path),
+            "--manifests",
+            str(raw),
+            "--crawl-reports",
+            str(tmp_path / "crawl"),
+            "--out",
+            str(out),
+            "--docs",
+            str(tmp_path / "docs"),
+            "--summary",
+            str(tmp_path / "summary.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     quarantine = pd.read_csv(out / "quarantine.csv")
     assert dict(zip(quarantine["sha256"].str[0], quarantine["reason"])) == {
-        "c": "undecodable", "d": "blank", "e": "duplicate", "f": "aspect_ratio", "g": "format_not_allowed",
+        "c": "undecodable",
+        "d": "blank",
+        "e": "duplicate",
+        "f": "aspect_ratio",
+        "g": "format_not_allowed",
     }
     assert sorted(pd.read_parquet(out / "manifest.parquet")["sha256"].str[0]) == ["a", "b"]
     assert len(read_manifest(raw / "shop" / "manifest.jsonl").rows) == 7  # the raw snapshot keeps every row
@@ -81,10 +116,26 @@ def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(tmp
     history.parent.mkdir(parents=True)
     history.write_text(json.dumps({"products": 400}) + "\n" + json.dumps({"products": 40}) + "\n")
     stopped = subprocess.run(
-        [sys.executable, "-m", "pipelines.validate", "--params", str(shipped_params_path), "--manifests", str(raw),
-         "--crawl-reports", str(tmp_path / "crawl"), "--out", str(out), "--docs", str(tmp_path / "docs"),
-         "--summary", str(tmp_path / "summary.json")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.validate",
+            "--params",
+            str(shipped_params_path),
+            "--manifests",
+            str(raw),
+            "--crawl-reports",
+            str(tmp_path / "crawl"),
+            "--out",
+            str(out),
+            "--docs",
+            str(tmp_path / "docs"),
+            "--summary",
+            str(tmp_path / "summary.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert stopped.returncode == 1
     assert stopped.stderr.strip().splitlines()[-1] == (

@@ -39,11 +39,16 @@ def test_a_local_weights_file_is_loaded_into_the_base(saved_base: tuple[Path, np
     np.testing.assert_array_equal(loaded.get_layer("base").get_weights()[0], first_kernel)
 
 
-def test_weights_from_an_s3_uri(saved_base: tuple[Path, np.ndarray], moto_s3: str, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_from_an_s3_uri(
+    saved_base: tuple[Path, np.ndarray], moto_s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path, first_kernel = saved_base
-    for name, value in {"AWS_ENDPOINT_URL": moto_s3, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_s3,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     boto3.client("s3").upload_file(str(path), "seamline-data", "bases/densenet.weights.h5")
     local = fetch_weights("s3://seamline-data/bases/densenet.weights.h5", cache_dir=tmp_path / "cache")
@@ -75,22 +80,28 @@ def test_an_unknown_scheme_is_refused() -> None:
         fetch_weights("ftp://example.org/base.weights.h5")
 
 
-
 def _moving_means(model: keras.Model) -> np.ndarray:
-    return np.concatenate([layer.moving_mean.numpy() for layer in model.get_layer("base").layers
-                           if isinstance(layer, keras.layers.BatchNormalization)])
+    return np.concatenate(
+        [
+            layer.moving_mean.numpy()
+            for layer in model.get_layer("base").layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+    )
 
 
 @pytest.mark.parametrize("batchnorm_trains", [False, True])
-def test_fine_tuning_keeps_or_moves_the_bases_batchnorm_statistics(saved_base: tuple[Path, np.ndarray],
-                                                                  batchnorm_trains: bool) -> None:
+def test_fine_tuning_keeps_or_moves_the_bases_batchnorm_statistics(
+    saved_base: tuple[Path, np.ndarray], batchnorm_trains: bool
+) -> None:
     """`fine_tune.batchnorm: inference` keeps the statistics a pretrained base brought through a
     training step; `train` moves them towards the new images. Either way the step is a real one:
     a finite loss, a head that moved, probabilities after it (the dependency smoke test leaves
     the DenseNet121 training step to this test: tracing one costs about a minute on 2 cores)."""
     path, _ = saved_base
-    model = build_classifier(backbone="densenet121", classes=CLASSES, image_size=32, dropout=0.0, weights=str(path),
-                             batchnorm_momentum=0.5)
+    model = build_classifier(
+        backbone="densenet121", classes=CLASSES, image_size=32, dropout=0.0, weights=str(path), batchnorm_momentum=0.5
+    )
     assert [layer.name for layer in model.layers][1:] == ["scaling", "base", "gap", "dropout", "probabilities"]
     set_trainable(model, "fine_tune", batchnorm_trains=batchnorm_trains)
     before, head_before = _moving_means(model), model.get_layer("probabilities").get_weights()[0].copy()

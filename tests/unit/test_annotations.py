@@ -23,8 +23,11 @@ def labelme(folder: Path, name: str, shapes: list[dict], image: str = "photo.jpg
 
 
 def square(label: str, x0: float, y0: float, side: float) -> dict:
-    return {"label": label, "shape_type": "polygon",
-            "points": [[x0, y0], [x0 + side, y0], [x0 + side, y0 + side], [x0, y0 + side]]}
+    return {
+        "label": label,
+        "shape_type": "polygon",
+        "points": [[x0, y0], [x0 + side, y0], [x0 + side, y0 + side], [x0, y0 + side]],
+    }
 
 
 @pytest.mark.parametrize(
@@ -55,7 +58,8 @@ def test_import_converts_good_files_and_reports_the_bad_ones(tmp_path: Path) -> 
 
     assert sorted(p.name for p in result.imported) == ["a.json", "b.json"]
     assert {p.name: reason.split(" (")[0] for p, reason in result.problems} == {
-        "c.json": "shape 1: unknown label 'hat'", "d.json": "not a readable JSON file",
+        "c.json": "shape 1: unknown label 'hat'",
+        "d.json": "not a readable JSON file",
     }
     coco = COCO(str(tmp_path / "out" / "instances.json"))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CATEGORIES)

@@ -96,7 +96,9 @@ def test_help_explains_each_option(project: Path) -> None:
         assert option in result.stdout
 
 
-@pytest.mark.parametrize("command", ["models", "predict", "retrain", "deploy", "mlflow-ui", "train", "pretrain", "detect"])
+@pytest.mark.parametrize(
+    "command", ["models", "predict", "retrain", "deploy", "mlflow-ui", "train", "pretrain", "detect"]
+)
 def test_every_documented_command_is_registered(project: Path, command: str) -> None:
     result = run(command, "--help", cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -105,8 +107,14 @@ def test_every_documented_command_is_registered(project: Path, command: str) -> 
 
 def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`python -m pipelines.cli ARGS`, the way a checkout without the console script runs it."""
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
 
 
 def test_python_dash_m_runs_the_same_cli_with_every_command_registered(project: Path) -> None:

@@ -118,14 +118,18 @@ def test_a_component_may_have_its_own_crop_mode(tree: dict[str, Any]) -> None:
         resolve_params(tree, "paper")
 
 
-@pytest.mark.parametrize(("weights", "batchnorm", "trains"), [
-    ("imagenet", "inference", False),
-    ("imagenet", "train", True),
-    ("models/pretrain/base.weights.h5", "inference", False),
-    (None, "inference", True),  # a from-scratch base has no statistics to keep
-])
-def test_whether_batchnorm_trains_while_fine_tuning(tree: dict[str, Any], weights: str | None, batchnorm: str,
-                                                    trains: bool) -> None:
+@pytest.mark.parametrize(
+    ("weights", "batchnorm", "trains"),
+    [
+        ("imagenet", "inference", False),
+        ("imagenet", "train", True),
+        ("models/pretrain/base.weights.h5", "inference", False),
+        (None, "inference", True),  # a from-scratch base has no statistics to keep
+    ],
+)
+def test_whether_batchnorm_trains_while_fine_tuning(
+    tree: dict[str, Any], weights: str | None, batchnorm: str, trains: bool
+) -> None:
     tree = copy.deepcopy(tree)
     tree["training"]["weights"] = weights
     tree["training"]["fine_tune"]["batchnorm"] = batchnorm
@@ -235,8 +239,10 @@ BAD_CASES: list[tuple[str, Mutation, str, str]] = [
     ),
     (
         "a phase plan that trains nothing",
-        lambda t: (t["profiles"]["demo"]["training"]["fine_tune"].update(epochs=0),
-                   t["profiles"]["demo"]["training"]["frozen"].update(epochs=0)),
+        lambda t: (
+            t["profiles"]["demo"]["training"]["fine_tune"].update(epochs=0),
+            t["profiles"]["demo"]["training"]["frozen"].update(epochs=0),
+        ),
         "training",
         "at least 1",
     ),

@@ -76,11 +76,14 @@ def test_modes_give_squares_of_the_requested_size() -> None:
     assert whole.shape == (40, 40, 3) and (whole[:5] == 0).all()  # 80x60 padded top and bottom
 
 
-@pytest.mark.parametrize(("mode", "kwargs", "message"), [
-    ("bbox", {}, "needs a box"),
-    ("mask", {"box": (0, 0, 5, 5)}, "needs a mask"),
-    ("sketch", {"box": (0, 0, 5, 5), "mask": np.ones((60, 80))}, "unknown crop mode 'sketch'"),
-])
+@pytest.mark.parametrize(
+    ("mode", "kwargs", "message"),
+    [
+        ("bbox", {}, "needs a box"),
+        ("mask", {"box": (0, 0, 5, 5)}, "needs a mask"),
+        ("sketch", {"box": (0, 0, 5, 5), "mask": np.ones((60, 80))}, "unknown crop mode 'sketch'"),
+    ],
+)
 def test_mode_errors_are_clear(mode: str, kwargs: dict, message: str) -> None:
     image, _ = scene()
     with pytest.raises(ValueError, match=message):

@@ -40,8 +40,11 @@ def detection(category: str, box: tuple[int, int, int, int], score: float) -> De
 
 
 def test_the_region_is_the_largest_detection_of_its_category_above_threshold() -> None:
-    record = record_with(detection("shirt", (10, 20, 70, 100), 0.7), detection("shirt", (30, 30, 40, 40), 0.95),
-                         detection("collar", (0, 0, 80, 120), 0.99))
+    record = record_with(
+        detection("shirt", (10, 20, 70, 100), 0.7),
+        detection("shirt", (30, 30, 40, 40), 0.95),
+        detection("collar", (0, 0, 80, 120), 0.99),
+    )
     region = detected_region(record, "shirt", 0.5, with_mask=True)
     assert region.box == (10.0, 20.0, 70.0, 100.0) and region.score == pytest.approx(0.7)
     assert region.mask.sum() == 60 * 80
@@ -59,7 +62,9 @@ def test_no_region_falls_back_as_params_say(fallback: str, status: str) -> None:
         assert pixels.shape == (32, 32, 3)
 
 
-@pytest.mark.parametrize(("mode", "channels"), [("bbox", 3), ("mask", 3), ("mask_alpha", 4), ("annotation", 3), ("none", 3)])
+@pytest.mark.parametrize(
+    ("mode", "channels"), [("bbox", 3), ("mask", 3), ("mask_alpha", 4), ("annotation", 3), ("none", 3)]
+)
 def test_every_mode_gives_a_square_of_the_configured_size(mode: str, channels: int) -> None:
     mask = np.zeros((120, 80), bool)
     mask[20:100, 10:70] = True
@@ -86,8 +91,20 @@ def test_the_detection_cache_survives_a_torn_last_line(tmp_path: Path) -> None:
 
 
 def test_the_index_round_trips(tmp_path: Path) -> None:
-    rows = [CropRow("shirt-collar", "a" * 64, "train", "shirt-collar/a.png", "cropped", "", 0.91234, "1.0 2.0 3.0 4.0", "bbox:64:v1:skip"),
-            CropRow("jeans-fit", "b" * 64, "test", "", "skipped", "no_detection", None, "", "bbox:64:v1:skip")]
+    rows = [
+        CropRow(
+            "shirt-collar",
+            "a" * 64,
+            "train",
+            "shirt-collar/a.png",
+            "cropped",
+            "",
+            0.91234,
+            "1.0 2.0 3.0 4.0",
+            "bbox:64:v1:skip",
+        ),
+        CropRow("jeans-fit", "b" * 64, "test", "", "skipped", "no_detection", None, "", "bbox:64:v1:skip"),
+    ]
     write_index(tmp_path / "index.csv", rows)
     again = read_index(tmp_path / "index.csv")
     assert again[("jeans-fit", "b" * 64)] == rows[1]
@@ -103,7 +120,9 @@ def test_resolved_stage_settings_apply_the_profile(shipped_params_path: Path) ->
     json.dumps(demo)  # what the stage writes must be JSON
 
 
-def test_pretraining_reads_each_image_region_once_and_never_the_test_split(tmp_path: Path, shipped_params_path: Path) -> None:
+def test_pretraining_reads_each_image_region_once_and_never_the_test_split(
+    tmp_path: Path, shipped_params_path: Path
+) -> None:
     from pipelines.pretrain import components_using, unlabelled_crops
 
     params = load_params(shipped_params_path, "demo")
@@ -118,9 +137,20 @@ def test_pretraining_reads_each_image_region_once_and_never_the_test_split(tmp_p
     assert len(files) == 18  # 24 images, 6 of them test; the jeans region counted once
     assert all("f" * 64 not in f for f in files)
     assert components_using(params, tmp_path / "pretrain") == []
-    uses = params.model_copy(update={"components": {
-        name: c.model_copy(update={"training": c.training.model_copy(update={"weights": str(tmp_path / "pretrain" / "base.weights.h5")})})
-        for name, c in params.components.items()}})
+    uses = params.model_copy(
+        update={
+            "components": {
+                name: c.model_copy(
+                    update={
+                        "training": c.training.model_copy(
+                            update={"weights": str(tmp_path / "pretrain" / "base.weights.h5")}
+                        )
+                    }
+                )
+                for name, c in params.components.items()
+            }
+        }
+    )
     assert components_using(uses, tmp_path / "pretrain") == list(params.components)
 
 

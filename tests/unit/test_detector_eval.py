@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from pipelines.coco_eval import box_iou, detector_metrics
-from pipelines.detect import Detection, best_of_category, decode_mask, detection_from_record, detection_record, nested_overrides
+from pipelines.detect import (
+    Detection,
+    best_of_category,
+    decode_mask,
+    detection_from_record,
+    detection_record,
+    nested_overrides,
+)
 from pipelines.detector_stage import is_held_out, split_coco
 
 CATEGORIES = [{"id": 1, "name": "shirt"}, {"id": 2, "name": "collar"}]
@@ -23,9 +30,17 @@ def dataset_with(boxes: dict[int, dict[str, tuple[int, int, int, int]]]) -> dict
     annotations = []
     for image_id, per_category in boxes.items():
         for name, (x0, y0, x1, y1) in per_category.items():
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": ids[name], "iscrowd": 0,
-                                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float((x1 - x0) * (y1 - y0)),
-                                "segmentation": polygon_of((x0, y0, x1, y1))})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": ids[name],
+                    "iscrowd": 0,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": float((x1 - x0) * (y1 - y0)),
+                    "segmentation": polygon_of((x0, y0, x1, y1)),
+                }
+            )
     return {"images": images, "annotations": annotations, "categories": CATEGORIES}
 
 
@@ -85,9 +100,9 @@ def test_detection_records_round_trip_through_json_rle() -> None:
 
 
 def test_overrides_become_the_nested_shape_model_garden_takes() -> None:
-    assert nested_overrides({"task.model.mask_head.num_convs": 2, "task.model.mask_head.num_filters": 64, "task.init_checkpoint": ""}) == {
-        "task": {"model": {"mask_head": {"num_convs": 2, "num_filters": 64}}, "init_checkpoint": ""}
-    }
+    assert nested_overrides(
+        {"task.model.mask_head.num_convs": 2, "task.model.mask_head.num_filters": 64, "task.init_checkpoint": ""}
+    ) == {"task": {"model": {"mask_head": {"num_convs": 2, "num_filters": 64}}, "init_checkpoint": ""}}
 
 
 def test_held_out_images_are_stable_and_near_the_fraction() -> None:
@@ -95,8 +110,11 @@ def test_held_out_images_are_stable_and_near_the_fraction() -> None:
     held = [name for name in names if is_held_out(name, 0.15)]
     assert 0.12 < len(held) / len(names) < 0.18
     assert held == [name for name in names if is_held_out(name, 0.15)]
-    dataset = {"images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
-               "annotations": [{"id": i, "image_id": i} for i in range(len(names))], "categories": CATEGORIES}
+    dataset = {
+        "images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
+        "annotations": [{"id": i, "image_id": i} for i in range(len(names))],
+        "categories": CATEGORIES,
+    }
     train, validation = split_coco(dataset, 0.15)
     assert len(train["images"]) + len(validation["images"]) == len(names)
     assert {a["image_id"] for a in validation["annotations"]} == {i["id"] for i in validation["images"]}

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.evaluate import UNKNOWN, classification_report, confusion_matrix, evaluate, predict_with_thresholds, tune_thresholds
+from pipelines.evaluate import (
+    UNKNOWN,
+    classification_report,
+    confusion_matrix,
+    evaluate,
+    predict_with_thresholds,
+    tune_thresholds,
+)
 from pipelines.train import balanced_class_weights
 
 CLASSES = ["band", "notched", "regular"]
@@ -16,7 +23,12 @@ def test_report_matches_hand_counts() -> None:
     predicted = np.array([0, 0, 1, 1, 2, 2])
     report = classification_report(truth, predicted, CLASSES)
     assert report["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
-    assert report["per_class"]["band"] == {"precision": 1.0, "recall": pytest.approx(0.6667, abs=1e-4), "f1": 0.8, "support": 3}
+    assert report["per_class"]["band"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(0.6667, abs=1e-4),
+        "f1": 0.8,
+        "support": 3,
+    }
     assert report["per_class"]["notched"]["precision"] == 0.5
     assert report["per_class"]["regular"]["recall"] == 1.0
     assert report["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
@@ -59,8 +71,12 @@ def test_balanced_class_weights() -> None:
 def test_best_val_loss_per_phase() -> None:
     from pipelines.train_stage import best_val_loss
 
-    rows = [{"phase": "frozen", "val_loss": 0.9}, {"phase": "frozen", "val_loss": 0.7},
-            {"phase": "fine_tune", "val_loss": 0.8}, {"phase": "fine_tune"}]
+    rows = [
+        {"phase": "frozen", "val_loss": 0.9},
+        {"phase": "frozen", "val_loss": 0.7},
+        {"phase": "fine_tune", "val_loss": 0.8},
+        {"phase": "fine_tune"},
+    ]
     assert best_val_loss(rows, "frozen") == 0.7
     assert best_val_loss(rows, "fine_tune") == 0.8
     assert best_val_loss(rows, "other") == float("inf")

@@ -68,7 +68,11 @@ def test_jsonld_with_graph_breadcrumb_and_image_objects() -> None:
 
 def test_opengraph_gives_title_price_and_main_image() -> None:
     fields = from_opengraph(Selector(text=OPENGRAPH_PAGE), BASE)
-    assert (fields.title, fields.price, fields.image_urls) == ("Skinny Jeans", 59.0, ("https://shop.example/img/main.jpg",))
+    assert (fields.title, fields.price, fields.image_urls) == (
+        "Skinny Jeans",
+        59.0,
+        ("https://shop.example/img/main.jpg",),
+    )
 
 
 def test_css_prefers_lazy_attributes_and_the_largest_srcset_candidate() -> None:
@@ -84,7 +88,9 @@ def test_css_prefers_lazy_attributes_and_the_largest_srcset_candidate() -> None:
 
 
 def test_xpath_rules_work_like_css() -> None:
-    rules = SelectorRules(title="//h1/text()", price="//p[@class='price']/text()", image_elements="//div[@class='gallery']/img")
+    rules = SelectorRules(
+        title="//h1/text()", price="//p[@class='price']/text()", image_elements="//div[@class='gallery']/img"
+    )
     fields = from_selectors(Selector(text=PLAIN_PAGE), rules, "xpath", BASE)
     assert fields.title == "Wide Leg Jeans" and fields.price == 1299.0
     assert fields.image_urls[0] == "https://shop.example/img/a.jpg"
@@ -104,8 +110,17 @@ def test_a_page_without_product_data_gives_empty_fields() -> None:
 
 @pytest.mark.parametrize(
     ("text", "price"),
-    [("€49.99", 49.99), ("1.299,00 €", 1299.0), ("$1,299.00", 1299.0), ("1,299", 1299.0), ("12,50", 12.5),
-     ("49", 49.0), (19, 19.0), ("Sold out", None), (None, None)],
+    [
+        ("€49.99", 49.99),
+        ("1.299,00 €", 1299.0),
+        ("$1,299.00", 1299.0),
+        ("1,299", 1299.0),
+        ("12,50", 12.5),
+        ("49", 49.0),
+        (19, 19.0),
+        ("Sold out", None),
+        (None, None),
+    ],
 )
 def test_parse_price(text, price) -> None:
     assert parse_price(text) == price
@@ -118,16 +133,30 @@ def test_largest_from_srcset_handles_density_descriptors() -> None:
 
 def test_classify_links_separates_products_from_listings() -> None:
     rules = LinkRules(follow=(r"/jeans/(page-\d+\.html)?$",), products=(r"/p/[^/]+\.html$",))
-    urls = ["https://s/jeans/", "https://s/p/a.html", "https://s/jeans/page-2.html", "https://s/cart/", "https://s/p/a.html"]
+    urls = [
+        "https://s/jeans/",
+        "https://s/p/a.html",
+        "https://s/jeans/page-2.html",
+        "https://s/cart/",
+        "https://s/p/a.html",
+    ]
     assert classify_links(urls, rules) == (["https://s/p/a.html"], ["https://s/jeans/", "https://s/jeans/page-2.html"])
 
 
 def test_shopify_products_json() -> None:
-    data = {"products": [
-        {"title": "Mid Wash Bootcut Jeans", "handle": "mid-wash-bootcut", "product_type": "Jeans", "tags": ["Women"],
-         "variants": [{"price": "79.00"}], "images": [{"src": "https://cdn.example/x.jpg"}]},
-        {"title": "no handle is skipped"},
-    ]}
+    data = {
+        "products": [
+            {
+                "title": "Mid Wash Bootcut Jeans",
+                "handle": "mid-wash-bootcut",
+                "product_type": "Jeans",
+                "tags": ["Women"],
+                "variants": [{"price": "79.00"}],
+                "images": [{"src": "https://cdn.example/x.jpg"}],
+            },
+            {"title": "no handle is skipped"},
+        ]
+    }
     ((url, fields),) = products_from_shopify(data, "https://s.example/")
     assert url == "https://s.example/products/mid-wash-bootcut"
     assert fields == ProductFields("Mid Wash Bootcut Jeans", ("Jeans", "Women"), 79.0, ("https://cdn.example/x.jpg",))

@@ -29,10 +29,17 @@ ERROR: failed to reproduce 'label': failed to run: python -m pipelines.label, ex
 
 
 def test_failure_message_is_the_stages_own_line() -> None:
-    assert failure_message(DVC_FAILURE) == "label: 2 classes below validation.min_examples_per_class: shirt-pattern: stripe has 4"
+    assert (
+        failure_message(DVC_FAILURE)
+        == "label: 2 classes below validation.min_examples_per_class: shirt-pattern: stripe has 4"
+    )
     assert failure_message(["ERROR: unexpected error - no dvc.yaml"]) == "unexpected error - no dvc.yaml"
-    pull = ["WARNING: Some of the cache files do not exist", "Everything is up to date.",
-            "ERROR: failed to pull data from the cloud - Checkout failed for following targets:", "data/crops"]
+    pull = [
+        "WARNING: Some of the cache files do not exist",
+        "Everything is up to date.",
+        "ERROR: failed to pull data from the cloud - Checkout failed for following targets:",
+        "data/crops",
+    ]
     assert failure_message(pull) == "failed to pull data from the cloud - Checkout failed for following targets:"
     assert failure_message(["plain failure"]) == "plain failure"
     assert failure_message([]) == "failed with no output"
@@ -74,14 +81,33 @@ def test_merge_lock_entry_replaces_one_stage_and_keeps_the_rest(tmp_path: Path) 
 
 def test_report_page_names_the_failed_step_and_every_section() -> None:
     report = RetrainReport(profile="demo", started="t0", tracking_uri="http://mlflow:5000")
-    report.steps = [StepOutcome("crawl@demo", "ran", 8.0), StepOutcome("validate", "failed", 3.0, "validate: columns changed"),
-                    StepOutcome("label", "not run")]
-    report.sources = [source_row("demo", "crawled", {"pages": 631, "products": 601, "images": {"new": 1410, "rejected": {"http_404": 3}}})]
-    report.validation = validation_row({"rows": 10, "valid": 9, "quarantined": {"blank": 1}, "dataset_problems": ["columns changed"]}, "docs/index.html")
-    registration = {"version": "4", "champion_version": "3", "alias": "challenger", "reason": "beats", "run_id": "abc",
-                    "candidate": {"macro_f1": 0.7}, "champion": {"macro_f1": 0.6}}
-    report.components = [component_row("shirt-pattern", "trained", registration, "macro_f1", report.tracking_uri),
-                         component_row("jeans-fit", "not run", {}, "macro_f1", report.tracking_uri)]
+    report.steps = [
+        StepOutcome("crawl@demo", "ran", 8.0),
+        StepOutcome("validate", "failed", 3.0, "validate: columns changed"),
+        StepOutcome("label", "not run"),
+    ]
+    report.sources = [
+        source_row(
+            "demo", "crawled", {"pages": 631, "products": 601, "images": {"new": 1410, "rejected": {"http_404": 3}}}
+        )
+    ]
+    report.validation = validation_row(
+        {"rows": 10, "valid": 9, "quarantined": {"blank": 1}, "dataset_problems": ["columns changed"]},
+        "docs/index.html",
+    )
+    registration = {
+        "version": "4",
+        "champion_version": "3",
+        "alias": "challenger",
+        "reason": "beats",
+        "run_id": "abc",
+        "candidate": {"macro_f1": 0.7},
+        "champion": {"macro_f1": 0.6},
+    }
+    report.components = [
+        component_row("shirt-pattern", "trained", registration, "macro_f1", report.tracking_uri),
+        component_row("jeans-fit", "not run", {}, "macro_f1", report.tracking_uri),
+    ]
     page = markdown(report, "macro_f1")
     assert report.failed.step == "validate" and "FAILED at `validate`" in page
     assert "| demo | crawled |" in page and "| 1410 | 3 |" in page

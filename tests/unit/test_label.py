@@ -23,7 +23,9 @@ from pipelines.label import (
 )
 from pipelines.manifest import ManifestRow
 
-DAMAGE = compile_rules({"damage": ["ripped", "distressed", "rips"], "non_damage": ["non-distressed", "no rips"]}, ["non", "no", "not"])
+DAMAGE = compile_rules(
+    {"damage": ["ripped", "distressed", "rips"], "non_damage": ["non-distressed", "no rips"]}, ["non", "no", "not"]
+)
 COLLAR = compile_rules({"button_down": ["button-down"], "band": ["band collar", "mandarin collar"]}, ["no"])
 
 
@@ -59,9 +61,21 @@ def test_source_overrides_replace_whole_classes(shipped_params_path: Path) -> No
 
 
 ROW = ManifestRow(
-    sha256="0" * 64, path="p", source="demo", image_url="u", product_url="http://s/p/1", title="Ripped Skinny Jeans",
-    breadcrumb="Home > Jeans", item_hint="jeans", price=None, width=1, height=1, format="jpeg", bytes=1,
-    phash="0" * 16, crawled_at="t",
+    sha256="0" * 64,
+    path="p",
+    source="demo",
+    image_url="u",
+    product_url="http://s/p/1",
+    title="Ripped Skinny Jeans",
+    breadcrumb="Home > Jeans",
+    item_hint="jeans",
+    price=None,
+    width=1,
+    height=1,
+    format="jpeg",
+    bytes=1,
+    phash="0" * 16,
+    crawled_at="t",
 )
 
 
@@ -77,7 +91,10 @@ def test_label_component_gates_items_counts_conflicts_and_takes_hand_labels(ship
     hand = {("e" * 64, "jeans-damage"): HandLabel("non_damage", "ana")}
     splits = {row.sha256: "train" for row in rows}
     result = label_component("jeans-damage", params.component("jeans-damage"), rows, params.labels, hand, splits)
-    assert [(r.sha256[0], r.label, r.label_source) for r in result.rows] == [("a", "damage", "weak"), ("e", "non_damage", "hand")]
+    assert [(r.sha256[0], r.label, r.label_source) for r in result.rows] == [
+        ("a", "damage", "weak"),
+        ("e", "non_damage", "hand"),
+    ]
     assert (result.candidates, result.conflicts) == (4, 1)
 
 
@@ -97,7 +114,13 @@ def test_hand_labels_are_checked_row_by_row(tmp_path: Path, shipped_params_path:
 
 def test_groups_join_near_duplicates_transitively_and_photos_of_one_product() -> None:
     a = 0x0F0F0F0F0F0F0F0F
-    phashes = [f"{a:016x}", f"{a ^ 0b111:016x}", f"{a ^ 0b111 ^ 0b111000:016x}", f"{~a & (2**64 - 1):016x}", f"{a ^ (0xFF << 40):016x}"]
+    phashes = [
+        f"{a:016x}",
+        f"{a ^ 0b111:016x}",
+        f"{a ^ 0b111 ^ 0b111000:016x}",
+        f"{~a & (2**64 - 1):016x}",
+        f"{a ^ (0xFF << 40):016x}",
+    ]
     products = ["p1", "p2", "p3", "p4", "p4"]
     groups = split_groups(phashes, products, max_distance=3)
     # 0~1 (3 bits), 1~2 (3 bits) → 0, 1, 2 together though 0 and 2 differ by 6; 3 and 4 share a product.

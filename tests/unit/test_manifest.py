@@ -22,9 +22,21 @@ from pipelines.manifest import (
 )
 
 ROW = ManifestRow(
-    sha256="ab" * 32, path="demo/images/x.jpg", source="demo", image_url="http://s/1.jpg", product_url="http://s/p",
-    title="Skinny Jeans", breadcrumb="Home > Jeans", item_hint="jeans", price=49.0, width=360, height=480,
-    format="jpeg", bytes=1234, phash="0f0f0f0f0f0f0f0f", crawled_at="2026-11-26T00:00:00+00:00",
+    sha256="ab" * 32,
+    path="demo/images/x.jpg",
+    source="demo",
+    image_url="http://s/1.jpg",
+    product_url="http://s/p",
+    title="Skinny Jeans",
+    breadcrumb="Home > Jeans",
+    item_hint="jeans",
+    price=49.0,
+    width=360,
+    height=480,
+    format="jpeg",
+    bytes=1234,
+    phash="0f0f0f0f0f0f0f0f",
+    crawled_at="2026-11-26T00:00:00+00:00",
 )
 
 

@@ -67,9 +67,13 @@ def move(alias: str, old: str | None, new: str | None, action: str) -> LedgerEnt
 
 
 def test_champion_lineage_pops_rolled_back_champions() -> None:
-    history = [move(CHAMPION, None, "1", "register"), move(CHALLENGER, None, "2", "register"),
-               move(CHAMPION, "1", "2", "promote"), move(CHALLENGER, "2", None, "retire"),
-               move(CHAMPION, "2", "4", "promote")]
+    history = [
+        move(CHAMPION, None, "1", "register"),
+        move(CHALLENGER, None, "2", "register"),
+        move(CHAMPION, "1", "2", "promote"),
+        move(CHALLENGER, "2", None, "retire"),
+        move(CHAMPION, "2", "4", "promote"),
+    ]
     assert champion_lineage(history) == ["1", "2", "4"]
     history.append(move(CHAMPION, "4", "2", "rollback"))
     assert champion_lineage(history) == ["1", "2"]  # a second rollback goes to v1, not back to v4
@@ -81,13 +85,16 @@ def test_check_outputs_accepts_probability_rows() -> None:
     check_outputs(np.array([[0.2, 0.8], [0.5, 0.5]]), 2, ["a", "b"], ["a", "b"])
 
 
-@pytest.mark.parametrize(("answers", "declared", "message"), [
-    (np.array([[0.2, 0.8]]), ["a", "b"], "shape"),
-    (np.array([[0.2, 0.3, 0.5], [0.2, 0.3, 0.5]]), ["a", "b"], "shape"),
-    (np.array([[2.0, 3.0], [1.0, 1.0]]), ["a", "b"], "probability rows"),
-    (np.array([[np.nan, 1.0], [0.5, 0.5]]), ["a", "b"], "probability rows"),
-    (np.array([[0.2, 0.8], [0.5, 0.5]]), ["b", "a"], "declares classes"),
-])
+@pytest.mark.parametrize(
+    ("answers", "declared", "message"),
+    [
+        (np.array([[0.2, 0.8]]), ["a", "b"], "shape"),
+        (np.array([[0.2, 0.3, 0.5], [0.2, 0.3, 0.5]]), ["a", "b"], "shape"),
+        (np.array([[2.0, 3.0], [1.0, 1.0]]), ["a", "b"], "probability rows"),
+        (np.array([[np.nan, 1.0], [0.5, 0.5]]), ["a", "b"], "probability rows"),
+        (np.array([[0.2, 0.8], [0.5, 0.5]]), ["b", "a"], "declares classes"),
+    ],
+)
 def test_check_outputs_refuses_what_cannot_be_served(answers: np.ndarray, declared: list[str], message: str) -> None:
     with pytest.raises(RegistryError, match=message):
         check_outputs(answers, 2, ["a", "b"], declared)

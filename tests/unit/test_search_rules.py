@@ -46,17 +46,26 @@ def encoded(format_: str, size: tuple[int, int] = (40, 30)) -> bytes:
 def png_declaring(width: int, height: int) -> bytes:
     """A tiny, well-formed PNG whose header declares width × height pixels: a decompression bomb's
     shape without its cost."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_attributes_are_queried_by_their_short_name_or_the_component_name(params) -> None:
     names = attribute_names(params)
     assert names["collar"] == "shirt-collar" and names["color"] == "jeans-color" and names["jeans-fit"] == "jeans-fit"
-    assert parse_filters({"collar": "band", "jeans-color": "deep"}, params) == {"shirt-collar": "band", "jeans-color": "deep"}
+    assert parse_filters({"collar": "band", "jeans-color": "deep"}, params) == {
+        "shirt-collar": "band",
+        "jeans-color": "deep",
+    }
 
 
 def test_an_unknown_attribute_or_label_says_what_is_allowed(params) -> None:
@@ -73,17 +82,23 @@ def test_jpeg_png_and_webp_uploads_decode_to_rgb(format_: str) -> None:
     assert abs(int(pixels[..., 0].mean()) - 200) < 8  # RGB order, not OpenCV's BGR
 
 
-@pytest.mark.parametrize(("data", "content_type", "status", "message"), [
-    (b"", "image/jpeg", 400, "empty"),
-    (b"name,price\nshirt,10\n", "text/csv", 415, "sent as text/csv"),
-    (b"this is not an image at all", "application/octet-stream", 400, "not an image"),
-    (encoded("JPEG")[:300], "image/jpeg", 400, "could not be decoded"),
-    (encoded("GIF"), "image/gif", 415, "send a JPEG, PNG or WebP"),
-    (encoded("GIF"), "application/octet-stream", 415, "GIF images are not accepted"),
-    (png_declaring(60_000, 60_000), "image/png", 413, "too many pixels"),
-    (png_declaring(10_000, 5_000), "image/png", 413, "10000×5000 = 50,000,000 pixels; the limit is 40,000,000"),
-], ids=["empty", "wrong-type", "not-an-image", "truncated", "gif-declared", "gif-sniffed", "pil-bomb", "bomb"])
-def test_bad_uploads_are_refused_with_a_status_and_a_reason(data: bytes, content_type: str, status: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "message"),
+    [
+        (b"", "image/jpeg", 400, "empty"),
+        (b"name,price\nshirt,10\n", "text/csv", 415, "sent as text/csv"),
+        (b"this is not an image at all", "application/octet-stream", 400, "not an image"),
+        (encoded("JPEG")[:300], "image/jpeg", 400, "could not be decoded"),
+        (encoded("GIF"), "image/gif", 415, "send a JPEG, PNG or WebP"),
+        (encoded("GIF"), "application/octet-stream", 415, "GIF images are not accepted"),
+        (png_declaring(60_000, 60_000), "image/png", 413, "too many pixels"),
+        (png_declaring(10_000, 5_000), "image/png", 413, "10000×5000 = 50,000,000 pixels; the limit is 40,000,000"),
+    ],
+    ids=["empty", "wrong-type", "not-an-image", "truncated", "gif-declared", "gif-sniffed", "pil-bomb", "bomb"],
+)
+def test_bad_uploads_are_refused_with_a_status_and_a_reason(
+    data: bytes, content_type: str, status: int, message: str
+) -> None:
     with pytest.raises(BadPhoto, match=message) as refused:
         decode_upload(data, content_type, 20 * MB, 40_000_000)
     assert refused.value.status == status
@@ -123,31 +138,68 @@ def fill(path: Path, rows: list[tuple[str, str, dict[str, tuple[str, float, list
     """rows: (sha256, product_url, {component: (label, probability, embedding)})."""
     with connect(path, create=True) as connection, connection:
         for sha, product, tags in rows:
-            connection.execute("INSERT INTO items VALUES (?, 'shop', ?, ?, ?, 'det-1', '[]', '2026-11-27')",
-                               (sha, product, f"title {sha}", f"shop/images/{sha}.jpg"))
+            connection.execute(
+                "INSERT INTO items VALUES (?, 'shop', ?, ?, ?, 'det-1', '[]', '2026-11-27')",
+                (sha, product, f"title {sha}", f"shop/images/{sha}.jpg"),
+            )
             for component, (label, probability, embedding) in tags.items():
-                connection.execute("INSERT INTO tags VALUES (?, ?, '3', ?, ?, ?, NULL, NULL, NULL, ?)",
-                                   (sha, component, label, label, probability, encode_embedding(unit_vector(np.array(embedding, np.float32)))))
+                connection.execute(
+                    "INSERT INTO tags VALUES (?, ?, '3', ?, ?, ?, NULL, NULL, NULL, ?)",
+                    (
+                        sha,
+                        component,
+                        label,
+                        label,
+                        probability,
+                        encode_embedding(unit_vector(np.array(embedding, np.float32))),
+                    ),
+                )
 
 
 @pytest.fixture
 def catalogue(tmp_path: Path) -> Path:
     path = tmp_path / "catalogue.db"
-    fill(path, [
-        ("a1", "http://shop/p/a", {"shirt-collar": ("band", 0.9, [1, 0, 0]), "shirt-pattern": ("stripe", 0.8, [1, 0, 0])}),
-        ("a2", "http://shop/p/a", {"shirt-collar": ("band", 0.6, [1, 0, 0]), "shirt-pattern": ("stripe", 0.7, [0, 1, 0])}),
-        ("b1", "http://shop/p/b", {"shirt-collar": ("band", 0.7, [0, 1, 0]), "shirt-pattern": ("stripe", 0.6, [0, 1, 0])}),
-        ("c1", "http://shop/p/c", {"shirt-collar": ("band", 0.95, [0.9, 0.1, 0]), "shirt-pattern": ("dot", 0.9, [0, 0, 1])}),
-        ("d1", "http://shop/p/d", {"shirt-collar": ("unknown", 0.3, [1, 0, 0]), "shirt-pattern": ("stripe", 0.9, [1, 0, 0])}),
-        ("j1", "http://shop/p/j", {"jeans-color": ("deep", 0.9, [1, 0, 0])}),
-    ])
+    fill(
+        path,
+        [
+            (
+                "a1",
+                "http://shop/p/a",
+                {"shirt-collar": ("band", 0.9, [1, 0, 0]), "shirt-pattern": ("stripe", 0.8, [1, 0, 0])},
+            ),
+            (
+                "a2",
+                "http://shop/p/a",
+                {"shirt-collar": ("band", 0.6, [1, 0, 0]), "shirt-pattern": ("stripe", 0.7, [0, 1, 0])},
+            ),
+            (
+                "b1",
+                "http://shop/p/b",
+                {"shirt-collar": ("band", 0.7, [0, 1, 0]), "shirt-pattern": ("stripe", 0.6, [0, 1, 0])},
+            ),
+            (
+                "c1",
+                "http://shop/p/c",
+                {"shirt-collar": ("band", 0.95, [0.9, 0.1, 0]), "shirt-pattern": ("dot", 0.9, [0, 0, 1])},
+            ),
+            (
+                "d1",
+                "http://shop/p/d",
+                {"shirt-collar": ("unknown", 0.3, [1, 0, 0]), "shirt-pattern": ("stripe", 0.9, [1, 0, 0])},
+            ),
+            ("j1", "http://shop/p/j", {"jeans-color": ("deep", 0.9, [1, 0, 0])}),
+        ],
+    )
     return path
 
 
 def test_search_returns_each_product_once_with_its_best_photo_best_first(catalogue: Path) -> None:
     page = search(catalogue, {"shirt-collar": "band", "shirt-pattern": "stripe"})
     assert page.total == 2
-    assert [(hit.product_url, hit.sha256) for hit in page.hits] == [("http://shop/p/a", "a1"), ("http://shop/p/b", "b1")]
+    assert [(hit.product_url, hit.sha256) for hit in page.hits] == [
+        ("http://shop/p/a", "a1"),
+        ("http://shop/p/b", "b1"),
+    ]
     assert page.hits[0].tags["shirt-pattern"]["label"] == "stripe"
     assert page.hits[0].score == pytest.approx((0.9 + 0.8) / 2)
 
@@ -163,12 +215,16 @@ def test_search_pages_and_thresholds(catalogue: Path) -> None:
 def photo(tags: dict[str, tuple[str, list[float]]]) -> PhotoTags:
     found = PhotoTags()
     for component, (label, embedding) in tags.items():
-        found.tags[component] = ComponentTag(component, label, 0.9, label, {}, "3", None, unit_vector(np.array(embedding, np.float32)))
+        found.tags[component] = ComponentTag(
+            component, label, 0.9, label, {}, "3", None, unit_vector(np.array(embedding, np.float32))
+        )
     return found
 
 
 def test_similar_ranks_products_sharing_every_attribute_by_feature_similarity(catalogue: Path) -> None:
-    hits, matched_on = similar(catalogue, photo({"shirt-collar": ("band", [0, 1, 0]), "shirt-pattern": ("stripe", [0, 1, 0])}))
+    hits, matched_on = similar(
+        catalogue, photo({"shirt-collar": ("band", [0, 1, 0]), "shirt-pattern": ("stripe", [0, 1, 0])})
+    )
     assert matched_on == ["shirt-collar", "shirt-pattern"]
     # b1 and a2 share both attributes and point the same way; a's best photo is a2, not a1.
     assert [(hit.product_url, hit.sha256) for hit in hits[:2]] == [("http://shop/p/b", "b1"), ("http://shop/p/a", "a2")]
@@ -179,7 +235,9 @@ def test_similar_ranks_products_sharing_every_attribute_by_feature_similarity(ca
 
 
 def test_similar_ignores_unknown_labels_and_respects_the_limit(catalogue: Path) -> None:
-    hits, matched_on = similar(catalogue, photo({"shirt-collar": ("unknown", [1, 0, 0]), "shirt-pattern": ("dot", [0, 0, 1])}), limit=1)
+    hits, matched_on = similar(
+        catalogue, photo({"shirt-collar": ("unknown", [1, 0, 0]), "shirt-pattern": ("dot", [0, 0, 1])}), limit=1
+    )
     assert matched_on == ["shirt-pattern"] and [hit.product_url for hit in hits] == ["http://shop/p/c"]
 
 
@@ -191,14 +249,21 @@ def ranked_by_definition(catalogue: Path, query: PhotoTags, limit: int) -> list[
     photos: dict[str, dict] = {}
     with sqlite3.connect(catalogue) as connection:
         for sha, component, label, blob, product in connection.execute(
-                "SELECT t.sha256, t.component, t.label, t.embedding, i.product_url FROM tags t JOIN items i USING (sha256) "
-                "WHERE t.label IS NOT NULL"):
+            "SELECT t.sha256, t.component, t.label, t.embedding, i.product_url FROM tags t JOIN items i USING (sha256) "
+            "WHERE t.label IS NOT NULL"
+        ):
             if component not in query.tags:
                 continue
             entry = photos.setdefault(sha, {"product": product, "shared": [], "cosines": []})
             entry["shared"] += [component] if wanted.get(component) == label else []
             entry["cosines"].append(float(np.dot(decode_embedding(blob), query.tags[component].embedding)))
-    scored = sorted(((-len(e["shared"]), -float(np.mean(e["cosines"])), sha) for sha, e in photos.items() if e["shared"] or not wanted))
+    scored = sorted(
+        (
+            (-len(e["shared"]), -float(np.mean(e["cosines"])), sha)
+            for sha, e in photos.items()
+            if e["shared"] or not wanted
+        )
+    )
     best: dict[str, tuple[str, str, list[str]]] = {}
     for _, _, sha in scored:
         best.setdefault(photos[sha]["product"], (photos[sha]["product"], sha, sorted(photos[sha]["shared"])))
@@ -211,19 +276,33 @@ def test_similar_reading_tier_by_tier_ranks_as_reading_everything(tmp_path: Path
     classes = {"shirt-collar": ["band", "regular", "unknown"], "shirt-pattern": ["dot", "solid", "stripe", "unknown"]}
     rows = []
     for i in range(240):
-        tags = {name: (str(rng.choice(labels)), 0.9, list(rng.normal(size=4))) for name, labels in classes.items() if rng.random() > 0.1}
+        tags = {
+            name: (str(rng.choice(labels)), 0.9, list(rng.normal(size=4)))
+            for name, labels in classes.items()
+            if rng.random() > 0.1
+        }
         rows.append((f"s{i:03d}", f"http://shop/p/{i % 70}", tags))
     rows.append(("jeans", "http://shop/p/j", {"jeans-color": ("deep", 0.9, [1, 0, 0, 0])}))
     fill(tmp_path / "c.db", rows)
     for labels in [("band", "stripe"), ("regular", "unknown"), ("unknown", "unknown"), ("band", None)]:
         query = photo({name: (label, list(rng.normal(size=4))) for name, label in zip(classes, labels) if label})
         hits, _ = similar(tmp_path / "c.db", query, limit=limit)
-        assert [(hit.product_url, hit.sha256, hit.shared) for hit in hits] == ranked_by_definition(tmp_path / "c.db", query, limit), labels
+        assert [(hit.product_url, hit.sha256, hit.shared) for hit in hits] == ranked_by_definition(
+            tmp_path / "c.db", query, limit
+        ), labels
 
 
 def test_only_images_with_outdated_or_missing_tags_are_tagged_again(catalogue: Path) -> None:
     images = [CatalogueImage(sha, "shop", "u", "t", "p") for sha in ("a1", "j1", "new")]
     with connect(catalogue) as connection:
         assert [i.sha256 for i in images_to_tag(connection, images, {"jeans-color": "3"}, "det-1")] == ["a1", "new"]
-        assert [i.sha256 for i in images_to_tag(connection, images, {"jeans-color": "4"}, "det-1")] == ["a1", "j1", "new"]
-        assert [i.sha256 for i in images_to_tag(connection, images, {"jeans-color": "3"}, "det-2")] == ["a1", "j1", "new"]
+        assert [i.sha256 for i in images_to_tag(connection, images, {"jeans-color": "4"}, "det-1")] == [
+            "a1",
+            "j1",
+            "new",
+        ]
+        assert [i.sha256 for i in images_to_tag(connection, images, {"jeans-color": "3"}, "det-2")] == [
+            "a1",
+            "j1",
+            "new",
+        ]

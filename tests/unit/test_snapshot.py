@@ -30,9 +30,11 @@ def test_a_later_snapshot_in_the_same_week_gets_a_suffix() -> None:
 
 
 def _lock(label_md5: str, model_md5: str) -> str:
-    return (f"schema: '2.0'\nstages:\n  crawl@demo:\n    cmd: crawl demo\n    outs:\n    - path: data/raw/demo\n      md5: aaa.dir\n"
-            f"  label:\n    cmd: label\n    outs:\n    - path: data/labels\n      md5: {label_md5}.dir\n"
-            f"  train@jeans-fit:\n    cmd: train jeans-fit\n    outs:\n    - path: models/jeans-fit\n      md5: {model_md5}.dir\n")
+    return (
+        f"schema: '2.0'\nstages:\n  crawl@demo:\n    cmd: crawl demo\n    outs:\n    - path: data/raw/demo\n      md5: aaa.dir\n"
+        f"  label:\n    cmd: label\n    outs:\n    - path: data/labels\n      md5: {label_md5}.dir\n"
+        f"  train@jeans-fit:\n    cmd: train jeans-fit\n    outs:\n    - path: models/jeans-fit\n      md5: {model_md5}.dir\n"
+    )
 
 
 def test_retraining_on_the_same_data_is_not_a_new_snapshot(tmp_path: Path) -> None:
@@ -57,7 +59,9 @@ def test_retraining_on_the_same_data_is_not_a_new_snapshot(tmp_path: Path) -> No
 
     lock.write_text(_lock("l2", "m2"))  # new labels: new data
     assert take_snapshot(tmp_path, today=week) == ("data-2026-W48.2", True)
-    committed = subprocess.run(["git", "show", "data-2026-W48.2:dvc.lock"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    committed = subprocess.run(
+        ["git", "show", "data-2026-W48.2:dvc.lock"], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
     assert "l2.dir" in committed and "m2.dir" in committed
 
 

@@ -74,7 +74,10 @@ def test_malformed_yaml_is_one_line(tmp_path: Path) -> None:
 
 def test_environment_variables_with_defaults() -> None:
     tree = {"start_urls": ["${SHOP:-http://127.0.0.1:8765}/", "${HOST}/x"], "n": 3}
-    assert expand_environment(tree, {"HOST": "https://h"}) == {"start_urls": ["http://127.0.0.1:8765/", "https://h/x"], "n": 3}
+    assert expand_environment(tree, {"HOST": "https://h"}) == {
+        "start_urls": ["http://127.0.0.1:8765/", "https://h/x"],
+        "n": 3,
+    }
     with pytest.raises(SourceError, match=r"start_urls\.1: environment variable HOST is not set"):
         expand_environment(tree, {})
 

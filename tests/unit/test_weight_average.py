@@ -65,8 +65,16 @@ def test_validation_and_the_trained_model_see_the_moving_average() -> None:
     y = (x[:, 0] > 0).astype("int32")
     model = small_model()
     recorder = Recorder()
-    model.fit(x, y, batch_size=16, epochs=3, validation_data=(x, y), shuffle=False, verbose=0,
-              callbacks=[recorder, WeightAverage(DECAY), ValidationProbe(recorder)])
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=3,
+        validation_data=(x, y),
+        shuffle=False,
+        verbose=0,
+        callbacks=[recorder, WeightAverage(DECAY), ValidationProbe(recorder)],
+    )
 
     assert len(recorder.steps) == 12 and len(recorder.validated) == 3
     # Steps see raw weights that keep moving: the average would lag them.
@@ -86,7 +94,10 @@ def test_validation_and_the_trained_model_see_the_moving_average() -> None:
 
 
 def test_early_stopping_comes_after_the_average_and_only_when_asked() -> None:
-    assert [type(c).__name__ for c in phase_callbacks(TrainingParams(ema_decay=0.99))] == ["WeightAverage", "EarlyStopping"]
+    assert [type(c).__name__ for c in phase_callbacks(TrainingParams(ema_decay=0.99))] == [
+        "WeightAverage",
+        "EarlyStopping",
+    ]
     assert [type(c).__name__ for c in phase_callbacks(TrainingParams())] == ["EarlyStopping"]
 
 
