@@ -11,7 +11,7 @@ PYTEST_WORKERS ?= 2
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench demo demo-retrain lock clean
+.PHONY: help install test lint bench demo demo-retrain lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ install: $(STAMP) ## Create .venv and install the pinned dependency set (require
 
 test: install ## Run the test suite (unit, integration, e2e)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
+
+lint: install ## Check formatting and lint the whole tree (ruff, 120 columns; pyproject.toml [tool.ruff])
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 bench: demo ## Run every benchmark under bench/ (each prints ratios measured side by side)
 	@set -e; for script in bench/[!_]*.py; do echo "==> $$script"; $(BIN)/python $$script; done

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-from pipelines.train import build_classifier
+from pipelines.classifier import build_classifier
 
 BACKBONES = ("densenet121", "vgg16", "resnet50")
 CLASSES = ("a", "b", "c", "d")

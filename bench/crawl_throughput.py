@@ -17,10 +17,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from crawlers.demo_shop.crawl import crawl, serve
 from crawlers.demo_shop.site import build_shop
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _demo_crawl import crawl, serve
 
 BARE_SPIDER = textwrap.dedent(
     """
@@ -39,7 +37,8 @@ BARE_SPIDER = textwrap.dedent(
             return None
 
     settings = {"LOG_LEVEL": "ERROR", "ROBOTSTXT_OBEY": False, "CONCURRENT_REQUESTS_PER_DOMAIN": int(sys.argv[2]),
-                "DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False, "HTTPERROR_ALLOW_ALL": True, "TELNETCONSOLE_ENABLED": False}
+                "DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False, "HTTPERROR_ALLOW_ALL": True,
+                "TELNETCONSOLE_ENABLED": False}
     process = CrawlerProcess(settings)
     crawler = process.create_crawler(Bare)
     process.crawl(crawler)
@@ -109,7 +108,8 @@ def main() -> None:
 
     assert best_ours and best_bare
     print(
-        f"crawl throughput, demo shop of {args.products} products, 127.0.0.1, {os.cpu_count()} CPUs (best of {args.repeats})"
+        f"crawl throughput, demo shop of {args.products} products, 127.0.0.1, {os.cpu_count()} CPUs (best of "
+        f"{args.repeats})"
     )
     print(f"{'crawler':<22} {'seconds':>8} {'pages/s':>9} {'images/s':>9}")
     for name, rate in (("seamline demo source", best_ours), ("bare scrapy download", best_bare)):

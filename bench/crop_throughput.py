@@ -2,7 +2,7 @@
 re-run against the full run, side by side in one process on the same images.
 
 (a) bare: preprocessed batches straight through the trained Mask R-CNN (the model-bound ceiling);
-(b) stage: `run_crop_stage` on the same images from scratch (decode, detect, cache, crop, write);
+(b) stage: `crop_labelled` on the same images from scratch (decode, detect, cache, crop, write);
 (c) incremental: the stage again after 5% new images arrive, against (b).
 
 Needs a trained detector and labelled data: run `make demo` (or `dvc repro crop`) first.
@@ -24,8 +24,8 @@ import pandas as pd
 import tensorflow as tf
 
 from pipelines.config import load_params
-from pipelines.crop_stage import image_paths, read_labelled, run_crop_stage
 from pipelines.detect import DetectorError, chunks, load_detector, read_rgb
+from pipelines.stages.crop import crop_labelled, image_paths, read_labelled
 
 
 def subset_inputs(labels: Path, manifest: Path, shas: set[str], components: list[str], out: Path) -> tuple[Path, Path]:
@@ -97,7 +97,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="seamline-crop-bench-") as work:
         work_dir = Path(work)
         labels, manifest = subset_inputs(args.labels, args.manifest, set(first), components, work_dir / "week1")
-        full = run_crop_stage(
+        full = crop_labelled(
             params,
             labels,
             manifest,
@@ -112,7 +112,7 @@ def main() -> int:
             args.labels, args.manifest, set(first) | set(added), components, work_dir / "week2"
         )
         started = time.perf_counter()
-        incremental = run_crop_stage(
+        incremental = crop_labelled(
             params,
             labels,
             manifest,
@@ -129,9 +129,8 @@ def main() -> int:
     stage_rate = len(first) / full["seconds"]
     print(f"{'':34}{'images/s':>10}{'crops/s':>10}{'seconds':>10}")
     print(f"{'bare batched Mask R-CNN forward':34}{bare_rate:>10.2f}{'':>10}{bare:>10.1f}")
-    print(
-        f"{'crop stage, full run':34}{stage_rate:>10.2f}{full['pairs'] / full['seconds']:>10.2f}{full['seconds']:>10.1f}"
-    )
+    crops_rate = full["pairs"] / full["seconds"]
+    print(f"{'crop stage, full run':34}{stage_rate:>10.2f}{crops_rate:>10.2f}{full['seconds']:>10.1f}")
     print(
         f"{'crop stage, +5% new images':34}{'':>10}{'':>10}{incremental_seconds:>10.1f}"
         f"   ({incremental['detected_images']} images detected, {incremental['processed_pairs']} pairs cropped)"

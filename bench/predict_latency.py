@@ -31,13 +31,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from crawlers.demo_shop.truth import ATTRIBUTE, product_labels
 from pipelines.config import load_params
 from pipelines.detect import read_rgb
 from pipelines.predict import Tagger, resize_crop
 from pipelines.registry import RegistryError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from weak_labels import ATTRIBUTE, product_labels
 
 
 def test_photos(labels: Path, manifest: Path, components: list[str], count: int) -> list[tuple[str, Path, str]]:
@@ -145,7 +143,8 @@ def main() -> int:
             right = sum(1 for tag, true in answered if tag.label == true)
             accuracy = right / len(answered) if answered else 0.0
             print(
-                f"{component:<14} {len(rows):>7} {wrong_item:>11} {right:>6} {len(rows) - len(answered):>8} {accuracy:>15.3f}"
+                f"{component:<14} {len(rows):>7} {wrong_item:>11} {right:>6} {len(rows) - len(answered):>8} "
+                f"{accuracy:>15.3f}"
             )
         sample_sha, _, sample_url = images[0]
         print(

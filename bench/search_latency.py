@@ -127,7 +127,8 @@ def main() -> int:
     bare_p50 = statistics.median(bare)
     p50, p95 = statistics.median(sequential), percentile(sequential, 95)
     print(
-        f"\n(a) POST /predict, one client:   p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms  → {1 / p50:.2f} requests/s"
+        f"\n(a) POST /predict, one client:   p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms  → {1 / p50:.2f} "
+        "requests/s"
     )
     print(
         f"(b) POST /predict, {args.clients} clients, {args.requests} requests: {args.requests / wall:.2f} requests/s, "
@@ -137,7 +138,8 @@ def main() -> int:
     print(f"    ratio (c)/(a) p50: {bare_p50 / p50:.2f}  (1.0 = HTTP, upload checks and cropping add nothing)")
     print(f"    ratio (b) throughput / (c) ceiling: {(args.requests / wall) * bare_p50:.2f}")
     print(
-        f"    POST /similar p50 {statistics.median(similar) * 1000:.0f} ms; GET /search p50 {statistics.median(search) * 1000:.1f} ms"
+        f"    POST /similar p50 {statistics.median(similar) * 1000:.0f} ms; GET /search p50 "
+        f"{statistics.median(search) * 1000:.1f} ms"
     )
     return 0
 

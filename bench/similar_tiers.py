@@ -1,8 +1,8 @@
 """What `similar` saves by reading the catalogue tier by tier: POST /similar's catalogue query
 (pipelines/catalogue.py:similar), which stops once the page's `limit` products are ranked, side by
-side with its previous version (kept below as `similar_reading_everything`), which decoded every
-tagged photo's embeddings on each request, on one synthetic catalogue the size of the demo's, in
-one run; both must return the same hits.
+side with the same query reading every tier (`stop_early=False`: the cost before tiers, every
+tagged photo's embeddings decoded on each request), on one synthetic catalogue the size of the
+demo's, in one run; both must return the same hits.
 
 The catalogue is built in a temporary folder with the real schema and writer-side encoding: N
 photos of shirts (collar, pattern) and jeans (fit, colour, washing, damage), random labels from
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.catalogue import Hit, _candidates, _tags_of, connect, encode_embedding, similar
+from pipelines.catalogue import connect, encode_embedding, similar
 from pipelines.config import DEFAULT_PARAMS_PATH, load_params
 from pipelines.predict import ComponentTag, PhotoTags, unit_vector
 
@@ -69,40 +69,8 @@ def query_of(tags: dict[str, str], rng: np.random.Generator) -> PhotoTags:
     return photo
 
 
-def similar_reading_everything(catalogue: Path, photo: PhotoTags, limit: int = 12) -> tuple[list[Hit], list[str]]:
-    """pipelines.catalogue.similar as it was before tiers (ed43ea7): every tagged photo read, here
-    through the same row reader (`_candidates`) the tiered version uses, so only the early stop differs."""
-    wanted = {name: tag.label for name, tag in photo.tags.items() if not tag.unknown}
-    components = list(photo.tags)
-    vectors = {name: tag.embedding for name, tag in photo.tags.items() if tag.embedding is not None}
-    with connect(catalogue) as connection:
-        query = f"SELECT DISTINCT sha256 FROM tags WHERE label IS NOT NULL AND component IN ({','.join('?' * len(components))})"
-        every = [row["sha256"] for row in connection.execute(query, components)]
-        candidates = _candidates(connection, every, components, wanted, vectors)
-        scored = [
-            (len(entry["shared"]), float(np.mean(entry["cosines"])) if entry["cosines"] else -1.0, sha, entry)
-            for sha, entry in candidates.items()
-            if entry["shared"] or not wanted
-        ]
-        best_per_product: dict[str, tuple] = {}
-        for item in sorted(scored, key=lambda s: (-s[0], -s[1], s[2])):
-            best_per_product.setdefault(item[3]["product_url"], item)
-        chosen = sorted(best_per_product.values(), key=lambda s: (-s[0], -s[1], s[2]))[:limit]
-        tags = _tags_of(connection, [sha for _, _, sha, _ in chosen])
-    hits = [
-        Hit(
-            sha,
-            entry["product_url"],
-            entry["title"],
-            entry["source"],
-            tags[sha],
-            shared_count / max(len(wanted), 1),
-            shared=sorted(entry["shared"]),
-            similarity=cosine,
-        )
-        for shared_count, cosine, sha, entry in chosen
-    ]
-    return hits, sorted(wanted)
+def read_everything(catalogue: Path, photo: PhotoTags, limit: int = 12) -> tuple[list, list[str]]:
+    return similar(catalogue, photo, limit=limit, stop_early=False)
 
 
 def p50_ms(function, catalogue: Path, queries: list[PhotoTags], limit: int) -> tuple[float, list[list[str]]]:
@@ -131,10 +99,8 @@ def main() -> int:
             f"catalogue: {args.photos} photos, {args.products} products, built in {time.perf_counter() - started:.1f} s"
         )
         queries = [query_of(labels[i], rng) for i in rng.choice(len(labels), size=args.queries, replace=False)]
-        p50_ms(
-            similar_reading_everything, catalogue, queries[:3], args.limit
-        )  # warm the page cache for both arms alike
-        everything, all_answers = p50_ms(similar_reading_everything, catalogue, queries, args.limit)
+        p50_ms(read_everything, catalogue, queries[:3], args.limit)  # warm the page cache for both arms alike
+        everything, all_answers = p50_ms(read_everything, catalogue, queries, args.limit)
         tiered, tiered_answers = p50_ms(similar, catalogue, queries, args.limit)
         same = tiered_answers == all_answers
     print(

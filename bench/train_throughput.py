@@ -21,16 +21,19 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pipelines.config import load_params
-from pipelines.train import (
+from pipelines.classifier import (
+    Examples,
+    TrainingError,
     augmentation_model,
     build_classifier,
     compile_classifier,
     feature_extractor,
     head_for,
+    load_examples,
+    make_dataset,
     set_trainable,
 )
-from pipelines.train_stage import Examples, TrainingError, load_examples, make_dataset
+from pipelines.config import load_params
 
 
 class EpochTimes(keras.callbacks.Callback):
@@ -75,7 +78,8 @@ def main() -> int:
     n, classes = len(train), len(component.classes)
     keras.utils.set_random_seed(training.seed)
     print(
-        f"train bench: {args.component}, {n} crops, {training.backbone} at {training.image_size} px, batch {training.batch_size}"
+        f"train bench: {args.component}, {n} crops, {training.backbone} at {training.image_size} px, batch "
+        f"{training.batch_size}"
     )
 
     # (a) fine-tuning through the input pipeline vs in-memory tensors

@@ -4,7 +4,7 @@ Keras-guide recipe, side by side in one process on the same crops, model and sch
 (a) Keras guide: the crops as class folders read by `keras.utils.image_dataset_from_directory`,
     augmentation layers inside the model, `fit` with the base frozen (every epoch runs the whole
     base), then unfrozen at the fine-tune learning rate — the transfer-learning guide's recipe;
-(b) Seamline: `pipelines.train_stage.train_classifier` (tf.data with a decode cache, the frozen
+(b) Seamline: `pipelines.classifier.train_classifier` (tf.data with a decode cache, the frozen
     phase on cached base features plus augmented views, early stopping, then fine-tuning).
 
 Both start from the same base weights (the component's `training.weights`) with the same
@@ -30,19 +30,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 
-from pipelines.config import load_params
-from pipelines.train import (
+from pipelines.classifier import (
+    Examples,
+    TrainingError,
     augmentation_model,
     build_classifier,
     compile_classifier,
-    set_trainable,
-)
-from pipelines.train_stage import (
-    Examples,
-    TrainingError,
     load_examples,
+    set_trainable,
     train_classifier,
 )
+from pipelines.config import load_params
 
 
 class Clock(keras.callbacks.Callback):

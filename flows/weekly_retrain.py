@@ -17,7 +17,9 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,9 +69,38 @@ def _log() -> Callable[[str], None]:
         return print
 
 
-def _timeout(params: Params, kind: str) -> float:
-    minutes = params.retrain.timeout_minutes
-    return 60.0 * minutes.get(kind, minutes.get("default", 60))
+def _timeout(params: Params, step: str) -> float:
+    """Seconds a step may run (params `retrain.timeout_minutes`)."""
+    return 60.0 * params.retrain.timeout_minutes.minutes(step)
+
+
+@dataclass
+class Step:
+    """One step of the week as it is being run: `ran` unless its body says otherwise."""
+
+    name: str
+    status: str = "ran"
+    message: str = ""
+    seconds: float | None = None  # the step's own time where it reports one, else the time in `recorded`
+
+    def done(self, ran: bool, message: str = "", seconds: float | None = None) -> None:
+        self.status, self.message, self.seconds = ("ran" if ran else "skipped"), message, seconds
+
+
+@contextmanager
+def recorded(report: RetrainReport, name: str, started: float | None = None) -> Iterator[Step]:
+    """Time one step and record its outcome in the report: ran or skipped as its body says, or
+    failed with the stage's own message when it raises StageFailed, which goes on up (the week
+    stops there). `started` counts from an earlier moment (a wave of parallel crawls)."""
+    began = time.monotonic() if started is None else started
+    step = Step(name)
+    try:
+        yield step
+    except StageFailed as error:  # in the stage's own words, less the step's name it repeats
+        report.steps.append(StepOutcome(name, "failed", time.monotonic() - began, str(error).removeprefix(f"{name}: ")))
+        raise
+    seconds = step.seconds if step.seconds is not None else time.monotonic() - began
+    report.steps.append(StepOutcome(name, step.status, seconds, step.message))
 
 
 def crawled_recently(summary: Path, max_age_hours: float, now: datetime) -> bool:
@@ -114,13 +145,14 @@ def commit_crawls(stages: Sequence[str], root: str) -> None:
 
 
 @task(task_run_name="{stage}")
-def run_stage(stage: str, root: str, timeout_s: float) -> StageRun:
+def repro_stage(stage: str, root: str, timeout_s: float) -> StageRun:
+    """`dvc repro --single-item STAGE` in the workspace: DVC runs it only if its inputs changed."""
     return repro(stage, Path(root), timeout_s, _log())
 
 
 @task(task_run_name="snapshot tag")
 def tag_snapshot(root: str) -> tuple[str, bool]:
-    from pipelines.snapshot import SnapshotError, take_snapshot
+    from pipelines.snapshots import SnapshotError, take_snapshot
 
     try:
         tag, taken = take_snapshot(Path(root))
@@ -151,40 +183,20 @@ def push_data(root: str, remote: str | None, timeout_s: float) -> str | None:
 def register_components(
     components: list[str], root: str, params_file: str, profile: str, timeout_s: float
 ) -> dict[str, dict[str, Any]]:
-    """Gate and register the newly trained models (pipelines/registry.py), all in one child
+    """Gate and register the newly trained models (pipelines/stages/register.py), all in one child
     process: TensorFlow starts once, not once per component."""
-    command = [
-        sys.executable,
-        "-m",
-        "pipelines.registry",
-        "--params",
-        params_file,
-        "--profile",
-        profile,
-        "--report",
-        str(REGISTRY_REPORTS),
-    ]
-    for component in components:
-        command += ["--component", component]
+    command = [sys.executable, "-m", "pipelines.stages.register", "--params", params_file, "--profile", profile]
+    command += ["--report", str(REGISTRY_REPORTS), *(f"--component={component}" for component in components)]
     run_command(command, Path(root), "register", timeout_s, _log(), env=project_env(Path(root)))
     return {c: read_json(Path(root) / REGISTRY_REPORTS / f"{c}.json") for c in components}
 
 
 @task(task_run_name="index catalogue")
 def index_catalogue(root: str, params_file: str, profile: str, timeout_s: float) -> dict[str, Any]:
-    """Tag the validated images with the champions into the search catalogue (pipelines/catalogue.py);
+    """Tag the validated images with the champions into the search catalogue (pipelines/stages/index.py);
     incremental, so only new images and components whose champion changed are tagged."""
-    command = [
-        sys.executable,
-        "-m",
-        "pipelines.catalogue",
-        "--params",
-        params_file,
-        "--profile",
-        profile,
-        "--summary",
-        str(CATALOGUE_SUMMARY),
-    ]
+    command = [sys.executable, "-m", "pipelines.stages.index", "--params", params_file, "--profile", profile]
+    command += ["--summary", str(CATALOGUE_SUMMARY)]
     (Path(root) / CATALOGUE_SUMMARY).unlink(missing_ok=True)
     run_command(command, Path(root), INDEX_STEP, timeout_s, _log(), env=project_env(Path(root)))
     return read_json(Path(root) / CATALOGUE_SUMMARY)
@@ -211,7 +223,7 @@ def publish_training_inputs(root: str, remote: str | None) -> tuple[str, str]:
     """What GPU workers need to reproduce train@<c> elsewhere: the crop, label and pretrain
     outputs on the DVC remote, and a commit with their dvc.lock entries on the git remote
     (branch seamline-retrain/<sha>). Returns (repository URL, commit)."""
-    from pipelines.snapshot import SnapshotError, git
+    from pipelines.snapshots import SnapshotError, git
 
     project = Path(root)
     try:
@@ -278,25 +290,11 @@ def _train_distributed(
         c: dispatch_training.submit(c, repo_url, revision, remote, _timeout(params, "train")) for c in components
     }
     for component, future in futures.items():
-        try:
+        with recorded(report, f"train@{component}", began) as step:
             bundle = future.result()
             take_back(project, bundle, remote, _log())
-        except StageFailed as error:
-            report.steps.append(
-                StepOutcome(
-                    f"train@{component}",
-                    "failed",
-                    time.monotonic() - began,
-                    str(error).removeprefix(f"train@{component}: "),
-                )
-            )
-            raise
+            step.done(bundle["ran"], "on the GPU pool", bundle["seconds"])
         statuses[component] = "trained" if bundle["ran"] else "up to date"
-        report.steps.append(
-            StepOutcome(
-                f"train@{component}", "ran" if bundle["ran"] else "skipped", bundle["seconds"], "on the GPU pool"
-            )
-        )
 
 
 # --- the flow ---------------------------------------------------------------------------------
@@ -352,48 +350,21 @@ def weekly_retrain(
     try:
         _crawl_all(params, project, chosen_sources, report, statuses)
         for stage in DATA_STAGES:
-            _record(
-                report,
-                run_stage.with_options(timeout_seconds=_timeout(params, stage) + 60),
-                stage,
-                str(project),
-                _timeout(params, stage),
-            )
+            _repro(params, project, stage, report)
         _snapshot(params, project, report)
         for stage in MODEL_STAGES:
-            _record(
-                report,
-                run_stage.with_options(timeout_seconds=_timeout(params, stage) + 60),
-                stage,
-                str(project),
-                _timeout(params, stage),
-            )
+            _repro(params, project, stage, report)
         if params.retrain.execution == "distributed":
             _train_distributed(params, project, chosen_components, report, statuses)
-        for component in chosen_components:
-            if component in statuses:
-                continue
-            started = time.monotonic()
-            try:
+        for component in (c for c in chosen_components if c not in statuses):
+            with recorded(report, f"train@{component}") as step:
                 trained = train_component(component, str(project), _timeout(params, "train"))
-            except StageFailed as error:
-                report.steps.append(
-                    StepOutcome(
-                        f"train@{component}",
-                        "failed",
-                        time.monotonic() - started,
-                        str(error).removeprefix(f"train@{component}: "),
-                    )
-                )
-                raise
+                step.done(trained["ran"], seconds=trained["seconds"])
             statuses[component] = "trained" if trained["ran"] else "up to date"
-            report.steps.append(
-                StepOutcome(f"train@{component}", "ran" if trained["ran"] else "skipped", trained["seconds"])
-            )
         registrations.update(_register(params, project, params_file, chosen_components, statuses, report))
         _index(params, project, params_file, report)
     except StageFailed as error:
-        if not report.failed:
+        if not report.failed:  # a failure outside any recorded step (committing crawls, publishing inputs)
             report.steps.append(StepOutcome(error.stage, "failed", 0.0, str(error)))
     finally:
         done = {step.step for step in report.steps}
@@ -415,17 +386,12 @@ def _tracking_uri(params: Params) -> str:
     return tracking_uri(params.registry)
 
 
-def _record(report: RetrainReport, stage_task: Any, stage: str, root: str, timeout_s: float) -> StageRun:
-    started = time.monotonic()
-    try:
-        run = stage_task(stage, root, timeout_s)
-    except StageFailed as error:
-        report.steps.append(
-            StepOutcome(stage, "failed", time.monotonic() - started, str(error).removeprefix(f"{stage}: "))
-        )
-        raise
-    report.steps.append(StepOutcome(stage, "ran" if run.ran else "skipped", run.seconds))
-    return run
+def _repro(params: Params, project: Path, stage: str, report: RetrainReport) -> None:
+    """One DVC stage as a task, under its timeout (and Prefect's, a minute later)."""
+    timeout = _timeout(params, stage)
+    with recorded(report, stage) as step:
+        run = repro_stage.with_options(timeout_seconds=timeout + 60)(stage, str(project), timeout)
+        step.done(run.ran, seconds=run.seconds)
 
 
 def _crawl_all(
@@ -438,34 +404,21 @@ def _crawl_all(
     for start in range(0, len(sources), bound):
         wave = list(sources[start : start + bound])
         began = time.monotonic()
+        timeout = _timeout(params, "crawl")
         futures = {
-            source: crawl.submit(source, str(project), params.retrain.crawl_max_age_hours, _timeout(params, "crawl"))
-            for source in wave
+            source: crawl.submit(source, str(project), params.retrain.crawl_max_age_hours, timeout) for source in wave
         }
         for source, future in futures.items():
             try:
-                outcome = future.result()
+                with recorded(report, f"crawl@{source}", began) as step:
+                    outcome = future.result()
+                    fresh = "crawled within retrain.crawl_max_age_hours" if outcome == "fresh" else ""
+                    step.done(outcome == "crawled", fresh)
             except StageFailed as error:
                 failures.append(error)
                 statuses[f"crawl:{source}"] = "failed"
-                report.steps.append(
-                    StepOutcome(
-                        f"crawl@{source}",
-                        "failed",
-                        time.monotonic() - began,
-                        str(error).removeprefix(f"crawl@{source}: "),
-                    )
-                )
                 continue
             statuses[f"crawl:{source}"] = outcome
-            report.steps.append(
-                StepOutcome(
-                    f"crawl@{source}",
-                    "ran" if outcome == "crawled" else "skipped",
-                    time.monotonic() - began,
-                    "crawled within retrain.crawl_max_age_hours" if outcome == "fresh" else "",
-                )
-            )
     crawled = [f"crawl@{s}" for s in sources if statuses.get(f"crawl:{s}") == "crawled"]
     if crawled:
         commit_crawls(crawled, str(project))
@@ -475,33 +428,18 @@ def _crawl_all(
 
 
 def _snapshot(params: Params, project: Path, report: RetrainReport) -> None:
-    began = time.monotonic()
-    try:
+    with recorded(report, "snapshot tag") as step:
         tag, taken = tag_snapshot(str(project))
-    except StageFailed as error:
-        report.steps.append(
-            StepOutcome("snapshot tag", "failed", time.monotonic() - began, str(error).removeprefix("snapshot tag: "))
-        )
-        raise
-    report.steps.append(StepOutcome("snapshot tag", "ran" if taken else "skipped", time.monotonic() - began, tag))
+        step.done(taken, tag)
     report.snapshot = {"tag": tag, "new": taken}
     if not params.retrain.push:
         report.steps.append(StepOutcome("dvc push", "skipped", 0.0, "retrain.push is false"))
         return
-    began = time.monotonic()
-    try:
-        pushed = push_data.with_options(timeout_seconds=_timeout(params, "push") + 60)(
-            str(project), params.retrain.dvc_remote, _timeout(params, "push")
-        )
-    except StageFailed as error:
-        report.steps.append(
-            StepOutcome("dvc push", "failed", time.monotonic() - began, str(error).removeprefix("dvc push: "))
-        )
-        raise
+    timeout = _timeout(params, "push")
+    with recorded(report, "dvc push") as step:
+        pushed = push_data.with_options(timeout_seconds=timeout + 60)(str(project), params.retrain.dvc_remote, timeout)
+        step.done(bool(pushed), "" if pushed else "no remote")
     report.snapshot["pushed"] = pushed
-    report.steps.append(
-        StepOutcome("dvc push", "ran" if pushed else "skipped", time.monotonic() - began, "" if pushed else "no remote")
-    )
 
 
 def _register(
@@ -513,7 +451,7 @@ def _register(
     report: RetrainReport,
 ) -> dict[str, dict[str, Any]]:
     """Gate and register the newly trained models; a model that was not retrained and is already
-    registered is left alone."""
+    registered is left alone. One child process registers them all, so its outcome is each one's."""
     done: dict[str, dict[str, Any]] = {}
     pending = []
     for component in components:
@@ -524,9 +462,8 @@ def _register(
             and earlier
             and earlier.get("run_id") == trained.get("mlflow_run_id")
         ):
-            report.steps.append(
-                StepOutcome(f"register {component}", "skipped", 0.0, f"v{earlier.get('version')} already registered")
-            )
+            message = f"v{earlier.get('version')} already registered"
+            report.steps.append(StepOutcome(f"register {component}", "skipped", 0.0, message))
             done[component] = {**earlier, "new": False}
         else:
             pending.append(component)
@@ -538,10 +475,8 @@ def _register(
             pending, str(project), params_file, params.profile, _timeout(params, "register")
         )
     except StageFailed as error:
-        report.steps += [
-            StepOutcome(f"register {c}", "failed", time.monotonic() - began, str(error).removeprefix("register: "))
-            for c in pending
-        ]
+        message = str(error).removeprefix("register: ")
+        report.steps += [StepOutcome(f"register {c}", "failed", time.monotonic() - began, message) for c in pending]
         raise
     seconds = (time.monotonic() - began) / len(pending)
     for component in pending:
@@ -553,26 +488,13 @@ def _register(
 
 
 def _index(params: Params, project: Path, params_file: str, report: RetrainReport) -> None:
-    began = time.monotonic()
-    try:
+    with recorded(report, INDEX_STEP) as step:
         summary = index_catalogue(str(project), params_file, params.profile, _timeout(params, "index"))
-    except StageFailed as error:
-        report.steps.append(
-            StepOutcome(INDEX_STEP, "failed", time.monotonic() - began, str(error).removeprefix(f"{INDEX_STEP}: "))
-        )
-        raise
-    if summary.get("skipped"):
-        report.steps.append(StepOutcome(INDEX_STEP, "skipped", time.monotonic() - began, summary["skipped"]))
-        return
-    status = "ran" if summary.get("tagged") or summary.get("removed") else "skipped"
-    report.steps.append(
-        StepOutcome(
-            INDEX_STEP,
-            status,
-            time.monotonic() - began,
-            f"{summary.get('images', 0)} images, {summary.get('tagged', 0)} tagged now",
-        )
-    )
+        if summary.get("skipped"):
+            step.done(False, summary["skipped"])
+        else:
+            tagged = f"{summary.get('images', 0)} images, {summary.get('tagged', 0)} tagged now"
+            step.done(bool(summary.get("tagged") or summary.get("removed")), tagged)
 
 
 def _fill_report(

@@ -1,7 +1,6 @@
 """The catalogue index: every validated crawled image tagged by each component's champion, in one
-SQLite file the search service reads.
-
-    python -m pipelines.catalogue --params params.yaml [--profile P]
+SQLite file the search service reads; the weekly flow's `index` step (`pipelines.stages.index`),
+`seamline index` and `seamline serve` refresh it.
 
 Per image it keeps the product it came from (URL, title, source), per component the label, its
 probability (or `unknown`), the model version that said so, the crop it saw (a JPEG thumbnail)
@@ -14,10 +13,8 @@ Work is committed batch by batch, so a killed refresh keeps what it did.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.config import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
+from pipelines.config import Params
+from pipelines.crop import DetectionCache
+from pipelines.detect import DETECTOR_FILE
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -217,15 +216,11 @@ def known_detections(
     ):
         if row["sha256"] in wanted and row["detections"] is not None:
             found[row["sha256"]] = json.loads(row["detections"])
-    cache_file = crop_cache / "detections" / f"{detector_version}.jsonl" if crop_cache else None
-    if cache_file and cache_file.is_file() and wanted - set(found):
-        for line in cache_file.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn line from a killed crop run
-            if record.get("sha256") in wanted and record["sha256"] not in found and "detections" in record:
-                found[record["sha256"]] = record["detections"]
+    if crop_cache is not None and wanted - set(found):
+        cached = DetectionCache(crop_cache, detector_version).records
+        for sha in wanted - set(found):
+            if "detections" in cached.get(sha, {}):
+                found[sha] = cached[sha]["detections"]
     return found
 
 
@@ -471,14 +466,15 @@ def search(
     return Page(total, page, per_page, hits)
 
 
-def similar(catalogue: Path, photo: Any, limit: int = 12) -> tuple[list[Hit], list[str]]:
+def similar(catalogue: Path, photo: Any, limit: int = 12, stop_early: bool = True) -> tuple[list[Hit], list[str]]:
     """Products sharing the photo's predicted labels (not `unknown`), ranked by the mean cosine
     similarity of backbone features over the components both were tagged on. If no product shares
     them all, those sharing the most come first. Returns (hits, the attributes matched on).
 
     Photos are read tier by tier, most shared labels first (counted by SQL on the label index),
     and reading stops once `limit` products are ranked: no lower tier can outrank them, so a
-    request does not decode the embeddings of the whole catalogue."""
+    request does not decode the embeddings of the whole catalogue. `stop_early=False` reads every
+    tier, the cost the early stop saves (bench/similar_tiers.py sets the two side by side)."""
     wanted = {name: tag.label for name, tag in photo.tags.items() if not tag.unknown}
     components = list(photo.tags)
     if not components:
@@ -492,7 +488,7 @@ def similar(catalogue: Path, photo: Any, limit: int = 12) -> tuple[list[Hit], li
                 tier.append((shared_count, float(np.mean(entry["cosines"])) if entry["cosines"] else -1.0, sha, entry))
             for item in sorted(tier, key=lambda s: (-s[1], s[2])):
                 best_per_product.setdefault(item[3]["product_url"], item)
-            if len(best_per_product) >= limit:
+            if stop_early and len(best_per_product) >= limit:
                 break
         chosen = sorted(best_per_product.values(), key=lambda s: (-s[0], -s[1], s[2]))[:limit]
         tags = _tags_of(connection, [sha for _, _, sha, _ in chosen])
@@ -593,7 +589,7 @@ def statistics(catalogue: Path) -> dict[str, Any]:
         }
 
 
-# --- the stage's command line -----------------------------------------------------------------
+# --- refreshing with the champions -----------------------------------------------------------------
 
 
 def already_current(params: Params, detector_dir: Path, manifest: Path, catalogue: Path) -> RefreshSummary | None:
@@ -602,7 +598,7 @@ def already_current(params: Params, detector_dir: Path, manifest: Path, catalogu
     there is work to do."""
     from pipelines.registry import CHAMPION, Registry
 
-    record = detector_dir / "detector.json"  # pipelines.detect's DETECTOR_FILE; importing it would start TensorFlow
+    record = detector_dir / DETECTOR_FILE
     if not catalogue.is_file() or not record.is_file():
         return None
     registry = Registry(params.registry)
@@ -653,63 +649,3 @@ def run_refresh(
     if missing:
         progress(f"index: no champion for {', '.join(missing)}: those components are not searchable yet")
     return refresh(params, tagger, manifest, images_root, catalogue, crop_cache, progress)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.catalogue", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS_PATH)
-    parser.add_argument("--profile", default=None, help="params profile (default: params.yaml's `profile`)")
-    parser.add_argument("--manifest", type=Path, default=Path("data/validated/manifest.parquet"))
-    parser.add_argument("--images", type=Path, default=Path("data/raw"))
-    parser.add_argument("--detector", type=Path, default=Path("models/detector"))
-    parser.add_argument(
-        "--crops", type=Path, default=Path("data/crops"), help="the crop stage's output (its detection cache is reused)"
-    )
-    parser.add_argument("--catalogue", type=Path, default=None, help="default: search.catalogue from params")
-    parser.add_argument("--summary", type=Path, default=None, help="also write the summary as JSON here")
-    args = parser.parse_args(argv)
-    from pipelines.detect import DetectorError
-    from pipelines.registry import NoChampion, RegistryError, one_line
-
-    try:
-        params = load_params(args.params, args.profile)
-        catalogue = args.catalogue or Path(params.search.catalogue)
-        summary = run_refresh(
-            params,
-            args.detector,
-            args.manifest,
-            args.images,
-            args.crops,
-            catalogue,
-            progress=lambda line: print(line, flush=True),
-        )
-    except NoChampion as error:
-        # The first weeks may promote nothing: that is the registry's verdict, not an indexing failure.
-        print(f"index: skipped: {error}", flush=True)
-        if args.summary:
-            args.summary.parent.mkdir(parents=True, exist_ok=True)
-            args.summary.write_text(json.dumps({"skipped": str(error)}) + "\n", encoding="utf-8")
-        return 0
-    except (ParamsError, CatalogueError, RegistryError, DetectorError) as error:
-        print(f"index: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:
-        from mlflow.exceptions import MlflowException
-
-        if not isinstance(error, MlflowException):
-            raise
-        print(f"index: MLflow: {one_line(error)}", file=sys.stderr)
-        return 2
-    if args.summary:
-        args.summary.parent.mkdir(parents=True, exist_ok=True)
-        args.summary.write_text(json.dumps(summary.as_json(), indent=2) + "\n", encoding="utf-8")
-    print(
-        f"index: {summary.images} images ({summary.tagged} tagged, {summary.up_to_date} up to date, {summary.removed} removed, "
-        f"{summary.unreadable} unreadable; detector ran on {summary.detected}) in {summary.seconds:.0f} s → {catalogue}",
-        flush=True,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -153,12 +153,9 @@ CropMargin = Annotated[float, Field(ge=-0.45, le=1.0)]
 class CropParams(_Section):
     mode: CropMode = "bbox"
     size: Annotated[int, Field(ge=32, le=1024)] = 224
-    # Context kept around the box, as a fraction of its longer side on each side: forgiving of a
-    # small part's (a collar's) localisation error. 0 crops the box exactly, as the paper did; a
-    # negative margin zooms into the box's centre (-0.25 keeps the middle half of its side).
+    # Context around the box (a share of its longer side, each side) forgives a loose collar box; < 0 zooms in.
     margin: CropMargin = 0.0
-    # Which detection of the region's category makes the crop: the paper kept the largest box;
-    # for a small part with overlapping boxes the most confident one sits better.
+    # The paper kept the largest box; with overlapping boxes of a small part the most confident sits better.
     pick: Literal["largest", "most_confident"] = "largest"
     on_no_detection: Literal["skip", "full_image"] = "skip"
 
@@ -169,8 +166,7 @@ class CropParams(_Section):
 class FrozenPhaseParams(_Section):
     epochs: Annotated[int, Field(ge=0)] = 20
     learning_rate: LearningRate = 1e-4
-    # The frozen base is a fixed function: compute its features once per image and train the
-    # head on them (plus `augmented_views` augmented copies of each training image).
+    # A frozen base is a fixed function: its features once per image (+ augmented views) train the head.
     cached_features: bool = True
     augmented_views: Annotated[int, Field(ge=0, le=16)] = 2
 
@@ -179,9 +175,7 @@ class FineTunePhaseParams(_Section):
     epochs: Annotated[int, Field(ge=0)] = 20
     learning_rate: LearningRate = 1e-5
     unfreeze_from: Annotated[int, Field(ge=0)] = 0
-    # A pretrained base's BatchNorm while fine-tuning: `inference` keeps the statistics it
-    # brought (the keras-io recipe, right for ImageNet weights and small sets); `train` lets them
-    # follow the crops, for a base pretrained on other views of these very images.
+    # `inference` keeps a pretrained base's BatchNorm statistics (keras-io's recipe); `train` follows the crops.
     batchnorm: Literal["inference", "train"] = "inference"
 
 
@@ -203,17 +197,12 @@ class TrainingParams(_Section):
     loss: Literal["categorical_crossentropy", "mse"] = "categorical_crossentropy"
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.3
     early_stopping_patience: PositiveInt = 5
-    # Epochs before early stopping starts watching validation loss. A from-scratch DenseNet121 on
-    # ~1,000 crops sits near chance for ~20 epochs before it finds small cues such as rips, and
-    # its noisy early val_loss would otherwise stop it there.
+    # A from-scratch base sits near chance for a while; its noisy early val_loss must not stop it (docs/results.md).
     early_stopping_start: Annotated[int, Field(ge=0)] = 0
     class_weights: Literal["balanced", "none"] = "balanced"
     # BatchNorm momentum wherever BatchNorm trains (see `batchnorm_trains`); null keeps Keras's 0.99.
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
-    # Decay per step of an exponential moving average of the weights (BatchNorm statistics too)
-    # that validation, early stopping and the saved model use; null trains without one. 0.99
-    # averages the last ~100 steps (3 epochs of the demo's crops): jeans-color from scratch went
-    # from 0.824 to 0.866 on the shop's truth over eight seeds of the GPU twin (README).
+    # A per-step weight average (BatchNorm too) that validation and the saved model use (docs/results.md).
     ema_decay: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     seed: int = 42
     frozen: FrozenPhaseParams = FrozenPhaseParams()
@@ -246,13 +235,9 @@ class ComponentParams(_Section):
         tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], ...], Field(strict=False, min_length=2)
     ]
     crop_region: Literal["collar", "shirt", "jeans"]
-    # This component's own `crop.margin` (None: the global one). A texture wants a zoom: the
-    # shirt's pattern at -0.25 is the middle half of the shirt, its checks and dots twice as
-    # many pixels wide at the same crop size, and no silhouette to learn instead.
+    # This component's own `crop.margin` (None: the global one): a texture wants a zoom into the garment.
     crop_margin: CropMargin | None = None
-    # This component's own `crop.mode` (None: the global one), e.g. `mask` to black out the
-    # background a box keeps around a garment whose shade is the cue (jeans-color on the demo:
-    # 0.810 and 0.851 on two seeds against 0.820 boxed; README, "Colour like for like").
+    # This component's own `crop.mode` (None: the global one), e.g. `mask` where the garment's shade is the cue.
     crop_mode: CropMode | None = None
     training: TrainingParams
 
@@ -269,6 +254,34 @@ class ComponentParams(_Section):
 # --- registry -------------------------------------------------------------------------------
 
 
+class TimeoutMinutes(_Section):
+    """How long each step of the weekly flow may run before it is stopped; a step left unset
+    waits `default` minutes."""
+
+    model_config = ConfigDict(_Section.model_config, serialize_by_alias=True)
+
+    default: PositiveInt = 60
+    crawl: PositiveInt | None = None
+    # `validate` and `register` are names pydantic's models keep for themselves: aliases let the
+    # file say them all the same.
+    validate_: Annotated[PositiveInt | None, Field(alias="validate")] = None
+    label: PositiveInt | None = None
+    snapshot: PositiveInt | None = None
+    push: PositiveInt | None = None
+    resolve: PositiveInt | None = None
+    detector: PositiveInt | None = 180
+    crop: PositiveInt | None = None
+    pretrain: PositiveInt | None = None
+    train: PositiveInt | None = 240
+    register_: Annotated[PositiveInt | None, Field(alias="register")] = None
+    index: PositiveInt | None = None
+
+    def minutes(self, step: str) -> int:
+        """The limit of one step (a field name above)."""
+        own = getattr(self, f"{step}_" if step in ("validate", "register") else step)
+        return self.default if own is None else own
+
+
 class RetrainParams(_Section):
     """The weekly retraining flow (flows/weekly_retrain.py): when it runs and how it places work."""
 
@@ -277,19 +290,13 @@ class RetrainParams(_Section):
     # A scheduled run that starts this many hours late is skipped rather than piling up.
     late_run_max_age_hours: Annotated[float, Field(gt=0)] = 6.0
     crawl_concurrency: PositiveInt = 2
-    # A source whose last finished crawl is younger than this is not crawled again: a resumed
-    # run does not re-crawl. Keep it below the schedule's period.
+    # A source crawled more recently is not crawled again (a resumed run); keep it below the schedule's period.
     crawl_max_age_hours: Annotated[float, Field(ge=0)] = 12.0
     execution: Literal["local", "distributed"] = "local"
     gpu_work_pool: Annotated[str, Field(min_length=1)] = "gpu"
     dvc_remote: Annotated[str, Field(min_length=1)] | None = None  # None: the repository's default remote
     push: bool = True  # dvc push after the snapshot (when a remote is configured)
-    timeout_minutes: Annotated[dict[str, PositiveInt], Field(min_length=1)] = {
-        "crawl": 60,
-        "detector": 180,
-        "train": 240,
-        "default": 60,
-    }
+    timeout_minutes: TimeoutMinutes = TimeoutMinutes()
 
 
 class PretrainParams(_Section):
@@ -305,11 +312,7 @@ class PretrainParams(_Section):
     projection_dim: PositiveInt = 128
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
     max_images: PositiveInt = 20000
-    # View augmentation: crop-and-zoom, shift, flip, colour jitter and some grey views. Two views
-    # of one crop must agree, so what the views vary is what the base learns to ignore. Measured
-    # (linear probes, 40 epochs): strong views (a zoom to 30% of the side, jitter 0.3, hue, 20%
-    # grey) beat mild ones (40%, 0.15, none) on every component, jeans colour included; mild ones
-    # let colour alone tell the crops apart and taught little else.
+    # What two views of a crop vary is what the base learns to ignore: strong views won (docs/base-weights.md).
     zoom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.7  # zoom into as little as (1 - zoom) of the side
     shift: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
     color_jitter: Annotated[float, Field(ge=0.0, le=1.0)] = (
@@ -340,14 +343,12 @@ class SearchParams(_Section):
     page_size: PositiveInt = 24
     max_page_size: PositiveInt = 100
     similar_limit: PositiveInt = 12
-    # Uploads: bigger bodies are refused before they are read, and a photo whose header declares
-    # more pixels than this is refused before it is decoded (a decompression bomb).
+    # Bigger uploads are refused unread, photos declaring more pixels undecoded (a decompression bomb).
     max_upload_mb: Annotated[float, Field(gt=0)] = 20.0
     max_image_pixels: PositiveInt = 40_000_000
     crop_preview_px: Annotated[int, Field(ge=32, le=1024)] = 256  # stored crop thumbnails
     batch_size: PositiveInt = 32  # photos per detector/classifier batch while indexing
-    # How often a running service asks the registry whether a champion moved (a promotion or a
-    # rollback); a moved one is loaded and its catalogue tags redone before it answers. 0: never.
+    # How often a running service looks for a moved champion (re-tagging before it switches); 0: never.
     reload_minutes: Annotated[float, Field(ge=0)] = 10.0
 
 
@@ -413,6 +414,32 @@ class Params(_Section):
         except KeyError:
             known = ", ".join(self.components)
             raise ParamsError(f"unknown component {name!r} (expected one of: {known})") from None
+
+
+def stage_settings(params: Params) -> dict[str, Any]:
+    """Stage settings file name → the resolved settings that stage's outputs depend on: what the
+    `resolve` stage writes to reports/params/, so a slow stage reruns exactly when its own
+    settings change under the active profile (DVC's `params:` sees only keys as written)."""
+    settings: dict[str, Any] = {
+        "detector": params.detector.model_dump(mode="json"),
+        "crop": {
+            **params.crop.model_dump(mode="json"),
+            "score_threshold": params.detector.score_threshold,
+            "regions": {name: c.crop_region for name, c in params.components.items()},
+            "margins": {name: params.crop_for(name).margin for name in params.components},
+            "modes": {name: params.crop_for(name).mode for name in params.components},
+        },
+    }
+    settings["pretrain"] = {
+        **params.pretrain.model_dump(mode="json"),
+        "used_by": sorted(n for n, c in params.components.items() if c.training.weights not in (None, "imagenet")),
+    }
+    for name, component in params.components.items():
+        settings[f"train-{name}"] = {
+            **component.model_dump(mode="json"),
+            "crop": params.crop_for(name).model_dump(mode="json"),
+        }
+    return settings
 
 
 # Keys a profile may not set: it is itself chosen by `profile` and cannot nest profiles.
@@ -583,7 +610,7 @@ def _is_mapping_of_models(annotation: Any) -> bool:
 def _unknown_in(tree: Any, model: type[BaseModel], path: str) -> Iterator[str]:
     if not isinstance(tree, Mapping):
         return
-    fields = model.model_fields
+    fields = {field.alias or name: field for name, field in model.model_fields.items()}
     for key, value in tree.items():
         key_path = f"{path}.{key}" if path else str(key)
         if key not in fields:
@@ -684,7 +711,7 @@ def _is_section(loc: tuple[Any, ...]) -> bool:
     keys = list(loc)
     while keys and model is not None:
         key = keys.pop(0)
-        field = model.model_fields.get(str(key))
+        field = {f.alias or name: f for name, f in model.model_fields.items()}.get(str(key))
         if field is None:
             return False
         if _is_mapping_of_models(field.annotation):

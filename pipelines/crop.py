@@ -1,12 +1,21 @@
-"""Crop a garment region to the square the classifiers take: padded, never stretched.
-
-The crop stage (Mask R-CNN boxes) and everything that scores crops share these pure functions.
+"""Crop a garment region to the square the classifiers take: padded, never stretched, in one of
+the paper's modes. The crop stage, `seamline predict`, `seamline detect` and the catalogue all cut
+crops here, so a served photo is cropped exactly as the training photos were.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import cv2
 import numpy as np
+
+from pipelines.config import ComponentParams, CropParams
+from pipelines.detect import best_of_category, decode_mask, detection_from_record
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
 
@@ -41,15 +50,6 @@ def crop_square(image: np.ndarray, box: Box, size: int, margin: float = 0.0, fil
         canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(canvas, (size, size), interpolation=interpolation)
-
-
-def largest_box(boxes: np.ndarray) -> int | None:
-    """Index of the largest-area box among (N, 4) x0, y0, x1, y1 boxes, None if there are none
-    (the paper keeps the largest detection)."""
-    if len(boxes) == 0:
-        return None
-    areas = (boxes[:, 2] - boxes[:, 0]).clip(min=0) * (boxes[:, 3] - boxes[:, 1]).clip(min=0)
-    return int(np.argmax(areas))
 
 
 def crop_for_mode(
@@ -121,3 +121,148 @@ def contact_sheet(
                 rgb, (tile, tile), interpolation=cv2.INTER_AREA
             )
     return sheet
+
+
+# --- regions: where in a photo a component's crop comes from ---------------------------------
+
+CROP_MODES = ("bbox", "mask", "mask_alpha", "annotation", "none")
+MODES_NEEDING_DETECTOR = frozenset({"bbox", "mask", "mask_alpha"})
+NO_ITEM = "no_item"
+DETECTIONS_DIR = "detections"
+
+
+class CropError(RuntimeError):
+    """A crop that cannot be made or stored, or crop inputs that cannot be read, with the reason."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """A garment region in an image: from the detector or from the annotations."""
+
+    box: tuple[float, float, float, float]
+    mask: np.ndarray | None
+    score: float | None
+
+
+def annotation_regions(annotations: Path) -> dict[str, dict[str, Region]]:
+    """sha256 → category → the largest ground-truth region, from the COCO instances file."""
+    from pycocotools import mask as mask_util
+
+    path = annotations / "instances.json"
+    if not path.is_file():
+        return {}
+    dataset = json.loads(path.read_text(encoding="utf-8"))
+    names = {c["id"]: c["name"] for c in dataset["categories"]}
+    images = {i["id"]: i for i in dataset["images"]}
+    regions: dict[str, dict[str, Region]] = {}
+    for ann in sorted(dataset["annotations"], key=lambda a: a["area"]):
+        image = images[ann["image_id"]]
+        x, y, w, h = ann["bbox"]
+        rles = mask_util.frPyObjects(ann["segmentation"], image["height"], image["width"])
+        mask = mask_util.decode(mask_util.merge(rles) if isinstance(rles, list) else rles).astype(bool)
+        # Sorted by area, so the largest instance of a category is the one that stays.
+        regions.setdefault(Path(image["file_name"]).stem, {})[names[ann["category_id"]]] = Region(
+            (x, y, x + w, y + h), mask, None
+        )
+    return regions
+
+
+def detected_region(
+    record: Mapping[str, Any] | None, category: str, threshold: float, with_mask: bool, pick: str = "largest"
+) -> Region | None:
+    """The region a cached detection record gives `category`: the detection `pick` chooses
+    (`detect.best_of_category`, the one pick rule), its mask decoded only when asked for."""
+    if not record or "detections" not in record:
+        return None
+    candidates = [detection_from_record(found, with_mask=False) for found in record["detections"]]
+    best = best_of_category(candidates, category, threshold, pick)
+    if best is None:
+        return None
+    mask = decode_mask(record["detections"][candidates.index(best)]["mask"]) if with_mask else None
+    return Region(best.box, mask, best.score)
+
+
+def crop_one(image: np.ndarray, region: Region | None, crop: CropParams) -> tuple[np.ndarray | None, str]:
+    """(pixels, status) for one image: the region in the recipe's mode, else its fallback
+    (`on_no_detection`): the whole photo (`full_image`) or nothing (`skipped`)."""
+    if crop.mode == "none":
+        return crop_for_mode(image, "none", crop.size), "cropped"
+    if region is not None:
+        mode = "bbox" if crop.mode == "annotation" else crop.mode
+        return crop_for_mode(image, mode, crop.size, region.box, region.mask, crop.margin), "cropped"
+    if crop.on_no_detection == "full_image":
+        return crop_for_mode(image, "none", crop.size), "full_image"
+    return None, "skipped"
+
+
+def write_png(path: Path, pixels: np.ndarray) -> None:
+    """An RGB or RGBA crop as a PNG file (its folder made as needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    code = cv2.COLOR_RGBA2BGRA if pixels.ndim == 3 and pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    if not cv2.imwrite(str(path), cv2.cvtColor(pixels, code)):
+        raise CropError(f"{path}: could not be written")
+
+
+class DetectionCache:
+    """Detections per image for one detector version, appended as images are processed so a
+    killed run keeps what it did."""
+
+    def __init__(self, folder: Path, version: str) -> None:
+        self.path = folder / DETECTIONS_DIR / f"{version}.jsonl"
+        self.records: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line torn by a killed run: that image is simply detected again
+                self.records[record["sha256"]] = record
+
+    def add(self, records: Sequence[dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+        for record in records:
+            self.records[record["sha256"]] = record
+
+
+@dataclass(frozen=True)
+class ComponentCrop:
+    """What one photo gives one component: its crop and the region it came from, and why the
+    region is missing where it is ("no shirt found", "no collar found")."""
+
+    pixels: np.ndarray | None
+    region: Region | None
+    status: str  # cropped | full_image | skipped | no_item (the component's garment is not in the photo)
+    reason: str = ""
+
+
+def component_crop(
+    image: np.ndarray,
+    detections: Sequence[Any],
+    component: ComponentParams,
+    crop: CropParams,
+    threshold: float,
+    categories: Sequence[str],
+    require_item: bool = True,
+    ground_truth: Mapping[str, Region] | None = None,
+) -> ComponentCrop:
+    """A component's crop of one photo, cut as the pipeline cuts it everywhere: nothing when the
+    component's item is a detector category and none was found (jeans components on a shirt
+    photo; `require_item=False` crops anyway); else the region of `crop_region` that `crop.pick`
+    chooses among `detections` (the photo's own ground truth in `annotation` mode) in `crop.mode`,
+    or the recipe's fallback."""
+    if (
+        require_item
+        and component.item in categories
+        and best_of_category(detections, component.item, threshold) is None
+    ):
+        return ComponentCrop(None, None, NO_ITEM, f"no {component.item} found")
+    if crop.mode == "annotation" and ground_truth is not None:
+        region = ground_truth.get(component.crop_region)
+    else:
+        best = best_of_category(detections, component.crop_region, threshold, crop.pick)
+        region = Region(best.box, best.mask, best.score) if best else None
+    pixels, status = crop_one(image, region, crop)
+    missing = region is None and crop.mode != "none"
+    return ComponentCrop(pixels, region, status, f"no {component.crop_region} found" if missing else "")

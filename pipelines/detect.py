@@ -1,8 +1,9 @@
 """Garment detector: TensorFlow Model Garden's Mask R-CNN, configured from `params.detector`.
 
 Model Garden builds on tf-keras (Keras 2) while the classifiers use Keras 3; both live in one
-process without sharing layers. This module builds, saves, loads and runs the detector; the
-`detector` stage that trains it is `pipelines.detector_stage`.
+process without sharing layers. This module builds, saves, loads and runs the detector, and holds
+its detection records and the pick rule; training is `pipelines.detector_training`. TensorFlow is
+imported only when a detector is built or run, so the records and the rule cost nothing to import.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
-import tensorflow as tf
 
 from pipelines.config import DetectorParams
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 # Class 0 is the background in Model Garden's detection heads.
 BACKGROUND_CLASSES = 1
@@ -49,8 +52,8 @@ def maskrcnn_experiment(params: DetectorParams) -> Any:
     """The Model Garden experiment config for `params`, starting from the named experiment.
 
     What params name is set here; `params.overrides` (dotted Model Garden keys) come last. The
-    remaining fixed choices are the ones measured to train from scratch on a CPU in DESIGN.md
-    (no sync BatchNorm, float32 data).
+    remaining fixed choices (no sync BatchNorm, float32 data) are the ones measured to train from
+    scratch on a CPU (docs/architecture.md).
     """
     import official.vision  # noqa: F401  registers the vision experiments
     from official.core import exp_factory
@@ -92,6 +95,7 @@ def build_maskrcnn(model_config: Any) -> Any:
 
 def anchor_boxes(model_config: Any, batch_size: int) -> dict[str, tf.Tensor]:
     """Multilevel anchors for a batch of inputs of the model config's `input_size`."""
+    import tensorflow as tf
     from official.vision.ops import anchor
 
     height, width = model_config.input_size[:2]
@@ -117,7 +121,7 @@ class Detection:
     category: str
     score: float
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in the original image's pixels
-    mask: np.ndarray  # (H, W) bool, the original image's size
+    mask: np.ndarray | None  # (H, W) bool, the original image's size; None when not decoded
 
     @property
     def area(self) -> float:
@@ -125,14 +129,12 @@ class Detection:
         return max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
 
 
-PICKS = ("largest", "most_confident")
-
-
 def best_of_category(
     detections: Sequence[Detection], category: str, threshold: float, pick: str = "largest"
 ) -> Detection | None:
-    """The detection of `category` scoring at least `threshold` that the crop uses: the largest
-    (the paper's rule) or the most confident; None when there is none."""
+    """The detection of `category` scoring at least `threshold` that a crop uses: the largest
+    (the paper's rule) or the most confident (`crop.pick`); None when there is none. The one pick
+    rule: the crop stage, the tagger, `seamline detect` and the detector's evaluation use it."""
     candidates = [d for d in detections if d.category == category and d.score >= threshold]
     key = (lambda d: d.area) if pick == "largest" else (lambda d: d.score)
     return max(candidates, key=key, default=None)
@@ -161,8 +163,11 @@ def detection_record(detection: Detection) -> dict[str, Any]:
     }
 
 
-def detection_from_record(record: Mapping[str, Any]) -> Detection:
-    return Detection(record["category"], float(record["score"]), tuple(record["box"]), decode_mask(record["mask"]))
+def detection_from_record(record: Mapping[str, Any], with_mask: bool = True) -> Detection:
+    """A cached detection record as a Detection; decoding the mask is the costly part, so a
+    caller that only picks among detections can leave it out."""
+    mask = decode_mask(record["mask"]) if with_mask else None
+    return Detection(record["category"], float(record["score"]), tuple(record["box"]), mask)
 
 
 # --- the trained detector -------------------------------------------------------------------
@@ -176,6 +181,8 @@ class Detector:
         self.version = version
         self._model = model
         self._config = maskrcnn_experiment(params).task.model
+        import tensorflow as tf
+
         self._anchors: dict[int, dict[str, tf.Tensor]] = {}
         self._forward = tf.function(self._call, reduce_retracing=True)
 
@@ -192,6 +199,7 @@ class Detector:
     def preprocess(self, image: np.ndarray) -> tuple[tf.Tensor, np.ndarray]:
         """Model Garden's own eval preprocessing: normalise, then scale to fit the square input
         keeping the aspect ratio and pad. Returns the input and its image_info (4, 2)."""
+        import tensorflow as tf
         from official.vision.ops import preprocess_ops
 
         size = [self.params.image_size, self.params.image_size]
@@ -207,6 +215,8 @@ class Detector:
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Every detection (all scores) for each RGB image, in batches of `params.batch_size`;
         a single photo (an interactive request) runs as a batch of one, not padded."""
+        import tensorflow as tf
+
         results: list[list[Detection]] = []
         size = 1 if len(images) == 1 else self.params.batch_size
         for start in range(0, len(images), size):
@@ -264,6 +274,8 @@ def checkpoint_version(checkpoint_prefix: Path) -> str:
 
 def save_detector(model: Any, params: DetectorParams, out: Path, extra: Mapping[str, Any]) -> str:
     """Write the weights and the params that rebuild the model to `out`; returns the version."""
+    import tensorflow as tf
+
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(CHECKPOINT_NAME + "*"):
         stale.unlink()
@@ -277,6 +289,8 @@ def save_detector(model: Any, params: DetectorParams, out: Path, extra: Mapping[
 
 def load_detector(folder: Path) -> Detector:
     """The detector the `detector` stage saved in `folder` (default models/detector)."""
+    import tensorflow as tf
+
     record_path = folder / DETECTOR_FILE
     if not record_path.is_file():
         raise DetectorError(f"{folder}: no trained detector here (run `dvc repro detector` first)")

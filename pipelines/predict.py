@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.config import Params
+from pipelines.crop import component_crop
 from pipelines.registry import CHAMPION, LoadedClassifier, NoChampion, Registry
 
 
@@ -72,9 +73,8 @@ def label_of(
 
 def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
     """A crop as the classifier's float32 0–255 RGB input, exactly as training decoded it
-    (`train_stage.classifier_pixels`): OpenCV's area resize, used before, differed by ~1.3 grey
-    levels per pixel on upsampling and ~2.3 on downsampling."""
-    from pipelines.train_stage import classifier_pixels
+    (`classifier.classifier_pixels`; OpenCV's own resize differs by a few grey levels per pixel)."""
+    from pipelines.classifier import classifier_pixels
 
     return np.asarray(classifier_pixels(crop, size))
 
@@ -114,32 +114,24 @@ class Tagger:
     ) -> list[PhotoTags]:
         """Tag each photo; `detections` (one list of `Detection` per photo) skips the detector,
         as the catalogue does with detections it already has."""
-        from pipelines.crop_stage import Region, crop_one
-        from pipelines.detect import best_of_category
-
         threshold = self.params.detector.score_threshold
+        categories = self.params.detector.categories
         found_per_image = list(detections) if detections is not None else self.detector.detect(list(images))
         results = [PhotoTags() for _ in images]
         pending: dict[str, list[tuple[int, np.ndarray, tuple[float, float, float, float] | None]]] = {}
         for i, (image, found) in enumerate(zip(images, found_per_image)):
             for name, classifier in self.classifiers.items():
-                component = self.params.components[name]
-                if (
-                    component.item in self.params.detector.categories
-                    and best_of_category(found, component.item, threshold) is None
-                ):
-                    results[i].skipped[name] = f"no {component.item} found"
-                    continue
-                best = best_of_category(found, component.crop_region, threshold, self.params.crop.pick)
-                region = Region(best.box, best.mask, best.score) if best else None
-                pixels, _ = crop_one(image, region, self.crop_params(name, classifier))
-                if pixels is None:
-                    results[i].skipped[name] = f"no {component.crop_region} found"
+                recipe = self.crop_params(name, classifier)
+                cut = component_crop(image, found, self.params.components[name], recipe, threshold, categories)
+                if cut.pixels is None:
+                    results[i].skipped[name] = cut.reason
                     continue
                 if keep_crops:
-                    results[i].crops[name] = pixels
-                box = tuple(float(v) for v in best.box) if best else None
-                pending.setdefault(name, []).append((i, resize_crop(pixels, int(classifier.meta["image_size"])), box))
+                    results[i].crops[name] = cut.pixels
+                box = tuple(float(v) for v in cut.region.box) if cut.region else None
+                pending.setdefault(name, []).append(
+                    (i, resize_crop(cut.pixels, int(classifier.meta["image_size"])), box)
+                )
         for name, rows in pending.items():
             classifier = self.classifiers[name]
             batch = np.stack([pixels for _, pixels, _ in rows])
@@ -174,8 +166,8 @@ class Tagger:
     def _with_features(self, name: str) -> Any:
         """The classifier with its pooled backbone features as a second output (the embedding the
         catalogue ranks similar items by, at no extra cost), as one traced graph: an eager call
-        of DenseNet121's 400-odd layers costs ~0.3 s of Python per call on this CPU, the traced
-        one ~20 ms for a single crop. Traced once for any batch size."""
+        of DenseNet121's 400-odd layers costs an order of magnitude more Python per call than
+        the traced one (docs/benchmarks.md). Traced once for any batch size."""
         if name not in self._feature_models:
             import keras
             import tensorflow as tf

@@ -1,7 +1,6 @@
 """The model registry: register each trained component classifier in MLflow, gate it against the
 champion on the same test split, and move the `champion`/`challenger` aliases with an audit ledger.
-
-    python -m pipelines.registry --component jeans-color     # what `seamline models register` runs
+`seamline models …` and the weekly flow's `register` step (`pipelines.stages.register`) call it.
 
 MLflow keeps no alias history, so every move is written twice: as a `seamline.ledger.NNNN` tag on
 the registered model (shared through the tracking server) and as a line in `registry.ledger`.
@@ -9,11 +8,9 @@ the registered model (shared through the tracking server) and as a line in `regi
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -26,11 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from pipelines.config import (
-    DEFAULT_PARAMS_PATH,
     Params,
-    ParamsError,
     RegistryParams,
-    load_params,
 )
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -177,7 +171,7 @@ class LoadedClassifier:
         return list(self.meta["classes"])
 
     def probabilities(self, paths: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        from pipelines.train_stage import crop_probabilities
+        from pipelines.classifier import crop_probabilities
 
         return crop_probabilities(
             self.model, paths, int(self.meta["image_size"]), self.meta.get("crop_mode") == "mask_alpha", batch_size
@@ -249,7 +243,7 @@ class Registry:
     def load(self, name: str, version: str) -> LoadedClassifier:
         """The version's Keras model and classifier.json, downloaded by registry URI."""
         import mlflow
-        from pipelines.train_stage import CLASSIFIER_FILE
+        from pipelines.classifier import CLASSIFIER_FILE
 
         uri = f"models:/{name}/{version}"
         try:
@@ -331,7 +325,7 @@ def append_ledger(path: Path, entry: LedgerEntry) -> None:
 
 def test_images(params: Params, component: str, crops: Path, labels: Path) -> Any:
     """The component's current test split (crop files and class indices), the gate's common ground."""
-    from pipelines.train_stage import load_examples
+    from pipelines.classifier import load_examples
 
     return load_examples(crops, labels, component, params.components[component].classes, splits=("test",))["test"]
 
@@ -378,7 +372,7 @@ def register_trained(
     """Register the classifier `train@component` produced (models/<c>/), gate it against the
     champion on the current test split, and give it the alias it earned. A run registered
     before is not registered again (a weekly run with nothing new is a no-op)."""
-    from pipelines.train_stage import CLASSIFIER_FILE
+    from pipelines.classifier import CLASSIFIER_FILE
 
     if component not in params.components:
         raise RegistryError(f"unknown component {component!r} (known: {', '.join(params.components)})")
@@ -514,7 +508,7 @@ def _require_model(registry: Registry, component: str) -> None:
 
 
 def _known_images(params: Params, component: str, crops: Path, labels: Path) -> list[str]:
-    from pipelines.train_stage import TrainingError
+    from pipelines.classifier import TrainingError
 
     try:
         return test_images(params, component, crops, labels).paths
@@ -522,54 +516,6 @@ def _known_images(params: Params, component: str, crops: Path, labels: Path) -> 
         raise RegistryError(f"the load-and-query check needs known images: {error}") from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from mlflow.exceptions import MlflowException
-
-    from pipelines.train_stage import TrainingError
-
-    parser = argparse.ArgumentParser(prog="python -m pipelines.registry", description=__doc__.splitlines()[0])
-    parser.add_argument("--component", action="append", help="component to register (repeatable; default: all)")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS_PATH)
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--models", type=Path, default=Path("models"), help="folder of the train stage's models/<c>/")
-    parser.add_argument("--crops", type=Path, default=Path("data/crops"))
-    parser.add_argument("--labels", type=Path, default=Path("data/labels"))
-    parser.add_argument("--report", type=Path, default=None, help="write each registration as JSON here (a folder)")
-    args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params, args.profile)
-        chosen = args.component or list(params.components)
-        who = who_is_acting()
-        for component in chosen:
-            done = register_trained(
-                params,
-                component,
-                args.models / component,
-                args.crops,
-                args.labels,
-                who,
-                progress=lambda line: print(line, flush=True),
-            )
-            outcome = f"→ {done.decision.alias}" if done.decision.alias else "→ no alias"
-            print(f"register {component}: v{done.version} {outcome} ({done.decision.reason})", flush=True)
-            if args.report is not None:
-                args.report.mkdir(parents=True, exist_ok=True)
-                (args.report / f"{component}.json").write_text(
-                    json.dumps(done.as_json(), indent=2) + "\n", encoding="utf-8"
-                )
-    except (ParamsError, RegistryError, TrainingError) as error:
-        print(f"register: {error}", file=sys.stderr)
-        return 2
-    except MlflowException as error:
-        print(f"register: MLflow at {params.registry.tracking_uri}: {one_line(error)}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def one_line(error: BaseException) -> str:
     text = str(error).strip()
     return (text.splitlines()[0] if text else type(error).__name__)[:300]
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -3,7 +3,7 @@
 - `imagenet`: Keras downloads the official file (the production default; needs the internet);
 - null: random initialisation;
 - a local file path (`models/pretrain/base.weights.h5`, or the official ImageNet file brought in
-  once: see the README);
+  once: docs/base-weights.md);
 - a URI: `s3://bucket/key` (boto3; `AWS_ENDPOINT_URL` and the usual AWS variables apply),
   `runs:/<run>/path`, `models:/<name>@<alias>/path` or `mlflow-artifacts:/...` (MLflow), `file://`.
 

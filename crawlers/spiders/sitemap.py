@@ -29,7 +29,9 @@ class SourceSitemapSpider(SourceSpider, SitemapSpider):
         """Nested sitemaps, and product pages up to the page limit."""
         for entry in entries:
             url = entry.get("loc", "")
-            if url.endswith((".xml", ".xml.gz")) or (any(pattern.search(url) for pattern, _ in self._cbs) and self.page_request(url, self.parse_product)):
+            if url.endswith((".xml", ".xml.gz")) or (
+                any(pattern.search(url) for pattern, _ in self._cbs) and self.page_request(url, self.parse_product)
+            ):
                 yield entry
 
     def parse_product(self, response: Response) -> Iterator[Any]:

@@ -11,6 +11,7 @@ by DVC from the Prefect flow (a tiny detector, 32 px classifiers).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -54,12 +55,8 @@ def stop_during_training(root: Path, env: dict[str, str]) -> list[str]:
     time.sleep(2)
     stages = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_stage_in(p, root)]
     group = [_command_of(p) for p in Path("/proc").iterdir() if p.name.isdigit() and _group_of(p) == process.pid]
-    try:
-        os.killpg(
-            process.pid, signal.SIGTERM
-        )  # whatever is left of its group, so a failure here leaves nothing running
-    except ProcessLookupError:
-        pass
+    with contextlib.suppress(ProcessLookupError):  # whatever is left of its group: a failure leaves nothing running
+        os.killpg(process.pid, signal.SIGTERM)
     assert not stages, "a stage outlived the stopped flow"
     assert not group, f"outlived the stopped flow (Prefect's temporary API server?): {group}"
     return seen

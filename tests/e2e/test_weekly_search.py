@@ -118,7 +118,7 @@ def test_the_weekly_run_catalogued_every_validated_image_with_the_champions(sear
     report = json.loads((root / "reports" / "retrain" / "latest.json").read_text())
     assert "index catalogue" in {step["step"] for step in report["steps"]}
 
-    again = run([sys.executable, "-m", "pipelines.catalogue", "--profile", "tiny"], root, searchable[1])
+    again = run([sys.executable, "-m", "pipelines.stages.index", "--profile", "tiny"], root, searchable[1])
     assert f"{len(items)} up to date, 0 to tag" in again.stdout  # incremental: nothing changed, nothing re-tagged
 
 
@@ -139,7 +139,8 @@ def test_search_filters_pages_and_explains_bad_queries(searchable, client, servi
     top = catalogue_rows(
         catalogue,
         "SELECT component, label, COUNT(DISTINCT i.product_url) AS products FROM tags t JOIN items i "
-        "ON i.sha256 = t.sha256 WHERE label NOT IN ('unknown') GROUP BY component, label ORDER BY products DESC LIMIT 1",
+        "ON i.sha256 = t.sha256 WHERE label NOT IN ('unknown') GROUP BY component, label ORDER BY products DESC LIMIT "
+        "1",
     )[0]
     attribute = top["component"].split("-", 1)[1]
     found = client.get(f"/search?{attribute}={top['label']}&per_page=2").json()

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from crawlers.demo_shop.truth import clean_image_count as clean_images
+from crawlers.demo_shop.truth import products as truth
 from crawlers.source_config import SOURCES_DIR
 from pipelines.manifest import read_manifest
 from tests.conftest import DEMO_SHOP_PRODUCTS as PRODUCTS
-from tests.shop_truth import clean_image_count as clean_images
-from tests.shop_truth import products as truth
 
 pytestmark = pytest.mark.slow
 SEAMLINE = str(Path(sys.executable).with_name("seamline"))
@@ -259,7 +259,8 @@ def test_bad_source_file_fails_before_any_request(server, tmp_path: Path) -> Non
     sources = tmp_path / "sources"
     sources.mkdir()
     (sources / "broken.yaml").write_text(
-        "name: broken\nspider: listing\nstart_urls: [http://127.0.0.1:1/]\nallowed_domains: [127.0.0.1]\nlinks: {produts: []}\n"
+        "name: broken\nspider: listing\nstart_urls: [http://127.0.0.1:1/]\nallowed_domains: [127.0.0.1]\nlinks: "
+        "{produts: []}\n"
     )
     result = subprocess.run(
         [
@@ -318,7 +319,7 @@ def test_label_stage_on_the_crawl_gives_precise_leak_free_labels(
         [
             sys.executable,
             "-m",
-            "pipelines.label",
+            "pipelines.stages.label",
             "--params",
             str(params),
             "--manifest",
@@ -368,7 +369,7 @@ def test_label_stage_stops_when_a_class_is_below_its_minimum(
         [
             sys.executable,
             "-m",
-            "pipelines.label",
+            "pipelines.stages.label",
             "--params",
             str(params),
             "--manifest",

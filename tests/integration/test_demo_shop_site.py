@@ -22,8 +22,8 @@ from PIL import Image
 
 from crawlers.demo_shop.server import running_shop
 from crawlers.demo_shop.site import build_shop
+from crawlers.demo_shop.truth import products as truth
 from tests.conftest import DEMO_SHOP_PRODUCTS as PRODUCTS
-from tests.shop_truth import products as truth
 
 SEAMLINE = str(Path(sys.executable).with_name("seamline"))
 

@@ -62,7 +62,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, demo_shop: Path) -> Path:
 @pytest.fixture(scope="module")
 def trained(project: Path) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.detector_stage", "--params", "params.yaml"],
+        [sys.executable, "-m", "pipelines.stages.detector", "--params", "params.yaml"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -110,8 +110,8 @@ def write_inputs(project: Path, images: list[Path], components: list[str]) -> No
             writer.writerows([row["sha256"], "any", "train", "weak"] for row in rows)
 
 
-def run_crop_stage(project: Path) -> dict:
-    from pipelines.crop_stage import main
+def crop_labelled(project: Path) -> dict:
+    from pipelines.stages.crop import main
 
     assert (
         main(
@@ -144,7 +144,7 @@ def test_the_crop_stage_reprocesses_only_new_images(project: Path, trained: dict
     images = sorted((project / "data" / "annotations" / "images").iterdir())[:42]
     first, added = images[:40], images[40:42]  # 5% new next week
     write_inputs(project, first, components)
-    full = run_crop_stage(project)
+    full = crop_labelled(project)
     assert full["detected_images"] == 40 and full["processed_pairs"] == 40 * len(components)
     index = list(csv.DictReader((project / "data" / "crops" / "index.csv").open()))
     assert len(index) == 40 * len(components)
@@ -154,12 +154,12 @@ def test_the_crop_stage_reprocesses_only_new_images(project: Path, trained: dict
         assert (project / "data" / "crops" / row["file"]).is_file()
 
     write_inputs(project, first + added, components)
-    incremental = run_crop_stage(project)
+    incremental = crop_labelled(project)
     assert incremental["detected_images"] == 2
     assert incremental["processed_pairs"] == 2 * len(components)
     assert incremental["reused_pairs"] == 40 * len(components)
 
-    unchanged = run_crop_stage(project)
+    unchanged = crop_labelled(project)
     assert (unchanged["detected_images"], unchanged["processed_pairs"]) == (0, 0)
 
     # A component's own zoom or mode re-crops that component alone, from the cached detections.
@@ -171,7 +171,7 @@ def test_the_crop_stage_reprocesses_only_new_images(project: Path, trained: dict
     own.setdefault("jeans-color", {})["crop_mode"] = "mask"
     params_file.write_text(yaml.safe_dump(tree, sort_keys=False))
     try:
-        recut = run_crop_stage(project)
+        recut = crop_labelled(project)
     finally:
         params_file.write_text(original)
     assert (recut["detected_images"], recut["processed_pairs"]) == (0, 2 * 42)
@@ -190,7 +190,7 @@ def test_corrupt_and_missing_images_are_recorded_with_their_reason(project: Path
     shutil.copy(images[0], broken_dir / images[0].name)
     write_inputs(
         project,
-        images + [corrupt],
+        [*images, corrupt],
         ["shirt-collar", "shirt-pattern", "jeans-fit", "jeans-color", "jeans-washing", "jeans-damage"],
     )
     manifest = pd.read_parquet(project / "data/validated/manifest.parquet")
@@ -199,7 +199,7 @@ def test_corrupt_and_missing_images_are_recorded_with_their_reason(project: Path
     pd.concat([manifest, missing]).to_parquet(project / "data/validated/manifest.parquet")
     with (project / "data/labels/shirt-pattern.csv").open("a", newline="") as handle:
         csv.writer(handle).writerow(["d" * 64, "any", "test", "weak"])
-    summary = run_crop_stage(project)
+    summary = crop_labelled(project)
     assert summary["reasons"]["corrupt_image"] == 6  # one image, six components
     assert summary["reasons"]["missing_image"] == 1
     rows = {(r["component"], r["sha256"]): r for r in csv.DictReader((project / "data/crops/index.csv").open())}

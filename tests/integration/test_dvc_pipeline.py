@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipelines.manifest import read_manifest
 from tests.conftest import PROJECT_ROOT
@@ -46,9 +47,12 @@ def repo(tmp_path: Path, shop_origin: str) -> tuple[Path, dict[str, str]]:
     (root / "params.yaml").write_text(params.replace("min_examples_per_class: 8", "min_examples_per_class: 1"))
     shutil.copytree(PROJECT_ROOT / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
     shutil.copytree(PROJECT_ROOT / "crawlers" / "sources", root / "crawlers" / "sources")
-    (root / "pipelines").mkdir()
-    for module in ("label.py", "manifest.py", "snapshot.py", "validate.py"):
-        shutil.copy(PROJECT_ROOT / "pipelines" / module, root / "pipelines" / module)
+    # The code files the data stages list as deps (DVC hashes them); the code itself runs from the install.
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+    for dep in (d for stage in ("validate", "label", "snapshot") for d in stages[stage]["deps"]):
+        if dep.startswith("pipelines/"):
+            (root / dep).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(PROJECT_ROOT / dep, root / dep)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SEAMLINE_DEMO_SHOP_URL": shop_origin}
     run(["git", "init", "-q"], root, env)
     run(["dvc", "remote", "modify", "--local", "local", "url", str(tmp_path / "remote")], root, env)

@@ -95,8 +95,9 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> tup
 def train_and_log(root: Path, params: object, model: object, name: str) -> Path:
     """What train@component leaves behind: an MLflow run with the model, and models/<c>/classifier.json."""
     import mlflow
+    from pipelines.classifier import CLASSIFIER_FILE
+    from pipelines.stages.train import log_classifier_model
     from pipelines.tracking import mlflow_run
-    from pipelines.train_stage import CLASSIFIER_FILE, log_classifier_model
 
     classes = list(params.components[COMPONENT].classes)
     meta = {
@@ -271,9 +272,8 @@ def test_cli_show_and_list_read_the_registry(project: tuple[Path, object], mlflo
         timeout=120,
         check=False,
     )
-    assert (
-        listed.returncode == 0 and COMPONENT in listed.stdout and "not registered" in listed.stdout
-    )  # other components
+    # the registered component, and the others listed as not registered
+    assert listed.returncode == 0 and COMPONENT in listed.stdout and "not registered" in listed.stdout
     missing = subprocess.run(
         [
             seamline,

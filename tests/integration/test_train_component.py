@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
+from crawlers.demo_shop.truth import products
 from tests.conftest import PROJECT_ROOT, tiny_profile_base
-from tests.shop_truth import products
 
 pytestmark = pytest.mark.slow
 
@@ -145,7 +145,7 @@ def test_training_without_crops_says_which_stage_to_run(tmp_path: Path, project:
         [
             sys.executable,
             "-m",
-            "pipelines.train_stage",
+            "pipelines.stages.train",
             "--component",
             COMPONENT,
             "--params",

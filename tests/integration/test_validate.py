@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from pipelines.manifest import ManifestRow, append_rows, read_manifest
-from pipelines.validate import collapsed_sources, duplicate_of, grey_std
+from pipelines.validation import collapsed_sources, duplicate_of, grey_std
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(
         [
             sys.executable,
             "-m",
-            "pipelines.validate",
+            "pipelines.stages.validate",
             "--params",
             str(shipped_params_path),
             "--manifests",
@@ -119,7 +119,7 @@ def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(
         [
             sys.executable,
             "-m",
-            "pipelines.validate",
+            "pipelines.stages.validate",
             "--params",
             str(shipped_params_path),
             "--manifests",

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipelines.train import build_classifier, set_trainable
+from pipelines.classifier import build_classifier, set_trainable
 from pipelines.weights import WeightsError, fetch_weights
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from pipelines.train import input_scaling  # noqa: E402
+from pipelines.classifier import input_scaling  # noqa: E402
 
 
 @pytest.mark.parametrize("mode", ["torch", "caffe"])

@@ -114,7 +114,7 @@ def test_a_component_may_have_its_own_crop_mode(tree: dict[str, Any]) -> None:
     assert (params.crop_for("jeans-color").mode, params.crop_for("jeans-color").margin) == ("mask", 0.05)
     assert params.crop_for("jeans-fit").mode == params.crop.mode == "bbox"
     tree["components"]["jeans-color"]["crop_mode"] = "grabcut"
-    with pytest.raises(ParamsError, match="components.jeans-color.crop_mode"):
+    with pytest.raises(ParamsError, match=r"components\.jeans-color\.crop_mode"):
         resolve_params(tree, "paper")
 
 
@@ -277,7 +277,7 @@ def test_unknown_profile_lists_the_known_ones(tree: dict[str, Any]) -> None:
 
 
 def test_unknown_component_lookup_names_the_known_ones(tree: dict[str, Any]) -> None:
-    with pytest.raises(ParamsError, match="unknown component 'shirt-sleeve'.*shirt-collar"):
+    with pytest.raises(ParamsError, match=r"unknown component 'shirt-sleeve'.*shirt-collar"):
         resolve_params(tree, "demo").component("shirt-sleeve")
 
 

@@ -47,7 +47,9 @@ def test_bad_size_is_refused() -> None:
         crop_square(np.zeros((4, 4), np.uint8), (0, 0, 4, 4), size=0)
 
 
-from pipelines.crop import crop_for_mode, largest_box  # noqa: E402
+from pipelines.config import ComponentParams, CropParams, TrainingParams  # noqa: E402
+from pipelines.crop import NO_ITEM, Region, component_crop, crop_for_mode  # noqa: E402
+from pipelines.detect import Detection  # noqa: E402
 
 
 def scene() -> tuple[np.ndarray, np.ndarray]:
@@ -58,9 +60,49 @@ def scene() -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
-def test_largest_box_is_chosen() -> None:
-    assert largest_box(np.array([[0, 0, 10, 10], [5, 5, 40, 30], [0, 0, 20, 20]])) == 1
-    assert largest_box(np.zeros((0, 4))) is None
+COLLAR = ComponentParams(
+    item="shirt", classes=("band", "regular"), crop_region="collar", training=TrainingParams(weights=None)
+)
+
+
+def found(category: str, box: tuple[float, float, float, float], score: float) -> Detection:
+    return Detection(category, score, box, np.ones((60, 80), bool))
+
+
+@pytest.mark.parametrize(("pick", "expected"), [("largest", (30, 20, 50, 40)), ("most_confident", (35, 25, 40, 30))])
+def test_a_component_crop_takes_the_region_the_pick_rule_chooses(pick: str, expected: tuple) -> None:
+    image, _ = scene()
+    detections = [found("shirt", (0, 0, 80, 60), 0.9), found("collar", (30, 20, 50, 40), 0.6)]
+    detections.append(found("collar", (35, 25, 40, 30), 0.95))
+    cut = component_crop(image, detections, COLLAR, CropParams(size=32, pick=pick), 0.5, ("shirt", "collar", "jeans"))
+    assert (cut.status, cut.reason, cut.region.box) == ("cropped", "", expected)
+    assert cut.pixels.shape == (32, 32, 3)
+
+
+def test_a_component_crop_says_why_it_has_none() -> None:
+    image, _ = scene()
+    categories, recipe = ("shirt", "collar", "jeans"), CropParams(size=32)
+    no_shirt = component_crop(image, [found("jeans", (0, 0, 80, 60), 0.9)], COLLAR, recipe, 0.5, categories)
+    assert (no_shirt.pixels, no_shirt.status, no_shirt.reason) == (None, NO_ITEM, "no shirt found")
+    shirt_only = [found("shirt", (0, 0, 80, 60), 0.9), found("collar", (30, 20, 50, 40), 0.3)]  # collar below 0.5
+    no_collar = component_crop(image, shirt_only, COLLAR, recipe, 0.5, categories)
+    assert (no_collar.pixels, no_collar.status, no_collar.reason) == (None, "skipped", "no collar found")
+    whole = component_crop(
+        image, shirt_only, COLLAR, recipe.model_copy(update={"on_no_detection": "full_image"}), 0.5, categories
+    )
+    assert (whole.status, whole.reason, whole.pixels.shape) == ("full_image", "no collar found", (32, 32, 3))
+    anyway = component_crop(image, [], COLLAR, recipe, 0.5, categories, require_item=False)
+    assert (anyway.status, anyway.reason) == ("skipped", "no collar found")
+
+
+def test_annotation_mode_crops_the_ground_truth_region() -> None:
+    image, _ = scene()
+    truth = {"collar": Region((30, 20, 50, 40), None, None)}
+    recipe = CropParams(mode="annotation", size=32)
+    cut = component_crop(
+        image, [found("shirt", (0, 0, 80, 60), 0.9)], COLLAR, recipe, 0.5, ("shirt",), ground_truth=truth
+    )
+    assert cut.region is truth["collar"] and (cut.pixels == 200).all()
 
 
 def test_modes_give_squares_of_the_requested_size() -> None:

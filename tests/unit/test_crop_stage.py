@@ -8,19 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.config import CropParams, load_params
-from pipelines.crop_stage import (
-    CropRow,
-    DetectionCache,
-    Region,
-    crop_one,
-    crop_recipe,
-    detected_region,
-    read_index,
-    write_index,
-)
+from pipelines.config import CropParams, load_params, stage_settings
+from pipelines.crop import DetectionCache, Region, crop_one, detected_region
 from pipelines.detect import Detection, detection_record
-from pipelines.params_stage import stage_settings
+from pipelines.stages.crop import CropRow, crop_recipe, read_index, write_index
 
 
 def image() -> np.ndarray:
@@ -123,7 +114,7 @@ def test_resolved_stage_settings_apply_the_profile(shipped_params_path: Path) ->
 def test_pretraining_reads_each_image_region_once_and_never_the_test_split(
     tmp_path: Path, shipped_params_path: Path
 ) -> None:
-    from pipelines.pretrain import components_using, unlabelled_crops
+    from pipelines.pretraining import components_using, unlabelled_crops
 
     params = load_params(shipped_params_path, "demo")
     rows = []
@@ -155,7 +146,7 @@ def test_pretraining_reads_each_image_region_once_and_never_the_test_split(
 
 
 def test_nt_xent_is_low_when_views_agree_and_high_when_they_do_not() -> None:
-    from pipelines.pretrain import nt_xent
+    from pipelines.pretraining import nt_xent
 
     rng = np.random.default_rng(0)
     z = rng.normal(size=(8, 16)).astype("float32")

@@ -14,7 +14,7 @@ from pipelines.detect import (
     detection_record,
     nested_overrides,
 )
-from pipelines.detector_stage import is_held_out, split_coco
+from pipelines.detector_training import is_held_out, split_coco
 
 CATEGORIES = [{"id": 1, "name": "shirt"}, {"id": 2, "name": "collar"}]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from pipelines.classifier import early_stopping
 from pipelines.config import TrainingParams
-from pipelines.train_stage import early_stopping
 
 # A from-scratch run: a lucky first epoch, a plateau at chance, then it learns (epochs 5-6).
 VAL_LOSSES = [0.50, 0.90, 0.90, 0.90, 0.90, 0.80, 0.40, 0.45, 0.46, 0.47, 0.48]

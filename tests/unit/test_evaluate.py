@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipelines.classifier import balanced_class_weights
 from pipelines.evaluate import (
     UNKNOWN,
     classification_report,
@@ -13,7 +14,6 @@ from pipelines.evaluate import (
     predict_with_thresholds,
     tune_thresholds,
 )
-from pipelines.train import balanced_class_weights
 
 CLASSES = ["band", "notched", "regular"]
 
@@ -69,7 +69,7 @@ def test_balanced_class_weights() -> None:
 
 
 def test_best_val_loss_per_phase() -> None:
-    from pipelines.train_stage import best_val_loss
+    from pipelines.classifier import best_val_loss
 
     rows = [
         {"phase": "frozen", "val_loss": 0.9},

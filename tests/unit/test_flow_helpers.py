@@ -22,10 +22,10 @@ from pipelines.retrain_report import (
 )
 
 DVC_FAILURE = """Running stage 'label':
-> python -m pipelines.label --params params.yaml
+> python -m pipelines.stages.label --params params.yaml
 2026-11-26 23:41:54.032922: E external/local_xla/xla/stream_executor/cuda/cuda_platform.cc:51] failed call to cuInit
 label: 2 classes below validation.min_examples_per_class: shirt-pattern: stripe has 4
-ERROR: failed to reproduce 'label': failed to run: python -m pipelines.label, exited with 2""".splitlines()
+ERROR: failed to reproduce 'label': failed to run: python -m pipelines.stages.label, exited with 2""".splitlines()
 
 
 def test_failure_message_is_the_stages_own_line() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import ParamsError, SplitParams, load_params
-from pipelines.label import (
+from pipelines.labels import (
     HandLabel,
     assign_splits,
     compile_rules,
@@ -155,7 +155,7 @@ def test_a_group_never_straddles_and_the_leak_check_sees_a_planted_leak() -> Non
 
 
 def test_classes_below_their_minimum_are_named() -> None:
-    from pipelines.validate import classes_below_minimum
+    from pipelines.validation import classes_below_minimum
 
     assert classes_below_minimum("jeans-washing", ["one", "brush"], ["one"] * 9 + ["brush"] * 2, 3) == [
         "jeans-washing: class brush has 2 labelled images (minimum 3)"

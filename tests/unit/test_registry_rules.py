@@ -120,10 +120,10 @@ def test_resize_crop_composites_alpha_on_black() -> None:
 @pytest.mark.parametrize("size", [16, 32, 48])
 def test_resize_crop_gives_the_pixels_training_decoded(tmp_path, size: int) -> None:
     # Serving must feed a classifier what training fed it, also when its image_size is not the
-    # crop size (upsampled or downsampled): compare with train_stage's decode of the saved PNG.
+    # crop size (upsampled or downsampled): compare with the classifier's decode of the saved PNG.
     import cv2
 
-    from pipelines.train_stage import decode_crop
+    from pipelines.classifier import decode_crop
 
     crop = np.random.default_rng(size).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     crop[8:20, 4:28] = (250, 30, 90)  # an edge, where resampling methods differ most

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from pipelines.snapshot import label_counts, week_tag
+from pipelines.snapshots import label_counts, week_tag
 
 
 def test_week_tags_follow_iso_weeks() -> None:
@@ -22,7 +22,7 @@ def test_label_counts_per_class_and_split(tmp_path: Path) -> None:
 
 
 def test_a_later_snapshot_in_the_same_week_gets_a_suffix() -> None:
-    from pipelines.snapshot import next_free_tag
+    from pipelines.snapshots import next_free_tag
 
     assert next_free_tag("data-2026-W48", set()) == "data-2026-W48"
     assert next_free_tag("data-2026-W48", {"data-2026-W48"}) == "data-2026-W48.2"
@@ -31,9 +31,11 @@ def test_a_later_snapshot_in_the_same_week_gets_a_suffix() -> None:
 
 def _lock(label_md5: str, model_md5: str) -> str:
     return (
-        f"schema: '2.0'\nstages:\n  crawl@demo:\n    cmd: crawl demo\n    outs:\n    - path: data/raw/demo\n      md5: aaa.dir\n"
+        "schema: '2.0'\nstages:\n  crawl@demo:\n    cmd: crawl demo\n    outs:\n    - path: data/raw/demo\n      "
+        "md5: aaa.dir\n"
         f"  label:\n    cmd: label\n    outs:\n    - path: data/labels\n      md5: {label_md5}.dir\n"
-        f"  train@jeans-fit:\n    cmd: train jeans-fit\n    outs:\n    - path: models/jeans-fit\n      md5: {model_md5}.dir\n"
+        "  train@jeans-fit:\n    cmd: train jeans-fit\n    outs:\n    - path: models/jeans-fit\n      md5: "
+        f"{model_md5}.dir\n"
     )
 
 
@@ -42,7 +44,7 @@ def test_retraining_on_the_same_data_is_not_a_new_snapshot(tmp_path: Path) -> No
     entries makes the next snapshot (before, each weekly run after the first tagged a `.2`)."""
     import subprocess
 
-    from pipelines.snapshot import take_snapshot
+    from pipelines.snapshots import take_snapshot
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     lock = tmp_path / "dvc.lock"
@@ -70,14 +72,14 @@ def test_a_broken_dvc_lock_is_one_clear_error_and_commits_nothing(tmp_path: Path
 
     import pytest
 
-    from pipelines.snapshot import SnapshotError, take_snapshot
+    from pipelines.snapshots import SnapshotError, take_snapshot
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     lock = tmp_path / "dvc.lock"
     lock.write_text(_lock("l1", "m1"))
     take_snapshot(tmp_path, today=date(2026, 11, 26))
     lock.write_text("stages:\n  label: [unclosed\n")
-    with pytest.raises(SnapshotError, match="dvc.lock is not valid YAML"):
+    with pytest.raises(SnapshotError, match=r"dvc\.lock is not valid YAML"):
         take_snapshot(tmp_path, today=date(2026, 11, 26))
     tags = subprocess.run(["git", "tag", "--list"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert tags.split() == ["data-2026-W48"]

@@ -8,9 +8,8 @@ import keras
 import numpy as np
 import pytest
 
+from pipelines.classifier import WeightAverage, phase_callbacks
 from pipelines.config import TrainingParams
-from pipelines.train import WeightAverage
-from pipelines.train_stage import phase_callbacks
 
 DECAY = 0.8
 

@@ -1,0 +1,322 @@
+"""`seamline models …`: what ML leads use to register, compare, promote and roll back each
+component's champion, with every alias move in the ledger."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipelines.cli.common import (
+    Crops,
+    Labels,
+    ParamsFile,
+    Profile,
+    chosen_components,
+    component_or_fail,
+    fail,
+    out_console,
+    params_or_fail,
+    registry_call,
+    say,
+)
+from pipelines.config import DEFAULT_PARAMS_PATH
+
+app = typer.Typer(
+    help="The model registry: register, list, compare, promote and roll back each component's champion.",
+    no_args_is_help=True,
+)
+
+Who = Annotated[
+    str | None, typer.Option("--who", help="Who is acting, for the ledger (default: $SEAMLINE_USER or the login name).")
+]
+
+
+@app.command("register")
+def register(
+    component: Annotated[
+        str | None, typer.Argument(help="Component whose trained model (models/<c>/) to register.")
+    ] = None,
+    all_components: Annotated[bool, typer.Option("--all", help="Register every component's trained model.")] = False,
+    models_dir: Annotated[
+        Path, typer.Option("--models", help="Where train@<c> wrote models/<c>/.", file_okay=False)
+    ] = Path("models"),
+    crops: Crops = Path("data/crops"),
+    labels: Labels = Path("data/labels"),
+    who: Who = None,
+    profile: Profile = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Register each component's last trained model and gate it against the champion.
+
+    The new version is loaded back by registry URI and queried on known images, scored with the champion on the same test split,
+    and becomes `challenger` (or `champion`, with registry.auto_promote or when there is none)
+    only if it beats the champion by registry.min_improvement and keeps every class's recall at
+    or above registry.min_class_recall. A failing version is registered without alias, with
+    the reason in its `seamline.gate_reason` tag.
+    """
+    from pipelines.registry import register_trained, who_is_acting
+
+    params = params_or_fail(params_file, profile)
+    for name in chosen_components(params, component, all_components):
+        done = registry_call(
+            params,
+            lambda name=name: register_trained(
+                params,
+                name,
+                models_dir / name,
+                crops,
+                labels,
+                who or who_is_acting(),
+                progress=say,
+            ),
+        )
+        outcome = f"[green]→ {done.decision.alias}[/]" if done.decision.alias else "[yellow]→ no alias[/]"
+        say(f"{name}: v{done.version} {outcome}  {done.decision.reason}")
+
+
+@app.command("list")
+def list_models(profile: Profile = None, params_file: ParamsFile = DEFAULT_PARAMS_PATH) -> None:
+    """Every component's registered model: versions, champion, challenger, last alias move."""
+    from rich.table import Table
+
+    from pipelines.registry import CHALLENGER, CHAMPION, Registry
+
+    params = params_or_fail(params_file, profile)
+    registry = registry_call(params, lambda: Registry(params.registry))
+    table = Table("component", "versions", "champion", "challenger", "last move")
+    for name in params.components:
+        if not registry_call(params, lambda name=name: registry.model_exists(name)):
+            table.add_row(name, "0", "-", "-", "not registered")
+            continue
+        versions = registry_call(params, lambda name=name: registry.versions(name))
+        aliases = registry.aliases(name)
+        by_number = {str(v.version): v for v in versions}
+        history = registry.history(name)
+        last = history[-1] if history else None
+        table.add_row(
+            name,
+            str(len(versions)),
+            _scored(by_number, aliases.get(CHAMPION), params.registry.gate_metric),
+            _scored(by_number, aliases.get(CHALLENGER), params.registry.gate_metric),
+            f"{last.time} {last.alias} v{last.from_version or '-'}→v{last.to_version or '-'} by {last.who}"
+            if last
+            else "-",
+        )
+    out_console.print(table)
+    say(f"registry: {registry.uri}")
+
+
+def _scored(versions: dict[str, Any], version: str | None, metric: str) -> str:
+    if version is None or version not in versions:
+        return "-"
+    value = versions[version].tags.get(
+        f"seamline.gate_test_{metric}", versions[version].tags.get(f"seamline.test_{metric}", "?")
+    )
+    return f"v{version} ({metric} {value})"
+
+
+@app.command("show")
+def show(
+    component: Annotated[str, typer.Argument(help="Component, e.g. shirt-pattern.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    profile: Profile = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """A component's versions and its alias history.
+
+    Per version: gate outcome, test metrics, base weights, data version and aliases; the
+    history lists every alias move, oldest first."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from pipelines.registry import Registry
+
+    params = params_or_fail(params_file, profile)
+    component_or_fail(params, component)
+    registry = registry_call(params, lambda: Registry(params.registry))
+    if not registry_call(params, lambda: registry.model_exists(component)):
+        fail(f"{component}: not registered at {registry.uri} (seamline models register {component})")
+    versions = registry.versions(component)
+    aliases = registry.aliases(component)
+    holders: dict[str, list[str]] = {}
+    for alias, version in aliases.items():
+        holders.setdefault(version, []).append(alias)
+    history = registry.history(component)
+    rows = [
+        {
+            "version": str(v.version),
+            "created": _time(v.creation_timestamp),
+            "aliases": holders.get(str(v.version), []),
+            "gate": v.tags.get("seamline.gate", "-"),
+            "macro_f1": v.tags.get("seamline.gate_test_macro_f1", "-"),
+            "accuracy": v.tags.get("seamline.gate_test_accuracy", "-"),
+            "base_weights": v.tags.get("seamline.base_weights", "-"),
+            "data_version": v.tags.get("seamline.data_version", "-"),
+            "run_id": v.run_id,
+            "reason": v.tags.get("seamline.gate_reason", ""),
+        }
+        for v in versions
+    ]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "component": component,
+                    "aliases": aliases,
+                    "versions": rows,
+                    "history": [asdict(entry) for entry in history],
+                },
+                indent=2,
+            )
+        )
+        return
+    table = Table(
+        "v", "created", "aliases", "gate", "macro-F1", "acc", "base weights", "data", "gate reason", title=component
+    )
+    for row in rows:
+        table.add_row(
+            row["version"],
+            row["created"],
+            ", ".join(row["aliases"]) or "-",
+            row["gate"],
+            row["macro_f1"],
+            row["accuracy"],
+            str(row["base_weights"]),
+            row["data_version"],
+            row["reason"],
+        )
+    out_console.print(table)
+    moves = Table("time", "alias", "from", "to", "action", "who", "why", title="alias history")
+    for entry in history:
+        moves.add_row(
+            entry.time,
+            entry.alias,
+            f"v{entry.from_version}" if entry.from_version else "-",
+            f"v{entry.to_version}" if entry.to_version else "-",
+            entry.action,
+            entry.who,
+            entry.why,
+        )
+    out_console.print(moves)
+
+
+def _time(milliseconds: int | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime((milliseconds or 0) / 1000))
+
+
+@app.command("compare")
+def compare(
+    component: Annotated[str, typer.Argument(help="Component, e.g. shirt-pattern.")],
+    first: Annotated[str, typer.Argument(help="A version number.")],
+    second: Annotated[str, typer.Argument(help="Another version number.")],
+    crops: Crops = Path("data/crops"),
+    labels: Labels = Path("data/labels"),
+    profile: Profile = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Two versions side by side, both scored now on the current test split.
+
+    Accuracy, macro-F1 and each class's recall, and the training params in which their runs
+    differ."""
+    from rich.table import Table
+
+    from pipelines.registry import Registry, score, test_images
+
+    params = params_or_fail(params_file, profile)
+    component_or_fail(params, component)
+    registry = registry_call(params, lambda: Registry(params.registry))
+    test = registry_call(params, lambda: test_images(params, component, crops, labels))
+    scored = {}
+    runs = {}
+    for version in (first, second):
+        found = registry_call(params, lambda version=version: registry.version(component, version))
+        scored[version] = registry_call(
+            params, lambda version=version: score(registry.load(component, version), test.paths, test.labels)
+        )
+        runs[version] = registry.client.get_run(found.run_id).data.params
+    table = Table("", f"v{first}", f"v{second}", "Δ", title=f"{component}: {len(test.paths)} test images")
+    for name, a, b in [
+        ("accuracy", scored[first].accuracy, scored[second].accuracy),
+        ("macro-F1", scored[first].macro_f1, scored[second].macro_f1),
+        *[
+            (f"recall {c}", scored[first].recall.get(c, 0.0), scored[second].recall.get(c, 0.0))
+            for c in params.components[component].classes
+        ],
+    ]:
+        table.add_row(name, f"{a:.3f}", f"{b:.3f}", f"{b - a:+.3f}")
+    out_console.print(table)
+    differing = sorted(k for k in set(runs[first]) | set(runs[second]) if runs[first].get(k) != runs[second].get(k))
+    if differing:
+        changes = Table("param", f"v{first}", f"v{second}", title="training params that differ")
+        for key in differing:
+            changes.add_row(key, runs[first].get(key, "-"), runs[second].get(key, "-"))
+        out_console.print(changes)
+    else:
+        say("training params: identical")
+
+
+@app.command("promote")
+def promote(
+    component: Annotated[str, typer.Argument(help="Component, e.g. shirt-pattern.")],
+    model_version: Annotated[str, typer.Argument(metavar="VERSION", help="The version to promote.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the ledger (required).")],
+    alias: Annotated[str, typer.Option("--alias", help="champion (default) or challenger.")] = "champion",
+    crops: Crops = Path("data/crops"),
+    labels: Labels = Path("data/labels"),
+    who: Who = None,
+    profile: Profile = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Point an alias (champion by default) at a version.
+
+    The version is first loaded back by URI and queried on known images. The move is recorded in the registry and the ledger; if recording fails, the alias
+    goes back where it was."""
+    from pipelines.registry import CHALLENGER, CHAMPION, promote, who_is_acting
+
+    params = params_or_fail(params_file, profile)
+    component_or_fail(params, component)
+    if alias not in (CHAMPION, CHALLENGER):
+        fail(f"--alias {alias}: expected champion or challenger")
+    if not reason.strip():
+        fail("--reason must say why")
+    entry = registry_call(
+        params, lambda: promote(params, component, model_version, reason, who or who_is_acting(), crops, labels, alias)
+    )
+    say(f"{component}: {entry.alias} v{entry.from_version or '-'} → v{entry.to_version} ({entry.who}: {entry.why})")
+    if entry.alias == CHAMPION:
+        say(_RETAG_HINT)
+
+
+@app.command("rollback")
+def rollback(
+    component: Annotated[str, typer.Argument(help="Component, e.g. shirt-pattern.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the ledger.")] = "",
+    crops: Crops = Path("data/crops"),
+    labels: Labels = Path("data/labels"),
+    who: Who = None,
+    profile: Profile = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Move `champion` back to the champion before the current one.
+
+    The target comes from the alias history and passes the same load-and-query check as a
+    promotion."""
+    from pipelines.registry import rollback, who_is_acting
+
+    params = params_or_fail(params_file, profile)
+    component_or_fail(params, component)
+    entry = registry_call(params, lambda: rollback(params, component, reason, who or who_is_acting(), crops, labels))
+    say(f"{component}: champion v{entry.from_version} → v{entry.to_version} ({entry.who}: {entry.why})")
+    say(_RETAG_HINT)
+
+
+_RETAG_HINT = (
+    "search: a running `seamline serve` switches to the new champion and re-tags its catalogue within search.reload_minutes; "
+    "`seamline index` re-tags it now"
+)

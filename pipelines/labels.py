@@ -1,0 +1,246 @@
+"""Weak labels and leak-free splits: keyword rules over title and breadcrumb text give each image
+a label per component (hand labels override), and near-duplicate groups never straddle splits.
+The `label` stage (`pipelines.stages.label`) writes them to data/labels/<component>.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.config import ComponentParams, LabelParams, ParamsError, SplitParams
+from pipelines.manifest import ManifestRow, iter_manifests, near_duplicate_pairs, read_manifest
+
+SPLITS = ("train", "val", "test")
+LABEL_COLUMNS = ("sha256", "label", "split", "label_source")
+
+
+# --- weak labels ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassRules:
+    """One component's keyword rules, compiled: class → pattern of any of its phrases."""
+
+    patterns: dict[str, re.Pattern[str]]
+    negation: re.Pattern[str]
+
+
+def _phrase_pattern(phrase: str) -> str:
+    # "button-down" also matches "button down" and "buttondown"; whole words only.
+    words = [re.escape(word) for word in re.split(r"[\s\-]+", phrase.strip()) if word]
+    return r"(?<![\w])" + r"[\s\-]?".join(words) + r"(?![\w])"
+
+
+def compile_rules(classes: Mapping[str, Sequence[str]], negations: Sequence[str]) -> ClassRules:
+    patterns = {
+        label: re.compile("|".join(_phrase_pattern(p) for p in phrases), re.IGNORECASE)
+        for label, phrases in classes.items()
+        if phrases
+    }
+    words = "|".join(re.escape(word) for word in negations) or r"(?!x)x"
+    # A negation word right before a phrase: "no rips", "non-distressed", "not ripped".
+    negation = re.compile(rf"(?<![\w])(?:{words})[\s\-]*$", re.IGNORECASE)
+    return ClassRules(patterns, negation)
+
+
+def matched_classes(text: str, rules: ClassRules) -> set[str]:
+    """Classes with at least one phrase in `text` that is not negated."""
+    found = set()
+    for label, pattern in rules.patterns.items():
+        for match in pattern.finditer(text):
+            if not rules.negation.search(text[: match.start()]):
+                found.add(label)
+                break
+    return found
+
+
+def rules_for(component: str, source: str, labels: LabelParams) -> dict[str, tuple[str, ...]]:
+    """A component's class phrases, with the source's overrides replacing whole classes."""
+    return {**labels.keywords.get(component, {}), **labels.sources.get(source, {}).get(component, {})}
+
+
+def label_text(row: ManifestRow) -> str:
+    return f"{row.title} | {row.breadcrumb}"
+
+
+# --- hand labels ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandLabel:
+    label: str
+    who: str
+
+
+def read_hand_labels(path: Path, components: Mapping[str, ComponentParams]) -> dict[tuple[str, str], HandLabel]:
+    """(sha256, component) → hand label; a bad row stops with its line number and reason."""
+    if not path.exists():
+        return {}
+    labels: dict[tuple[str, str], HandLabel] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"sha256", "component", "label", "who"} - set(reader.fieldnames or [])
+        if missing:
+            raise ParamsError(
+                f"{path}: missing columns {', '.join(sorted(missing))} (expected sha256,component,label,who)"
+            )
+        for line, row in enumerate(reader, start=2):
+            component = components.get(row["component"])
+            if component is None:
+                raise ParamsError(f"{path}:{line}: unknown component {row['component']!r}")
+            if row["label"] not in component.classes:
+                raise ParamsError(
+                    f"{path}:{line}: {row['label']!r} is not a class of {row['component']} ({', '.join(component.classes)})"
+                )
+            labels[(row["sha256"], row["component"])] = HandLabel(row["label"], row["who"])
+    return labels
+
+
+# --- near duplicates and splits -------------------------------------------------------------
+
+
+class _UnionFind:
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def split_groups(phashes: Sequence[str], products: Sequence[str], max_distance: int) -> list[int]:
+    """A group id per image: near duplicates (within `max_distance` bits, transitively) and the
+    photos of one product share a group, so they always land on the same side of a split."""
+    sets = _UnionFind(len(phashes))
+    first_of_product: dict[str, int] = {}
+    for index, product in enumerate(products):
+        sets.union(index, first_of_product.setdefault(product, index))
+    for a, b in near_duplicate_pairs(phashes, max_distance):
+        sets.union(a, b)
+    return [sets.find(i) for i in range(len(phashes))]
+
+
+def _unit_interval(key: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_of(key: str, fractions: SplitParams, seed: int) -> str:
+    """A stable split for a key: the same key always lands in the same split, whatever else
+    is added next week, so no image migrates from test into a later model's training set."""
+    u = _unit_interval(key, seed)
+    if u < fractions.train:
+        return "train"
+    return "val" if u < fractions.train + fractions.val else "test"
+
+
+def assign_splits(shas: Sequence[str], groups: Sequence[int], fractions: SplitParams, seed: int) -> list[str]:
+    """Each image's split, decided once per near-duplicate group (keyed by its smallest sha)."""
+    group_key: dict[int, str] = {}
+    for sha, group in zip(shas, groups):
+        group_key[group] = min(sha, group_key.get(group, sha))
+    return [split_of(group_key[group], fractions, seed) for group in groups]
+
+
+def leaked_pairs(phashes: Sequence[str], splits: Sequence[str], max_distance: int) -> list[tuple[int, int]]:
+    """(test index, train index) pairs of near duplicates across the train/test boundary.
+
+    Checked independently of how splits were made: a brute-force scan of every test image
+    against every train image."""
+    train = [(i, int(h, 16)) for i, (h, s) in enumerate(zip(phashes, splits)) if s == "train"]
+    leaks = []
+    for i, (h, s) in enumerate(zip(phashes, splits)):
+        if s != "test":
+            continue
+        value = int(h, 16)
+        leaks.extend((i, j) for j, other in train if bin(value ^ other).count("1") <= max_distance)
+    return leaks
+
+
+# --- a component's labels ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    sha256: str
+    label: str
+    split: str
+    label_source: str  # weak | hand
+
+
+@dataclass(frozen=True)
+class ComponentLabels:
+    component: str
+    rows: list[LabelledImage]
+    candidates: int  # images of the component's item
+    conflicts: int  # images whose text named several classes
+
+
+def label_component(
+    name: str,
+    component: ComponentParams,
+    images: Sequence[ManifestRow],
+    labels: LabelParams,
+    hand: Mapping[tuple[str, str], HandLabel],
+    splits: Mapping[str, str],
+) -> ComponentLabels:
+    """Weak or hand labels for every image of the component's item (only shirts get shirt
+    components); images with no or conflicting keywords and no hand label are left out."""
+    compiled: dict[str, ClassRules] = {}
+    rows, candidates, conflicts = [], 0, 0
+    for image in images:
+        if image.item_hint != component.item:
+            continue
+        candidates += 1
+        manual = hand.get((image.sha256, name))
+        if manual is not None:
+            rows.append(LabelledImage(image.sha256, manual.label, splits[image.sha256], "hand"))
+            continue
+        if image.source not in compiled:
+            compiled[image.source] = compile_rules(rules_for(name, image.source, labels), labels.negations)
+        found = matched_classes(label_text(image), compiled[image.source])
+        if len(found) > 1:
+            conflicts += 1
+        elif found:
+            rows.append(LabelledImage(image.sha256, found.pop(), splits[image.sha256], "weak"))
+    return ComponentLabels(name, rows, candidates, conflicts)
+
+
+def write_labels(path: Path, labelled: ComponentLabels) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    with partial.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(LABEL_COLUMNS)
+        for row in sorted(labelled.rows, key=lambda r: r.sha256):
+            writer.writerow([row.sha256, row.label, row.split, row.label_source])
+    partial.replace(path)
+
+
+def load_manifest_rows(path: Path) -> list[ManifestRow]:
+    """Rows of the validated parquet manifest, or of every raw manifest under a folder."""
+    if path.is_dir():
+        return [row for manifest in iter_manifests(path) for row in read_manifest(manifest).rows]
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    frame = frame.astype(object).where(frame.notna(), None)
+    return [ManifestRow(**record) for record in frame.to_dict("records")]
+
+
+def unique_images(rows: Iterable[ManifestRow]) -> list[ManifestRow]:
+    """One row per sha256 (the first seen), in a stable order."""
+    seen: dict[str, ManifestRow] = {}
+    for row in rows:
+        seen.setdefault(row.sha256, row)
+    return sorted(seen.values(), key=lambda r: r.sha256)

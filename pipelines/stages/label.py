@@ -1,0 +1,94 @@
+"""The `label` stage: weak labels (keyword rules over titles and breadcrumbs, hand labels first)
+and leak-free splits per component (`pipelines.labels`).
+
+    python -m pipelines.stages.label --params params.yaml --manifest data/validated/manifest.parquet --out data/labels
+
+Writes data/labels/<component>.csv (sha256, label, split, label_source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipelines.config import ParamsError, load_params
+from pipelines.labels import (
+    assign_splits,
+    label_component,
+    leaked_pairs,
+    load_manifest_rows,
+    read_hand_labels,
+    split_groups,
+    unique_images,
+    write_labels,
+)
+from pipelines.validation import classes_below_minimum
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.stages.label", description="Weak labels and leak-free splits per component."
+    )
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--profile", default=None)
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        default=Path("data/validated/manifest.parquet"),
+        help="the validated manifest (parquet), or a folder of <source>/manifest.jsonl files",
+    )
+    parser.add_argument("--out", type=Path, default=Path("data/labels"))
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params, args.profile)
+        hand = read_hand_labels(Path(params.labels.hand_labels), params.components)
+    except ParamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.manifest.exists():
+        print(f"error: {args.manifest} does not exist; run the validate stage first", file=sys.stderr)
+        return 1
+    images = unique_images(load_manifest_rows(args.manifest))
+    if not images:
+        print(f"error: no manifest rows in {args.manifest}", file=sys.stderr)
+        return 1
+    distance = params.validation.near_duplicate_hamming
+    phashes = [image.phash for image in images]
+    groups = split_groups(phashes, [image.product_url for image in images], distance)
+    split_list = assign_splits([image.sha256 for image in images], groups, params.labels.split, params.labels.seed)
+    leaks = leaked_pairs(phashes, split_list, distance)
+    if leaks:
+        test, train = leaks[0]
+        print(
+            f"error: {len(leaks)} test images have a near duplicate in train (e.g. {images[test].sha256[:12]} ~ "
+            f"{images[train].sha256[:12]}); splits would leak",
+            file=sys.stderr,
+        )
+        return 1
+    splits = {image.sha256: split for image, split in zip(images, split_list)}
+    print(f"{len(images)} images in {len(set(groups))} groups (product or near duplicate); leakage check passed")
+    thin: list[str] = []
+    for name, component in params.components.items():
+        labelled = label_component(name, component, images, params.labels, hand, splits)
+        write_labels(args.out / f"{name}.csv", labelled)
+        per_split = Counter(row.split for row in labelled.rows)
+        coverage = len(labelled.rows) / labelled.candidates if labelled.candidates else 0.0
+        print(
+            f"{name:<14} {len(labelled.rows):>6} labelled of {labelled.candidates:>6} ({coverage:.0%}); "
+            f"{labelled.conflicts} conflicts; train/val/test {per_split['train']}/{per_split['val']}/{per_split['test']}"
+        )
+        thin += classes_below_minimum(
+            name, component.classes, [row.label for row in labelled.rows], params.validation.min_examples_per_class
+        )
+    if thin:
+        # The label files are written (nothing is lost); the pipeline stops before training on them.
+        print(f"error: {len(thin)} classes below validation.min_examples_per_class: {'; '.join(thin)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
