@@ -24,8 +24,8 @@ import pandas as pd
 import tensorflow as tf
 
 from pipelines.config import load_params
+from pipelines.crop_set import crop_labelled, image_paths, read_labelled
 from pipelines.detect import DetectorError, chunks, load_detector, read_rgb
-from pipelines.stages.crop import crop_labelled, image_paths, read_labelled
 
 
 def subset_inputs(labels: Path, manifest: Path, shas: set[str], components: list[str], out: Path) -> tuple[Path, Path]:

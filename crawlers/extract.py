@@ -167,7 +167,7 @@ def _select(selector: Selector, query: str | None, kind: str) -> list[str]:
     if not query:
         return []
     found = selector.css(query) if kind == "css" else selector.xpath(query)
-    return [text for text in found.getall()]
+    return list(found.getall())
 
 
 def from_selectors(selector: Selector, rules: SelectorRules, kind: str, base_url: str) -> ProductFields:

@@ -103,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deploy: prefect deploy failed: {lines[-1] if lines else result.returncode}", file=sys.stderr)
         return 2
     print(
-        f"deploy: weekly-retrain ({env['SEAMLINE_RETRAIN_CRON']} {env['SEAMLINE_RETRAIN_TIMEZONE']}, pool {args.cpu_pool}) and "
+        f"deploy: weekly-retrain ({env['SEAMLINE_RETRAIN_CRON']} {env['SEAMLINE_RETRAIN_TIMEZONE']}, pool "
+        f"{args.cpu_pool}) and "
         f"train-component (pool {env['SEAMLINE_GPU_POOL']}) registered at {url}",
         flush=True,
     )

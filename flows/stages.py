@@ -6,6 +6,7 @@ Plain functions, no Prefect imports: the flows wrap them in tasks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -129,10 +130,8 @@ def _kill(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def repro(stage: str, root: Path, timeout_s: float, log: Callable[[str], None] = print) -> StageRun:

@@ -330,7 +330,8 @@ def weekly_retrain(
     params = load_params(project / params_file, profile)
     lateness = late_by(_scheduled_start(), datetime.now(UTC))
     if lateness > timedelta(hours=params.retrain.late_run_max_age_hours):
-        message = f"skipped: started {lateness} after its scheduled time (retrain.late_run_max_age_hours {params.retrain.late_run_max_age_hours:g})"
+        limit = params.retrain.late_run_max_age_hours
+        message = f"skipped: started {lateness} after its scheduled time (retrain.late_run_max_age_hours {limit:g})"
         print(message)
         return Cancelled(message=message)  # type: ignore[return-value]
     chosen_sources = list(sources or params.crawl.sources)

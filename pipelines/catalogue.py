@@ -296,10 +296,12 @@ def _store(
     with connection:  # one transaction per batch
         for image, tags in zip(images, tagged):
             connection.execute(
-                "INSERT INTO items (sha256, source, product_url, title, image_path, detector_version, detections, indexed_at) "
+                "INSERT INTO items (sha256, source, product_url, title, image_path, detector_version, detections, "
+                "indexed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET source=excluded.source, "
                 "product_url=excluded.product_url, title=excluded.title, image_path=excluded.image_path, "
-                "detector_version=excluded.detector_version, detections=excluded.detections, indexed_at=excluded.indexed_at",
+                "detector_version=excluded.detector_version, detections=excluded.detections, "
+                "indexed_at=excluded.indexed_at",
                 (
                     image.sha256,
                     image.source,
@@ -350,7 +352,10 @@ def _store(
 
 def label_counts(connection: sqlite3.Connection) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
-    query = "SELECT component, COALESCE(label, 'skipped') AS label, COUNT(*) AS n FROM tags GROUP BY component, label ORDER BY component, label"
+    query = (
+        "SELECT component, COALESCE(label, 'skipped') AS label, COUNT(*) AS n FROM tags "
+        "GROUP BY component, label ORDER BY component, label"
+    )
     for row in connection.execute(query):
         counts.setdefault(row["component"], {})[row["label"]] = row["n"]
     return counts
@@ -514,7 +519,8 @@ def _tiers_by_shared_labels(
     """(how many of the wanted labels, the photos sharing exactly that many), most first; with no
     wanted label, one tier of every photo tagged on any of the components."""
     if not wanted:
-        query = f"SELECT DISTINCT sha256 FROM tags WHERE label IS NOT NULL AND component IN ({','.join('?' * len(components))})"
+        among = ",".join("?" * len(components))
+        query = f"SELECT DISTINCT sha256 FROM tags WHERE label IS NOT NULL AND component IN ({among})"
         yield 0, sorted(row["sha256"] for row in connection.execute(query, list(components)))
         return
     matches = " OR ".join("(component = ? AND label = ?)" for _ in wanted)
@@ -540,7 +546,8 @@ def _candidates(
         part = list(shas[start : start + 500])
         query = (
             f"SELECT t.sha256, t.component, t.label, t.embedding, i.product_url, i.title, i.source FROM tags t "
-            f"JOIN items i ON i.sha256 = t.sha256 WHERE t.label IS NOT NULL AND t.component IN ({','.join('?' * len(components))}) "
+            "JOIN items i ON i.sha256 = t.sha256 WHERE t.label IS NOT NULL AND t.component IN "
+            f"({','.join('?' * len(components))}) "
             f"AND t.sha256 IN ({','.join('?' * len(part))})"
         )
         for row in connection.execute(query, [*components, *part]):

@@ -601,10 +601,7 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
 
 
 def _is_mapping_of_models(annotation: Any) -> bool:
-    for candidate in (annotation, *get_args(annotation)):
-        if get_origin(candidate) is dict:
-            return True
-    return False
+    return any(get_origin(candidate) is dict for candidate in (annotation, *get_args(annotation)))
 
 
 def _unknown_in(tree: Any, model: type[BaseModel], path: str) -> Iterator[str]:

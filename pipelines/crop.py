@@ -41,7 +41,7 @@ def crop_square(image: np.ndarray, box: Box, size: int, margin: float = 0.0, fil
     square leaves the image, and resized to `size`×`size`. Aspect ratio is never changed."""
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
-    x0, y0, x1, y1 = (int(round(v)) for v in square_around(box, margin))
+    x0, y0, x1, _ = (int(round(v)) for v in square_around(box, margin))
     side = max(x1 - x0, 1)
     height, width = image.shape[:2]
     canvas = np.full((side, side, *image.shape[2:]), fill, dtype=image.dtype)

@@ -74,7 +74,8 @@ def check_init_checkpoint(path: str | None) -> None:
             raise DetectorError(f"detector.init_checkpoint: {path} holds no TensorFlow checkpoint")
     elif not tf.io.gfile.exists(path + ".index"):
         raise DetectorError(
-            f"detector.init_checkpoint: {path} not found (expected a checkpoint prefix with {path}.index, or its folder)"
+            f"detector.init_checkpoint: {path} not found (expected a checkpoint prefix with {path}.index, or its "
+            "folder)"
         )
 
 

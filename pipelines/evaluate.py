@@ -6,7 +6,9 @@ Everything takes integer labels and probability rows; plots take the numbers the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,31 @@ def evaluate(
     }
 
 
+def write_evaluation_files(
+    folder: Path,
+    component: str,
+    history: Sequence[Mapping[str, Any]],
+    report: Mapping[str, Any],
+    classes: Sequence[str],
+    truth: np.ndarray,
+    predicted: np.ndarray,
+) -> None:
+    """The test evaluation as files for `dvc plots`: history.csv (both phases on one epoch axis),
+    confusion.csv (actual, predicted) and the two PNGs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy"]
+    with (folder / "history.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+    with (folder / "confusion.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["actual", "predicted"])
+        writer.writerows([classes[t], classes[p]] for t, p in zip(truth, predicted))
+    plot_confusion(report["confusion_matrix"], classes, f"{component}: test confusion matrix", folder / "confusion.png")
+    plot_curves(history, f"{component}: training curves", folder / "curves.png")
+
+
 # --- plots (matplotlib, headless) ------------------------------------------------------------
 
 
@@ -140,7 +167,7 @@ def plot_curves(history: Sequence[dict[str, Any]], title: str, path: Path) -> No
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
         axes.plot(epochs, [row.get(metric) for row in history], label=f"train {metric}")
         axes.plot(epochs, [row.get(f"val_{metric}") for row in history], label=f"validation {metric}")
-        changes = [row["epoch"] for previous, row in zip(history, history[1:]) if row["phase"] != previous["phase"]]
+        changes = [row["epoch"] for previous, row in pairwise(history) if row["phase"] != previous["phase"]]
         for epoch in changes:
             axes.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=1)
         axes.set_xlabel("epoch (frozen, then fine-tune)")

@@ -95,7 +95,8 @@ def read_hand_labels(path: Path, components: Mapping[str, ComponentParams]) -> d
                 raise ParamsError(f"{path}:{line}: unknown component {row['component']!r}")
             if row["label"] not in component.classes:
                 raise ParamsError(
-                    f"{path}:{line}: {row['label']!r} is not a class of {row['component']} ({', '.join(component.classes)})"
+                    f"{path}:{line}: {row['label']!r} is not a class of {row['component']} "
+                    f"({', '.join(component.classes)})"
                 )
             labels[(row["sha256"], row["component"])] = HandLabel(row["label"], row["who"])
     return labels

@@ -389,7 +389,8 @@ def register_trained(
             decision = GateDecision(
                 version.tags.get("seamline.gate") == "passed",
                 None,
-                f"run {run.info.run_id} already registered as v{version.version}: {version.tags.get('seamline.gate_reason', '')}",
+                f"run {run.info.run_id} already registered as v{version.version}: "
+                f"{version.tags.get('seamline.gate_reason', '')}",
             )
             return Registration(
                 component,

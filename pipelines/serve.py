@@ -248,7 +248,8 @@ def create_app(service: SearchService) -> Any:
             if not content_type.startswith("multipart/form-data"):
                 return JSONResponse(
                     {
-                        "detail": f"send the photo as multipart/form-data in a field named 'photo' (got {content_type or 'no content type'})"
+                        "detail": "send the photo as multipart/form-data in a field named 'photo' "
+                        f"(got {content_type or 'no content type'})"
                     },
                     status_code=415,
                 )

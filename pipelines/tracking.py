@@ -1,5 +1,6 @@
 """MLflow tracking for every training stage: one place that resolves the tracking URI, creates
-experiments with the configured artifact root, and tags runs with the code and data versions.
+experiments with the configured artifact root, tags runs with the code and data versions, and
+logs a trained classifier in MLflow's Keras flavour.
 
 `MLFLOW_TRACKING_URI` in the environment wins over `registry.tracking_uri`, as MLflow users expect
 (a shared server in production, the local SQLite file by default).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,3 +86,47 @@ def mlflow_run(
     base_tags = {"seamline.git_commit": git_commit() or "unknown", "seamline.data_version": data_version() or "none"}
     with mlflow.start_run(run_name=run_name, tags={**base_tags, **(tags or {})}) as run:
         yield run
+
+
+def log_classifier_model(model: Any, classifier: Mapping[str, Any]) -> None:
+    """The model as the active run's `model` artifact in MLflow's keras flavour, with a signature,
+    an input example and `classifier.json` (classes, thresholds, input size, crop mode) beside it,
+    so `mlflow models predict/serve -m runs:/<run>/model` load it and the registry and
+    `seamline predict` know what its outputs mean.
+
+    Saved locally first: mlflow 3.17's `mlflow.keras.log_model` writes the input example before
+    it creates the model folder and fails with FileNotFoundError.
+    """
+    import numpy as np
+    from mlflow.models import infer_signature
+
+    import mlflow
+    from pipelines.classifier import CLASSIFIER_FILE
+
+    size = int(classifier["image_size"])
+    example = np.full((1, size, size, 3), 128.0, dtype=np.float32)
+    signature = infer_signature(example, np.asarray(model.predict(example, verbose=0), dtype=np.float32))
+    with tempfile.TemporaryDirectory(prefix="seamline-model-") as work:
+        path = Path(work) / "model"
+        path.mkdir()
+        mlflow.keras.save_model(
+            model, str(path), signature=signature, input_example=example, pip_requirements=model_requirements()
+        )
+        (path / CLASSIFIER_FILE).write_text(json.dumps(dict(classifier), indent=2) + "\n", encoding="utf-8")
+        mlflow.log_artifacts(str(path), "model")
+
+
+# What the keras flavour needs to load and run a classifier. Left to itself, mlflow infers this
+# by loading the model in a child process, a quarter of a tiny training's time (docs/benchmarks.md).
+MODEL_PACKAGES = ("keras", "tensorflow", "numpy")
+
+
+def model_requirements() -> list[str] | None:
+    """MODEL_PACKAGES pinned to the versions installed here (mlflow adds itself); None, so mlflow
+    infers them, where one is installed under another name (tensorflow-cpu, tf-nightly)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return [f"{name}=={version(name)}" for name in MODEL_PACKAGES]
+    except PackageNotFoundError:
+        return None

@@ -151,7 +151,7 @@ def run_suite(frame: pd.DataFrame, params: ValidationParams, docs_dir: Path) -> 
     )
     suite = context.suites.add(gx.ExpectationSuite(name="manifest"))
     schema = gx.expectations.ExpectTableColumnsToMatchSet(
-        column_set=MANIFEST_COLUMNS + ["decodable", "grey_std", "aspect", "duplicate_of"]
+        column_set=[*MANIFEST_COLUMNS, "decodable", "grey_std", "aspect", "duplicate_of"]
     )
     suite.add_expectation(schema)
     reasons: dict[str, str] = {}

@@ -443,7 +443,7 @@ def _write_shop(
     pages["/account/"] = _page("Account", "<h1>Sign in</h1>")
     for path, html in pages.items():
         _write(site, path, html)
-    for url, document in shopify_pages([files for files in rendered]).items():
+    for url, document in shopify_pages(list(rendered)).items():
         _write(site, url, document)
     _write(site, "/robots.txt", ROBOTS)
     _write(site, "/sitemap.xml", sitemap(p for p in pages if not p.startswith(("/cart", "/account"))))

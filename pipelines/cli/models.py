@@ -51,11 +51,12 @@ def register(
 ) -> None:
     """Register each component's last trained model and gate it against the champion.
 
-    The new version is loaded back by registry URI and queried on known images, scored with the champion on the same test split,
-    and becomes `challenger` (or `champion`, with registry.auto_promote or when there is none)
-    only if it beats the champion by registry.min_improvement and keeps every class's recall at
-    or above registry.min_class_recall. A failing version is registered without alias, with
-    the reason in its `seamline.gate_reason` tag.
+    The new version is loaded back by registry URI and queried on known images, scored with the
+    champion on the same test split, and becomes `challenger` (or `champion`, with
+    registry.auto_promote or when there is none) only if it beats the champion by
+    registry.min_improvement and keeps every class's recall at or above registry.min_class_recall.
+    A failing version is registered without alias, with the reason in its `seamline.gate_reason`
+    tag.
     """
     from pipelines.registry import register_trained, who_is_acting
 
@@ -275,8 +276,8 @@ def promote(
 ) -> None:
     """Point an alias (champion by default) at a version.
 
-    The version is first loaded back by URI and queried on known images. The move is recorded in the registry and the ledger; if recording fails, the alias
-    goes back where it was."""
+    The version is first loaded back by URI and queried on known images. The move is recorded in
+    the registry and the ledger; if recording fails, the alias goes back where it was."""
     from pipelines.registry import CHALLENGER, CHAMPION, promote, who_is_acting
 
     params = params_or_fail(params_file, profile)
@@ -317,6 +318,7 @@ def rollback(
 
 
 _RETAG_HINT = (
-    "search: a running `seamline serve` switches to the new champion and re-tags its catalogue within search.reload_minutes; "
+    "search: a running `seamline serve` switches to the new champion and re-tags its catalogue within "
+    "search.reload_minutes; "
     "`seamline index` re-tags it now"
 )

@@ -39,7 +39,10 @@ def index(
 ) -> None:
     """Tag every validated image with each component's champion into the search catalogue.
 
-    Incremental: an image is tagged again only when it is new, when its component's champion changed version, or when the detector changed; images no longer validated leave the catalogue. The weekly retrain runs this after registration; run it after promoting or rolling back.
+    Incremental: an image is tagged again only when it is new, when its component's champion
+    changed version, or when the detector changed; images no longer validated leave the
+    catalogue. The weekly retrain runs this after registration; run it after promoting or
+    rolling back.
     """
     from pipelines.catalogue import CatalogueError, run_refresh
     from pipelines.detect import DetectorError
@@ -94,9 +97,14 @@ def serve(
 ) -> None:
     """Serve the attribute search page and API.
 
-    The page (/) tags an uploaded or dropped photo, shows the crops and each attribute's confidence, and finds catalogue products that share the attributes; chips filter by attribute.
+    The page (/) tags an uploaded or dropped photo, shows the crops and each attribute's
+    confidence, and finds catalogue products that share the attributes; chips filter by attribute.
 
-    The API: POST /predict, GET /search?collar=band&pattern=stripe, POST /similar, GET /attributes, GET /health; OpenAPI docs at /docs. Each component's champion is loaded from the registry at start, and the catalogue is brought up to date with them unless --no-refresh. Every search.reload_minutes the service asks the registry whether a champion moved (a promotion or rollback) and, if so, re-tags the catalogue with it and switches to it.
+    The API: POST /predict, GET /search?collar=band&pattern=stripe, POST /similar, GET
+    /attributes, GET /health; OpenAPI docs at /docs. Each component's champion is loaded from the
+    registry at start, and the catalogue is brought up to date with them unless --no-refresh.
+    Every search.reload_minutes the service asks the registry whether a champion moved (a
+    promotion or rollback) and, if so, re-tags the catalogue with it and switches to it.
     """
     import uvicorn
 

@@ -133,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"detector: {error}", file=sys.stderr)
         return 2
     print(
-        f"detector: version {summary['version']}  box mAP {summary['box_map']:.3f}  mAP@0.5 {summary['box_map50']:.3f}  "
+        f"detector: version {summary['version']}  box mAP {summary['box_map']:.3f}  mAP@0.5 "
+        f"{summary['box_map50']:.3f}  "
         f"mask mAP {summary['mask_map']:.3f}  mean IoU {summary['mean_iou']:.3f} → {args.metrics}",
         flush=True,
     )

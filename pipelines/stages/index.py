@@ -66,8 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.summary.parent.mkdir(parents=True, exist_ok=True)
         args.summary.write_text(json.dumps(summary.as_json(), indent=2) + "\n", encoding="utf-8")
     print(
-        f"index: {summary.images} images ({summary.tagged} tagged, {summary.up_to_date} up to date, {summary.removed} removed, "
-        f"{summary.unreadable} unreadable; detector ran on {summary.detected}) in {summary.seconds:.0f} s → {catalogue}",
+        f"index: {summary.images} images ({summary.tagged} tagged, {summary.up_to_date} up to date, "
+        f"{summary.removed} removed, {summary.unreadable} unreadable; detector ran on {summary.detected}) "
+        f"in {summary.seconds:.0f} s → {catalogue}",
         flush=True,
     )
     return 0

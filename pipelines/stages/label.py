@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         coverage = len(labelled.rows) / labelled.candidates if labelled.candidates else 0.0
         print(
             f"{name:<14} {len(labelled.rows):>6} labelled of {labelled.candidates:>6} ({coverage:.0%}); "
-            f"{labelled.conflicts} conflicts; train/val/test {per_split['train']}/{per_split['val']}/{per_split['test']}"
+            f"{labelled.conflicts} conflicts; train/val/test "
+            f"{per_split['train']}/{per_split['val']}/{per_split['test']}"
         )
         thin += classes_below_minimum(
             name, component.classes, [row.label for row in labelled.rows], params.validation.min_examples_per_class

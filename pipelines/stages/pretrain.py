@@ -104,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "skipped" in record:
         return 0
     print(
-        f"pretrain: {record['epochs']} epochs in {record['seconds'] / 60:.1f} min, final loss {record['final_loss']:.3f} "
+        f"pretrain: {record['epochs']} epochs in {record['seconds'] / 60:.1f} min, final loss "
+        f"{record['final_loss']:.3f} "
         f"→ {args.out / BASE_WEIGHTS_FILE}",
         flush=True,
     )

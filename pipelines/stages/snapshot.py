@@ -25,7 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     total = sum(summary["images"].values())
     print(
-        f"snapshot: {total} images from {len(summary['images'])} sources, {len(summary['labels'])} components labelled → {args.out}"
+        f"snapshot: {total} images from {len(summary['images'])} sources, {len(summary['labels'])} components "
+        f"labelled → {args.out}"
     )
     return 0
 

@@ -13,15 +13,11 @@ report in --metrics; `history.csv`, `confusion.csv` (for `dvc plots`) and PNGs i
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from pipelines.classifier import (
     CLASSIFIER_FILE,
@@ -33,32 +29,9 @@ from pipelines.classifier import (
     train_classifier,
 )
 from pipelines.config import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
-from pipelines.evaluate import classification_report, evaluate, plot_confusion, plot_curves, tune_thresholds
-from pipelines.tracking import flat_params, mlflow_run
+from pipelines.evaluate import classification_report, evaluate, tune_thresholds, write_evaluation_files
+from pipelines.tracking import flat_params, log_classifier_model, mlflow_run
 from pipelines.weights import WeightsError
-
-
-def write_plots(
-    folder: Path,
-    component: str,
-    history: Sequence[Mapping[str, Any]],
-    report: Mapping[str, Any],
-    classes: Sequence[str],
-    truth: np.ndarray,
-    predicted: np.ndarray,
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    keys = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy"]
-    with (folder / "history.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
-    with (folder / "confusion.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["actual", "predicted"])
-        writer.writerows([classes[t], classes[p]] for t, p in zip(truth, predicted))
-    plot_confusion(report["confusion_matrix"], classes, f"{component}: test confusion matrix", folder / "confusion.png")
-    plot_curves(history, f"{component}: training curves", folder / "curves.png")
 
 
 def summary_line(component: str, metrics: Mapping[str, Any]) -> str:
@@ -77,6 +50,9 @@ def train_and_evaluate(
     plots: Path,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
+    """Train one component (`classifier.train_classifier`), tune its thresholds on validation, score
+    it on the test split, and write the model, metrics and plots where dvc.yaml expects them, all
+    inside one MLflow run; returns the metrics."""
     import mlflow
 
     component = params.component(component_name)
@@ -85,7 +61,8 @@ def train_and_evaluate(
     crop = params.crop_for(component_name)
     alpha = crop.mode == "mask_alpha"
     progress(
-        f"train {component_name}: {len(examples['train'])} train / {len(examples['val'])} val / {len(examples['test'])} test crops; "
+        f"train {component_name}: {len(examples['train'])} train / {len(examples['val'])} val / "
+        f"{len(examples['test'])} test crops; "
         f"{training.backbone} ({training.weights or 'from scratch'}) at {training.image_size} px; "
         f"frozen {training.frozen.epochs} + fine-tune {training.fine_tune.epochs} epochs "
         f"(BatchNorm {'trains' if training.batchnorm_trains else 'frozen'})"
@@ -105,7 +82,8 @@ def train_and_evaluate(
             mlflow.log_metrics({k: v for k, v in row.items() if isinstance(v, float)}, step=row["epoch"])
             progress(
                 f"train {component_name}: epoch {row['epoch']} ({row['phase']}) loss {row.get('loss', 0):.3f} "
-                f"acc {row.get('accuracy', 0):.3f}  val loss {row.get('val_loss', 0):.3f} acc {row.get('val_accuracy', 0):.3f}"
+                f"acc {row.get('accuracy', 0):.3f}  val loss {row.get('val_loss', 0):.3f} acc "
+                f"{row.get('val_accuracy', 0):.3f}"
             )
 
         result = train_classifier(component, examples, alpha, on_epoch)
@@ -152,7 +130,7 @@ def train_and_evaluate(
             "mlflow_run_id": run.info.run_id,
         }
         (out / CLASSIFIER_FILE).write_text(json.dumps(classifier, indent=2) + "\n", encoding="utf-8")
-        write_plots(
+        write_evaluation_files(
             plots, component_name, result.history, report, component.classes, truth, test_probabilities.argmax(axis=1)
         )
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,48 +158,6 @@ def train_and_evaluate(
         log_classifier_model(result.model, classifier)
         metrics["mlflow_run_id"] = run.info.run_id
     return metrics
-
-
-def log_classifier_model(model: Any, classifier: Mapping[str, Any]) -> None:
-    """The model as the active run's `model` artifact in MLflow's keras flavour, with a signature,
-    an input example and `classifier.json` (classes, thresholds, input size, crop mode) beside it,
-    so `mlflow models predict/serve -m runs:/<run>/model` load it and the registry and
-    `seamline predict` know what its outputs mean.
-
-    Saved locally first: mlflow 3.17's `mlflow.keras.log_model` writes the input example before
-    it creates the model folder and fails with FileNotFoundError.
-    """
-    from mlflow.models import infer_signature
-
-    import mlflow
-
-    size = int(classifier["image_size"])
-    example = np.full((1, size, size, 3), 128.0, dtype=np.float32)
-    signature = infer_signature(example, np.asarray(model.predict(example, verbose=0), dtype=np.float32))
-    with tempfile.TemporaryDirectory(prefix="seamline-model-") as work:
-        path = Path(work) / "model"
-        path.mkdir()
-        mlflow.keras.save_model(
-            model, str(path), signature=signature, input_example=example, pip_requirements=model_requirements()
-        )
-        (path / CLASSIFIER_FILE).write_text(json.dumps(dict(classifier), indent=2) + "\n", encoding="utf-8")
-        mlflow.log_artifacts(str(path), "model")
-
-
-# What the keras flavour needs to load and run a classifier. Left to itself, mlflow infers this
-# by loading the model in a child process, a quarter of a tiny training's time (docs/benchmarks.md).
-MODEL_PACKAGES = ("keras", "tensorflow", "numpy")
-
-
-def model_requirements() -> list[str] | None:
-    """MODEL_PACKAGES pinned to the versions installed here (mlflow adds itself); None, so mlflow
-    infers them, where one is installed under another name (tensorflow-cpu, tf-nightly)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return [f"{name}=={version(name)}" for name in MODEL_PACKAGES]
-    except PackageNotFoundError:
-        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -96,8 +96,7 @@ def train_and_log(root: Path, params: object, model: object, name: str) -> Path:
     """What train@component leaves behind: an MLflow run with the model, and models/<c>/classifier.json."""
     import mlflow
     from pipelines.classifier import CLASSIFIER_FILE
-    from pipelines.stages.train import log_classifier_model
-    from pipelines.tracking import mlflow_run
+    from pipelines.tracking import log_classifier_model, mlflow_run
 
     classes = list(params.components[COMPONENT].classes)
     meta = {

@@ -10,8 +10,8 @@ import pytest
 
 from pipelines.config import CropParams, load_params, stage_settings
 from pipelines.crop import DetectionCache, Region, crop_one, detected_region
+from pipelines.crop_set import CropRow, crop_recipe, read_index, write_index
 from pipelines.detect import Detection, detection_record
-from pipelines.stages.crop import CropRow, crop_recipe, read_index, write_index
 
 
 def image() -> np.ndarray:
