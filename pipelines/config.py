@@ -59,6 +59,14 @@ class CrawlParams(_Section):
 # --- validation and labels ------------------------------------------------------------------
 
 
+class SamePhotoParams(_Section):
+    """When two images whose pHashes are near are one photo (pipelines/duplicates.py): both
+    fingerprints must agree within these; measured on real photos in docs/results.md."""
+
+    grey_difference: Annotated[float, Field(ge=0.0, le=255.0)] = 6.0  # mean grey-level difference, 32×32
+    colour_delta_e: Annotated[float, Field(ge=0.0)] = 3.0  # 90th-percentile cell colour difference (ΔE76)
+
+
 class ValidationParams(_Section):
     allowed_formats: Annotated[
         tuple[Literal["jpeg", "png", "webp", "gif", "bmp"], ...], Field(strict=False, min_length=1)
@@ -67,7 +75,8 @@ class ValidationParams(_Section):
     min_height: PositiveInt = 64
     aspect_ratio: Annotated[tuple[float, float], Field(strict=False)] = (0.33, 3.0)
     blank_std_max: Annotated[float, Field(ge=0.0)] = 4.0
-    near_duplicate_hamming: Annotated[int, Field(ge=0, le=64)] = 6
+    near_duplicate_hamming: Annotated[int, Field(ge=0, le=64)] = 6  # pHash bits: candidates for the same-photo rule
+    same_photo: SamePhotoParams = SamePhotoParams()
     source_drop_ratio: Fraction = 0.5
     min_examples_per_class: PositiveInt = 20
 

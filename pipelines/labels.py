@@ -9,11 +9,12 @@ import csv
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from pipelines.config import ComponentParams, LabelParams, ParamsError, SplitParams
-from pipelines.manifest import ManifestRow, iter_manifests, near_duplicate_pairs, read_manifest
+from pipelines.config import ComponentParams, LabelParams, ParamsError, SamePhotoParams, SplitParams
+from pipelines.duplicates import Fingerprint, same_photo, same_photo_pairs
+from pipelines.manifest import ManifestRow, iter_manifests, read_manifest
 
 SPLITS = ("train", "val", "test")
 LABEL_COLUMNS = ("sha256", "label", "split", "label_source")
@@ -119,16 +120,24 @@ class _UnionFind:
         self.parent[self.find(a)] = self.find(b)
 
 
-def split_groups(phashes: Sequence[str], products: Sequence[str], max_distance: int) -> list[int]:
-    """A group id per image: near duplicates (within `max_distance` bits, transitively) and the
-    photos of one product share a group, so they always land on the same side of a split."""
-    sets = _UnionFind(len(phashes))
+def split_groups(
+    products: Sequence[str],
+    phashes: Sequence[str],
+    fingerprints: Sequence[Fingerprint | None],
+    max_distance: int,
+    rule: SamePhotoParams,
+) -> list[int]:
+    """A group id per image: the photos of one product, and copies of one photo (the same-photo
+    rule, transitively), share a group, so they always land on the same side of a split. Two
+    products that merely look alike do not: on uniform packshots pHash neighbours chain whole
+    brands together. Without fingerprints (a raw manifest) the pHash alone decides."""
+    sets = _UnionFind(len(products))
     first_of_product: dict[str, int] = {}
     for index, product in enumerate(products):
         sets.union(index, first_of_product.setdefault(product, index))
-    for a, b in near_duplicate_pairs(phashes, max_distance):
+    for a, b in same_photo_pairs(phashes, fingerprints, max_distance, rule):
         sets.union(a, b)
-    return [sets.find(i) for i in range(len(phashes))]
+    return [sets.find(i) for i in range(len(products))]
 
 
 def _unit_interval(key: str, seed: int) -> float:
@@ -153,19 +162,50 @@ def assign_splits(shas: Sequence[str], groups: Sequence[int], fractions: SplitPa
     return [split_of(group_key[group], fractions, seed) for group in groups]
 
 
-def leaked_pairs(phashes: Sequence[str], splits: Sequence[str], max_distance: int) -> list[tuple[int, int]]:
-    """(test index, train index) pairs of near duplicates across the train/test boundary.
+def leaked_pairs(
+    phashes: Sequence[str],
+    fingerprints: Sequence[Fingerprint | None],
+    splits: Sequence[str],
+    max_distance: int,
+    rule: SamePhotoParams,
+) -> list[tuple[int, int]]:
+    """(test index, train index) pairs of one photo across the train/test boundary.
 
     Checked independently of how splits were made: a brute-force scan of every test image
-    against every train image."""
+    against every train image, with the same-photo rule (the pHash alone without fingerprints)."""
     train = [(i, int(h, 16)) for i, (h, s) in enumerate(zip(phashes, splits)) if s == "train"]
     leaks = []
     for i, (h, s) in enumerate(zip(phashes, splits)):
         if s != "test":
             continue
         value = int(h, 16)
-        leaks.extend((i, j) for j, other in train if bin(value ^ other).count("1") <= max_distance)
+        for j, other in train:
+            if (value ^ other).bit_count() > max_distance:
+                continue
+            first, second = fingerprints[i], fingerprints[j]
+            if first is None or second is None or same_photo(first, second, rule):
+                leaks.append((i, j))
     return leaks
+
+
+def load_fingerprints(path: Path, shas: Sequence[str]) -> list[Fingerprint | None]:
+    """Each image's same-photo fingerprint from the validated manifest (None for all of them when
+    `path` is a folder of raw manifests, which carry none)."""
+    if path.is_dir():
+        return [None] * len(shas)
+    import pandas as pd
+
+    from pipelines.validation import COLOUR_COLUMN, GREY_COLUMN
+
+    frame = pd.read_parquet(path)
+    if GREY_COLUMN not in frame or COLOUR_COLUMN not in frame:
+        return [None] * len(shas)
+    found = {
+        sha: Fingerprint.decoded(grey, colour)
+        for sha, grey, colour in zip(frame["sha256"], frame[GREY_COLUMN], frame[COLOUR_COLUMN])
+        if isinstance(grey, str) and isinstance(colour, str)
+    }
+    return [found.get(sha) for sha in shas]
 
 
 # --- a component's labels ------------------------------------------------------------------------------
@@ -234,7 +274,8 @@ def load_manifest_rows(path: Path) -> list[ManifestRow]:
         return [row for manifest in iter_manifests(path) for row in read_manifest(manifest).rows]
     import pandas as pd
 
-    frame = pd.read_parquet(path)
+    columns = [field.name for field in fields(ManifestRow)]
+    frame = pd.read_parquet(path, columns=columns)  # the crawl's columns; validation's own are read apart
     frame = frame.astype(object).where(frame.notna(), None)
     return [ManifestRow(**record) for record in frame.to_dict("records")]
 

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipelines.config import ValidationParams
-from pipelines.manifest import ManifestRow, near_duplicate_pairs
+from pipelines.config import SamePhotoParams, ValidationParams
+from pipelines.duplicates import GREY_SIDE, Fingerprint, fingerprint, same_photo_pairs
+from pipelines.manifest import ManifestRow
 
 MANIFEST_COLUMNS = [
     "sha256",
@@ -37,28 +38,54 @@ MANIFEST_COLUMNS = [
     "crawled_at",
     "schema",
 ]
+# The validated manifest carries each image's same-photo fingerprint beside the crawl's columns.
+GREY_COLUMN, COLOUR_COLUMN = "grey_thumbnail", "colour_signature"
+FINGERPRINT_COLUMNS = [GREY_COLUMN, COLOUR_COLUMN]
 REQUIRED = ["sha256", "path", "source", "image_url", "product_url", "width", "height", "format", "phash"]
 
 
 # --- facts the expectations look at ---------------------------------------------------------
 
 
-def grey_std(data: bytes) -> float | None:
-    """Grey-level standard deviation of a decoded image (small = blank), None if it won't decode."""
+@dataclass(frozen=True)
+class ImageLook:
+    """What validation reads off an image's pixels: blankness and the same-photo fingerprint."""
+
+    grey_std: float
+    fingerprint: Fingerprint
+
+
+def look_at(data: bytes) -> ImageLook | None:
+    """Grey-level standard deviation (small = blank) and fingerprint of an image, None if it
+    won't decode. JPEGs decode at a reduced scale: both need only small thumbnails."""
     try:
         with Image.open(BytesIO(data)) as image:
-            image.draft("L", (64, 64))
-            grey = np.asarray(image.convert("L").resize((64, 64)), dtype=np.float64)
+            image.draft("RGB", (8 * GREY_SIDE, 8 * GREY_SIDE))
+            rgb = image.convert("RGB")
+            grey = np.asarray(rgb.convert("L").resize((64, 64)), dtype=np.float64)
+            return ImageLook(float(grey.std()), fingerprint(rgb))
     except (OSError, ValueError, SyntaxError):
         return None
-    return float(grey.std())
 
 
-def duplicate_of(shas: Sequence[str], phashes: Sequence[str], max_distance: int) -> list[str | None]:
-    """For each row, the sha256 of an earlier kept row with the same bytes or a perceptual hash
-    within `max_distance` bits (None for the first of its kind): the later copies are redundant."""
+def grey_std(data: bytes) -> float | None:
+    """Grey-level standard deviation of a decoded image (small = blank), None if it won't decode."""
+    look = look_at(data)
+    return None if look is None else look.grey_std
+
+
+def duplicate_of(
+    shas: Sequence[str],
+    phashes: Sequence[str],
+    fingerprints: Sequence[Fingerprint | None],
+    max_distance: int,
+    rule: SamePhotoParams,
+) -> list[str | None]:
+    """For each row, the sha256 of an earlier kept row that is the same photo: the same bytes, or
+    the same-photo rule (pipelines/duplicates.py); None for the first of its kind. The later copies
+    are redundant; a look-alike of another product is not one."""
     earlier: dict[int, set[int]] = {}
-    for a, b in near_duplicate_pairs(phashes, max_distance):
+    for a, b in same_photo_pairs(phashes, fingerprints, max_distance, rule):
         earlier.setdefault(b, set()).add(a)
     first_by_sha: dict[str, int] = {}
     kept: set[int] = set()
@@ -76,16 +103,23 @@ def duplicate_of(shas: Sequence[str], phashes: Sequence[str], max_distance: int)
 
 
 def manifest_frame(rows: Sequence[ManifestRow], data_root: Path, params: ValidationParams) -> pd.DataFrame:
-    """The manifest as a frame, plus the derived columns the suite checks."""
+    """The manifest as a frame, plus the derived columns the suite checks and the fingerprint
+    columns the label stage groups by."""
     frame = pd.DataFrame([row.__dict__ for row in rows], columns=MANIFEST_COLUMNS)
-    stds = []
+    looks = []
     for path in frame["path"]:
         file = data_root / path
-        stds.append(grey_std(file.read_bytes()) if file.is_file() else None)
-    frame["decodable"] = [std is not None for std in stds]
-    frame["grey_std"] = [std if std is not None else 0.0 for std in stds]
+        looks.append(look_at(file.read_bytes()) if file.is_file() else None)
+    fingerprints = [look.fingerprint if look else None for look in looks]
+    encoded = [print_.encoded() if print_ else (None, None) for print_ in fingerprints]
+    frame["decodable"] = [look is not None for look in looks]
+    frame["grey_std"] = [look.grey_std if look else 0.0 for look in looks]
     frame["aspect"] = frame["width"] / frame["height"].where(frame["height"] > 0)
-    frame["duplicate_of"] = duplicate_of(list(frame["sha256"]), list(frame["phash"]), params.near_duplicate_hamming)
+    frame["duplicate_of"] = duplicate_of(
+        list(frame["sha256"]), list(frame["phash"]), fingerprints, params.near_duplicate_hamming, params.same_photo
+    )
+    frame[GREY_COLUMN] = [grey for grey, _ in encoded]
+    frame[COLOUR_COLUMN] = [colour for _, colour in encoded]
     return frame
 
 
@@ -151,7 +185,7 @@ def run_suite(frame: pd.DataFrame, params: ValidationParams, docs_dir: Path) -> 
     )
     suite = context.suites.add(gx.ExpectationSuite(name="manifest"))
     schema = gx.expectations.ExpectTableColumnsToMatchSet(
-        column_set=[*MANIFEST_COLUMNS, "decodable", "grey_std", "aspect", "duplicate_of"]
+        column_set=[*MANIFEST_COLUMNS, "decodable", "grey_std", "aspect", "duplicate_of", *FINGERPRINT_COLUMNS]
     )
     suite.add_expectation(schema)
     reasons: dict[str, str] = {}
@@ -184,7 +218,7 @@ def run_suite(frame: pd.DataFrame, params: ValidationParams, docs_dir: Path) -> 
     quarantine = frame.loc[sorted(flagged), ["sha256", "source", "path"]].assign(
         reason=[flagged[i] for i in sorted(flagged)]
     )
-    valid = frame.drop(index=list(flagged))[MANIFEST_COLUMNS]
+    valid = frame.drop(index=list(flagged))[[*MANIFEST_COLUMNS, *FINGERPRINT_COLUMNS]]
     return Outcome(quarantine, valid, problems, docs_dir / "index.html")
 
 

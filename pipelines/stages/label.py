@@ -19,6 +19,7 @@ from pipelines.labels import (
     assign_splits,
     label_component,
     leaked_pairs,
+    load_fingerprints,
     load_manifest_rows,
     read_hand_labels,
     split_groups,
@@ -55,11 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not images:
         print(f"error: no manifest rows in {args.manifest}", file=sys.stderr)
         return 1
-    distance = params.validation.near_duplicate_hamming
+    distance, rule = params.validation.near_duplicate_hamming, params.validation.same_photo
     phashes = [image.phash for image in images]
-    groups = split_groups(phashes, [image.product_url for image in images], distance)
+    prints = load_fingerprints(args.manifest, [image.sha256 for image in images])
+    groups = split_groups([image.product_url for image in images], phashes, prints, distance, rule)
     split_list = assign_splits([image.sha256 for image in images], groups, params.labels.split, params.labels.seed)
-    leaks = leaked_pairs(phashes, split_list, distance)
+    leaks = leaked_pairs(phashes, prints, split_list, distance, rule)
     if leaks:
         test, train = leaks[0]
         print(
@@ -69,7 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     splits = {image.sha256: split for image, split in zip(images, split_list)}
-    print(f"{len(images)} images in {len(set(groups))} groups (product or near duplicate); leakage check passed")
+    largest = max(Counter(groups).values())
+    print(
+        f"{len(images)} images in {len(set(groups))} groups (one product, or one photo), the largest "
+        f"{largest} images; leakage check passed"
+    )
     thin: list[str] = []
     for name, component in params.components.items():
         labelled = label_component(name, component, images, params.labels, hand, splits)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pipelines.config import SamePhotoParams
 from pipelines.manifest import ManifestRow, append_rows, read_manifest
 from pipelines.validation import collapsed_sources, duplicate_of, grey_std
 
@@ -67,7 +68,10 @@ def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(
         add_image(raw, "b", jpeg(photo(2)), "ffffffffffffffff"),
         add_image(raw, "c", b"not an image at all", "0f0f0f0f0f0f0f0f"),
         add_image(raw, "d", jpeg(np.full((120, 160, 3), 200, np.uint8)), "00ff00ff00ff00ff"),
-        add_image(raw, "e", jpeg(photo(3)), "0000000000000003"),  # 2 bits from "a": a near duplicate
+        # "a" resized and re-encoded: the same photo, 2 pHash bits from it, so a duplicate.
+        add_image(raw, "e", jpeg(np.asarray(Image.fromarray(photo(1)).resize((120, 90)))), "0000000000000003"),
+        # Another photo 1 bit from "a" by pHash (a look-alike product): the same-photo rule keeps it.
+        add_image(raw, "h", jpeg(photo(6)), "0000000000000001"),
         add_image(raw, "f", jpeg(photo(4, (400, 80))), "f0f0f0f0f0f0f0f0", width=400, height=80),
         add_image(raw, "g", jpeg(photo(5)), "ff00ff00ff00ff00", format="gif"),
     ]
@@ -104,12 +108,14 @@ def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(
         "f": "aspect_ratio",
         "g": "format_not_allowed",
     }
-    assert sorted(pd.read_parquet(out / "manifest.parquet")["sha256"].str[0]) == ["a", "b"]
-    assert len(read_manifest(raw / "shop" / "manifest.jsonl").rows) == 7  # the raw snapshot keeps every row
+    validated = pd.read_parquet(out / "manifest.parquet")
+    assert sorted(validated["sha256"].str[0]) == ["a", "b", "h"]
+    assert validated["grey_thumbnail"].str.len().eq(2048).all()  # the fingerprint the label stage groups by
+    assert len(read_manifest(raw / "shop" / "manifest.jsonl").rows) == 8  # the raw snapshot keeps every row
     assert all((raw / row.path).is_file() for row in rows)
     assert (tmp_path / "docs" / "index.html").is_file()
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["valid"] == 2 and summary["quarantined"]["duplicate"] == 1
+    assert summary["valid"] == 3 and summary["quarantined"]["duplicate"] == 1
 
     # A source that suddenly returns far fewer products stops the stage with the Data Docs path.
     history = tmp_path / "crawl" / "shop" / "crawls.jsonl"
@@ -145,7 +151,9 @@ def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(
 
 
 def test_duplicates_keep_the_first_of_their_kind() -> None:
-    assert duplicate_of(["a", "b", "a", "c"], ["00", "ff", "00", "01"], 2) == [None, None, "a", "a"]
+    # Without fingerprints the pHash decides: "c" is within 2 bits of "a".
+    rule = SamePhotoParams()
+    assert duplicate_of(["a", "b", "a", "c"], ["00", "ff", "00", "01"], [None] * 4, 2, rule) == [None, None, "a", "a"]
 
 
 def test_grey_std_tells_blank_from_photo_and_none_for_garbage() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ParamsError, SplitParams, load_params
+from pipelines.config import ParamsError, SamePhotoParams, SplitParams, load_params
 from pipelines.labels import (
     HandLabel,
     assign_splits,
@@ -122,7 +122,7 @@ def test_groups_join_near_duplicates_transitively_and_photos_of_one_product() ->
         f"{a ^ (0xFF << 40):016x}",
     ]
     products = ["p1", "p2", "p3", "p4", "p4"]
-    groups = split_groups(phashes, products, max_distance=3)
+    groups = split_groups(products, phashes, [None] * 5, 3, SamePhotoParams())  # no fingerprints: pHash alone
     # 0~1 (3 bits), 1~2 (3 bits) → 0, 1, 2 together though 0 and 2 differ by 6; 3 and 4 share a product.
     assert groups[0] == groups[1] == groups[2]
     assert groups[3] == groups[4] != groups[0]
@@ -146,12 +146,12 @@ def test_splits_follow_the_fractions_and_stay_put_as_data_grows() -> None:
 def test_a_group_never_straddles_and_the_leak_check_sees_a_planted_leak() -> None:
     phashes = _random_hashes(400, 1)
     phashes[7] = phashes[3]  # a near duplicate pair
-    groups = split_groups(phashes, [f"p{i}" for i in range(400)], max_distance=4)
+    groups = split_groups([f"p{i}" for i in range(400)], phashes, [None] * 400, 4, SamePhotoParams())
     splits = assign_splits([f"{i:064x}" for i in range(400)], groups, SplitParams(), seed=5)
     assert splits[3] == splits[7]
-    assert leaked_pairs(phashes, splits, 4) == []
+    assert leaked_pairs(phashes, [None] * 400, splits, 4, SamePhotoParams()) == []
     splits[3], splits[7] = "test", "train"
-    assert leaked_pairs(phashes, splits, 4) == [(3, 7)]
+    assert leaked_pairs(phashes, [None] * 400, splits, 4, SamePhotoParams()) == [(3, 7)]
 
 
 def test_classes_below_their_minimum_are_named() -> None:
