@@ -53,6 +53,7 @@ REPORT_DIR = Path("reports/retrain")
 REGISTRY_REPORTS = Path("reports/registry")
 CATALOGUE_SUMMARY = Path("reports/catalogue_summary.json")
 INDEX_STEP = "index catalogue"
+SKIPPED = "skipped"  # a component's training status when the label stage gave it too few labels
 
 
 class RetrainFailed(RuntimeError):
@@ -215,7 +216,17 @@ def train_component(component: str, root: str = ".", timeout_s: float = 4 * 3600
         "seconds": run.seconds,
         "accuracy": metrics.get("accuracy"),
         "macro_f1": metrics.get("macro_f1"),
+        "skipped": metrics.get("skipped"),  # why the stage did not train it this run (too few labels)
     }
+
+
+def training_status(project: Path, component: str, ran: bool) -> tuple[str, str]:
+    """(status, message) of a component's training this run, from what its stage wrote:
+    skipped (with the reason, its champion kept), trained, or up to date."""
+    skipped = read_json(project / "metrics" / f"{component}.json").get("skipped")
+    if skipped:
+        return SKIPPED, f"not trained: {skipped}"
+    return ("trained" if ran else "up to date"), ""
 
 
 @task(task_run_name="publish training inputs")
@@ -293,8 +304,8 @@ def _train_distributed(
         with recorded(report, f"train@{component}", began) as step:
             bundle = future.result()
             take_back(project, bundle, remote, _log())
-            step.done(bundle["ran"], "on the GPU pool", bundle["seconds"])
-        statuses[component] = "trained" if bundle["ran"] else "up to date"
+            statuses[component], why = training_status(project, component, bundle["ran"])
+            step.done(statuses[component] == "trained", why or "on the GPU pool", bundle["seconds"])
 
 
 # --- the flow ---------------------------------------------------------------------------------
@@ -360,8 +371,8 @@ def weekly_retrain(
         for component in (c for c in chosen_components if c not in statuses):
             with recorded(report, f"train@{component}") as step:
                 trained = train_component(component, str(project), _timeout(params, "train"))
-                step.done(trained["ran"], seconds=trained["seconds"])
-            statuses[component] = "trained" if trained["ran"] else "up to date"
+                statuses[component], why = training_status(project, component, trained["ran"])
+                step.done(statuses[component] == "trained", why, trained["seconds"])
         registrations.update(_register(params, project, params_file, chosen_components, statuses, report))
         _index(params, project, params_file, report)
     except StageFailed as error:
@@ -456,6 +467,11 @@ def _register(
     done: dict[str, dict[str, Any]] = {}
     pending = []
     for component in components:
+        if statuses.get(component) == SKIPPED:
+            why = read_json(project / "metrics" / f"{component}.json").get("skipped", "")
+            report.steps.append(StepOutcome(f"register {component}", "skipped", 0.0, "not trained: the champion stays"))
+            done[component] = {"skipped": True, "reason": f"not trained this run: {why}"}
+            continue
         earlier = read_json(project / REGISTRY_REPORTS / f"{component}.json")
         trained = read_json(project / "models" / component / "classifier.json")
         if (

@@ -252,10 +252,15 @@ class WeightAverage(keras.callbacks.Callback):
 SPLITS = ("train", "val", "test")
 CLASSIFIER_FILE = "classifier.json"
 MODEL_FILE = "model.keras"
+SKIPPED_FILE = "skipped.json"  # beside a kept model when the last run did not train the component
 
 
 class TrainingError(RuntimeError):
     """Why a component cannot be trained (missing inputs, a split without examples), in one line."""
+
+
+class TooFewExamples(TrainingError):
+    """A component whose crops leave a split empty: skipped for the run, not an error of the run."""
 
 
 @dataclass(frozen=True)
@@ -291,7 +296,7 @@ def load_examples(
     }
     for split, chunk in examples.items():
         if not len(chunk):
-            raise TrainingError(f"{component}: no cropped examples in the {split} split (see {index_path})")
+            raise TooFewExamples(f"no cropped examples in the {split} split (see {index_path})")
     return examples
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 UNKNOWN = -1
+HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy")  # plots/<c>/history.csv
 THRESHOLD_CANDIDATES = tuple(round(t, 2) for t in np.arange(0.0, 0.96, 0.05))
 
 
@@ -116,7 +117,7 @@ def write_evaluation_files(
     """The test evaluation as files for `dvc plots`: history.csv (both phases on one epoch axis),
     confusion.csv (actual, predicted) and the two PNGs."""
     folder.mkdir(parents=True, exist_ok=True)
-    keys = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy"]
+    keys = list(HISTORY_COLUMNS)
     with (folder / "history.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
@@ -127,6 +128,19 @@ def write_evaluation_files(
         writer.writerows([classes[t], classes[p]] for t, p in zip(truth, predicted))
     plot_confusion(report["confusion_matrix"], classes, f"{component}: test confusion matrix", folder / "confusion.png")
     plot_curves(history, f"{component}: training curves", folder / "curves.png")
+
+
+def write_skipped_files(folder: Path, component: str, reason: str) -> None:
+    """The plot files of a component not trained this run: the last training's stay where they are
+    (DVC persists them); where there are none yet, empty tables and a figure that says why."""
+    folder.mkdir(parents=True, exist_ok=True)
+    headers = {"history.csv": ",".join(HISTORY_COLUMNS) + "\n", "confusion.csv": "actual,predicted\n"}
+    for name, header in headers.items():
+        if not (folder / name).is_file():
+            (folder / name).write_text(header, encoding="utf-8")
+    for name in ("curves.png", "confusion.png"):
+        if not (folder / name).is_file():
+            plot_message(f"{component}: not trained yet", reason, folder / name)
 
 
 # --- plots (matplotlib, headless) ------------------------------------------------------------
@@ -175,4 +189,21 @@ def plot_curves(history: Sequence[dict[str, Any]], title: str, path: Path) -> No
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_message(title: str, message: str, path: Path) -> None:
+    """A figure that says something instead of plotting it (a component not trained yet)."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 2.5))
+    axes.axis("off")
+    axes.text(0.5, 0.5, textwrap.fill(message, 60), ha="center", va="center", wrap=True)
+    axes.set_title(title)
+    figure.savefig(path, dpi=90)
     plt.close(figure)

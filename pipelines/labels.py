@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from pipelines.config import ComponentParams, LabelParams, ParamsError, SamePhotoParams, SplitParams
@@ -266,6 +267,69 @@ def write_labels(path: Path, labelled: ComponentLabels) -> None:
         for row in sorted(labelled.rows, key=lambda r: r.sha256):
             writer.writerow([row.sha256, row.label, row.split, row.label_source])
     partial.replace(path)
+
+
+# --- per-component gating ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Whether a component trains this run: its label counts, and why it is skipped (None: it
+    trains). A component short of labels is skipped, keeps its champion, and the run goes on."""
+
+    component: str
+    labelled: int
+    candidates: int
+    conflicts: int
+    per_class: dict[str, int]
+    per_split: dict[str, int]
+    skipped: str | None
+
+    def as_json(self) -> dict[str, object]:
+        return {**asdict(self), "trains": self.skipped is None}
+
+
+def gate_component(labelled: ComponentLabels, classes: Sequence[str], minimum: int) -> Gate:
+    """The gate of one component: every class needs `minimum` labelled images to be trained and
+    tested (validation.min_examples_per_class)."""
+    per_class = dict.fromkeys(classes, 0)
+    per_split = dict.fromkeys(SPLITS, 0)
+    for row in labelled.rows:
+        per_class[row.label] = per_class.get(row.label, 0) + 1
+        per_split[row.split] += 1
+    thin = {name: n for name, n in per_class.items() if n < minimum}
+    if not labelled.rows:
+        reason: str | None = f"no labelled images ({labelled.candidates} images of its item)"
+    elif thin:
+        listed = ", ".join(f"{name} {n}" for name, n in thin.items())
+        reason = f"too few labels: {listed} (validation.min_examples_per_class {minimum})"
+    else:
+        reason = None
+    return Gate(
+        labelled.component, len(labelled.rows), labelled.candidates, labelled.conflicts, per_class, per_split, reason
+    )
+
+
+def gate_path(labels: Path, component: str) -> Path:
+    """Where the label stage writes a component's gate, beside its labels."""
+    return labels / f"{component}.json"
+
+
+def write_gate(labels: Path, gate: Gate) -> None:
+    path = gate_path(labels, gate.component)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(gate.as_json(), indent=2) + "\n", encoding="utf-8")
+
+
+def read_gate(labels: Path, component: str) -> Gate | None:
+    """The component's gate as the label stage wrote it; None where there is none (labels made
+    before gates existed, which the pipeline then trains as before)."""
+    path = gate_path(labels, component)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.pop("trains", None)
+    return Gate(**data)
 
 
 def load_manifest_rows(path: Path) -> list[ManifestRow]:

@@ -372,10 +372,13 @@ def register_trained(
     """Register the classifier `train@component` produced (models/<c>/), gate it against the
     champion on the current test split, and give it the alias it earned. A run registered
     before is not registered again (a weekly run with nothing new is a no-op)."""
-    from pipelines.classifier import CLASSIFIER_FILE
+    from pipelines.classifier import CLASSIFIER_FILE, SKIPPED_FILE
 
-    if component not in params.components:
-        raise RegistryError(f"unknown component {component!r} (known: {', '.join(params.components)})")
+    params.component(component)  # an unknown one is a ParamsError naming the known ones
+    skipped = model_dir / SKIPPED_FILE
+    if skipped.is_file():
+        reason = json.loads(skipped.read_text(encoding="utf-8")).get("reason", "")
+        raise RegistryError(f"{component}: not trained in the last run ({reason}); nothing new to register")
     info_path = model_dir / CLASSIFIER_FILE
     if not info_path.is_file():
         raise RegistryError(f"{info_path}: missing (train {component} first: seamline train {component})")

@@ -104,6 +104,8 @@ def component_row(
 
 
 def _decision(registration: Mapping[str, Any]) -> str:
+    if registration.get("skipped"):
+        return "champion kept"
     if not registration:
         return "not registered"
     if not registration.get("new", True):

@@ -236,16 +236,3 @@ def collapsed_sources(reports_root: Path, drop_ratio: float) -> list[str]:
         if before and now < drop_ratio * before:
             problems.append(f"source {history.parent.name} collapsed: {now} products, {before} the crawl before")
     return problems
-
-
-def classes_below_minimum(component: str, classes: Sequence[str], labels: Sequence[str], minimum: int) -> list[str]:
-    """One line per class of a component with fewer than `minimum` labelled images (classes no
-    image carries included): the label set is too thin to train and test that class."""
-    counts = dict.fromkeys(classes, 0)
-    for label in labels:
-        counts[label] = counts.get(label, 0) + 1
-    return [
-        f"{component}: class {label} has {n} labelled images (minimum {minimum})"
-        for label, n in counts.items()
-        if n < minimum
-    ]

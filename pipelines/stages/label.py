@@ -3,7 +3,9 @@ and leak-free splits per component (`pipelines.labels`).
 
     python -m pipelines.stages.label --params params.yaml --manifest data/validated/manifest.parquet --out data/labels
 
-Writes data/labels/<component>.csv (sha256, label, split, label_source).
+Writes data/labels/<component>.csv (sha256, label, split, label_source) and <component>.json, the
+component's gate: its label counts, and why it is skipped this run when a class is short of
+validation.min_examples_per_class (the others still train).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from pipelines.config import ParamsError, load_params
 from pipelines.labels import (
     assign_splits,
+    gate_component,
     label_component,
     leaked_pairs,
     load_fingerprints,
@@ -24,9 +27,9 @@ from pipelines.labels import (
     read_hand_labels,
     split_groups,
     unique_images,
+    write_gate,
     write_labels,
 )
-from pipelines.validation import classes_below_minimum
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,24 +79,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(images)} images in {len(set(groups))} groups (one product, or one photo), the largest "
         f"{largest} images; leakage check passed"
     )
-    thin: list[str] = []
+    minimum = params.validation.min_examples_per_class
     for name, component in params.components.items():
         labelled = label_component(name, component, images, params.labels, hand, splits)
         write_labels(args.out / f"{name}.csv", labelled)
-        per_split = Counter(row.split for row in labelled.rows)
-        coverage = len(labelled.rows) / labelled.candidates if labelled.candidates else 0.0
+        gate = gate_component(labelled, component.classes, minimum)
+        write_gate(args.out, gate)
+        coverage = gate.labelled / gate.candidates if gate.candidates else 0.0
+        split = gate.per_split
         print(
-            f"{name:<14} {len(labelled.rows):>6} labelled of {labelled.candidates:>6} ({coverage:.0%}); "
-            f"{labelled.conflicts} conflicts; train/val/test "
-            f"{per_split['train']}/{per_split['val']}/{per_split['test']}"
+            f"{name:<14} {gate.labelled:>6} labelled of {gate.candidates:>6} ({coverage:.0%}); "
+            f"{gate.conflicts} conflicts; train/val/test {split['train']}/{split['val']}/{split['test']}"
+            + (f"; skipped this run: {gate.skipped}" if gate.skipped else "")
         )
-        thin += classes_below_minimum(
-            name, component.classes, [row.label for row in labelled.rows], params.validation.min_examples_per_class
-        )
-    if thin:
-        # The label files are written (nothing is lost); the pipeline stops before training on them.
-        print(f"error: {len(thin)} classes below validation.min_examples_per_class: {'; '.join(thin)}", file=sys.stderr)
-        return 1
+    # A component short of labels is skipped (its gate file says why) and keeps its champion; the
+    # others go on. Only a problem of the whole data set (above) stops the run here.
     return 0
 
 

@@ -22,6 +22,8 @@ from typing import Any
 from pipelines.classifier import (
     CLASSIFIER_FILE,
     MODEL_FILE,
+    SKIPPED_FILE,
+    TooFewExamples,
     TrainingError,
     load_examples,
     make_dataset,
@@ -29,12 +31,22 @@ from pipelines.classifier import (
     train_classifier,
 )
 from pipelines.config import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
-from pipelines.evaluate import classification_report, evaluate, tune_thresholds, write_evaluation_files
+from pipelines.evaluate import (
+    classification_report,
+    evaluate,
+    tune_thresholds,
+    write_evaluation_files,
+    write_skipped_files,
+)
+from pipelines.labels import read_gate
 from pipelines.tracking import flat_params, log_classifier_model, mlflow_run
 from pipelines.weights import WeightsError
 
 
 def summary_line(component: str, metrics: Mapping[str, Any]) -> str:
+    if metrics.get("skipped"):
+        kept = "its last trained model stays" if "accuracy" in metrics else "no model yet"
+        return f"train {component}: skipped ({kept})"
     frozen = metrics.get("frozen")
     before = f"frozen acc {frozen['accuracy']:.3f} F1 {frozen['macro_f1']:.3f} → " if frozen else ""
     return f"train {component}: {before}test acc {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
@@ -57,7 +69,14 @@ def train_and_evaluate(
 
     component = params.component(component_name)
     training = component.training
-    examples = load_examples(crops, labels, component_name, component.classes)
+    gate = read_gate(labels, component_name)
+    if gate is not None and gate.skipped:
+        return skip(params, component_name, gate.skipped, out, metrics_path, plots, progress)
+    try:
+        examples = load_examples(crops, labels, component_name, component.classes)
+    except TooFewExamples as error:
+        return skip(params, component_name, str(error), out, metrics_path, plots, progress)
+    (out / SKIPPED_FILE).unlink(missing_ok=True)  # trained this run: the mark of an earlier skip goes
     crop = params.crop_for(component_name)
     alpha = crop.mode == "mask_alpha"
     progress(
@@ -157,6 +176,30 @@ def train_and_evaluate(
         mlflow.log_artifact(str(out / CLASSIFIER_FILE))
         log_classifier_model(result.model, classifier)
         metrics["mlflow_run_id"] = run.info.run_id
+    return metrics
+
+
+def skip(
+    params: Params,
+    component: str,
+    reason: str,
+    out: Path,
+    metrics_path: Path,
+    plots: Path,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Not this run: the component's last trained model stays in `out` (DVC persists it), marked
+    with why, and its metrics keep that model's scores beside the reason. The registry's champion
+    is untouched; every other component goes on."""
+    out.mkdir(parents=True, exist_ok=True)
+    mark = {"component": component, "profile": params.profile, "reason": reason}
+    (out / SKIPPED_FILE).write_text(json.dumps(mark, indent=2) + "\n", encoding="utf-8")
+    previous = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    metrics = {**previous, "component": component, "profile": params.profile, "skipped": reason}
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_skipped_files(plots, component, reason)
+    progress(f"train {component}: skipped this run: {reason}")
     return metrics
 
 

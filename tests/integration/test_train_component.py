@@ -160,3 +160,90 @@ def test_training_without_crops_says_which_stage_to_run(tmp_path: Path, project:
     )
     assert result.returncode == 2
     assert "index.csv: missing (run the crop stage first)" in result.stderr
+
+
+def train_stage(project: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.stages.train",
+            "--component",
+            COMPONENT,
+            "--params",
+            "params.yaml",
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=project,
+    )
+
+
+def test_a_component_short_of_labels_is_skipped_and_keeps_its_last_model(project: Path, trained: dict) -> None:
+    """The label stage's gate says skip: the stage trains nothing, exits 0, keeps the last model
+    (DVC persists it) and its scores, and says why; registering it is refused in one line."""
+    model = project / "models" / COMPONENT / "model.keras"
+    before = model.stat().st_mtime_ns
+    gate = project / "data" / "labels" / f"{COMPONENT}.json"
+    reason = "too few labels: deep 3 (validation.min_examples_per_class 8)"
+    gate.write_text(
+        json.dumps(
+            {
+                "component": COMPONENT,
+                "labelled": 40,
+                "candidates": 50,
+                "conflicts": 0,
+                "per_class": {"light": 20, "middle": 17, "deep": 3},
+                "per_split": {"train": 30, "val": 5, "test": 5},
+                "skipped": reason,
+                "trains": False,
+            }
+        )
+    )
+    try:
+        result = train_stage(project)
+        assert result.returncode == 0, result.stderr
+        assert f"train {COMPONENT}: skipped this run: {reason}" in result.stdout
+        assert f"train {COMPONENT}: skipped (its last trained model stays)" in result.stdout
+        assert model.stat().st_mtime_ns == before  # not retrained, not removed
+        metrics = json.loads((project / "metrics" / f"{COMPONENT}.json").read_text())
+        assert metrics["skipped"] == reason and metrics["accuracy"] == trained["accuracy"]
+        mark = json.loads((project / "models" / COMPONENT / "skipped.json").read_text())
+        assert mark["reason"] == reason
+        refused = subprocess.run(
+            [SEAMLINE, "models", "register", COMPONENT, "--params", "params.yaml"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert refused.returncode == 2
+        assert f"{COMPONENT}: not trained in the last run ({reason}); nothing new to register" in refused.stderr
+    finally:
+        gate.unlink()
+
+
+def test_a_component_never_trained_and_short_of_crops_is_skipped_with_files_dvc_expects(
+    tmp_path: Path, project: Path
+) -> None:
+    """No gate file (labels from before gates) and a split left empty by the crops: skipped too,
+    and its outputs exist for DVC to record though no model was ever trained."""
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rows = list(csv.DictReader((project / "data" / "crops" / "index.csv").open()))
+    with (crops / "index.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(row for row in rows if row["split"] != "test")  # nothing cropped in test
+    out, metrics, plots = tmp_path / "model", tmp_path / "metrics.json", tmp_path / "plots"
+    result = train_stage(
+        project, "--crops", str(crops), "--out", str(out), "--metrics", str(metrics), "--plots", str(plots)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "skipped this run: no cropped examples in the test split" in result.stdout
+    assert "skipped (no model yet)" in result.stdout
+    assert json.loads((out / "skipped.json").read_text())["reason"].startswith("no cropped examples in the test")
+    assert json.loads(metrics.read_text())["skipped"].startswith("no cropped examples")
+    assert {p.name for p in plots.iterdir()} == {"history.csv", "confusion.csv", "curves.png", "confusion.png"}

@@ -116,3 +116,28 @@ def test_report_page_names_the_failed_step_and_every_section() -> None:
     assert "| jeans-fit | not run | - | - | - | - | not registered |" in page
     assert "http://mlflow:5000/#/runs/abc" in page
     assert run_link("sqlite:///mlflow/mlflow.db", "abc") == "runs:/abc" and run_link("x", None) == "-"
+
+
+def test_a_skipped_component_is_reported_skipped_and_its_champion_kept(tmp_path: Path) -> None:
+    """What the train stage wrote decides a component's training status; a skipped one is not
+    registered, and the report says its champion is kept and why."""
+    from flows.weekly_retrain import SKIPPED, _register, training_status
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    reason = "no labelled images (0 images of its item)"
+    (metrics / "jeans-fit.json").write_text(f'{{"accuracy": 0.8, "skipped": "{reason}"}}')
+    (metrics / "shirt-collar.json").write_text('{"accuracy": 0.7}')
+    assert training_status(tmp_path, "jeans-fit", ran=True) == (SKIPPED, f"not trained: {reason}")
+    assert training_status(tmp_path, "shirt-collar", ran=True) == ("trained", "")
+    assert training_status(tmp_path, "shirt-collar", ran=False) == ("up to date", "")
+
+    report = RetrainReport(profile="demo", started="t0")
+    done = _register(None, tmp_path, "params.yaml", ["jeans-fit"], {"jeans-fit": SKIPPED}, report)  # type: ignore[arg-type]
+    assert report.steps == [StepOutcome("register jeans-fit", "skipped", 0.0, "not trained: the champion stays")]
+    row = component_row("jeans-fit", SKIPPED, done["jeans-fit"], "macro_f1", "")
+    assert (row["trained"], row["decision"], row["reason"]) == (
+        "skipped",
+        "champion kept",
+        f"not trained this run: {reason}",
+    )

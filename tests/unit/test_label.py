@@ -3,6 +3,7 @@ splits that keep near duplicates and products together, stable as data grows."""
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -11,15 +12,20 @@ import pytest
 
 from pipelines.config import ParamsError, SamePhotoParams, SplitParams, load_params
 from pipelines.labels import (
+    ComponentLabels,
     HandLabel,
+    LabelledImage,
     assign_splits,
     compile_rules,
+    gate_component,
     label_component,
     leaked_pairs,
     matched_classes,
+    read_gate,
     read_hand_labels,
     rules_for,
     split_groups,
+    write_gate,
 )
 from pipelines.manifest import ManifestRow
 
@@ -154,12 +160,24 @@ def test_a_group_never_straddles_and_the_leak_check_sees_a_planted_leak() -> Non
     assert leaked_pairs(phashes, [None] * 400, splits, 4, SamePhotoParams()) == [(3, 7)]
 
 
-def test_classes_below_their_minimum_are_named() -> None:
-    from pipelines.validation import classes_below_minimum
+def test_a_component_short_of_labels_is_skipped_with_its_reason() -> None:
+    rows = [LabelledImage(f"{i:064x}", "one", "train", "weak") for i in range(9)]
+    rows += [LabelledImage(f"{i:064x}", "brush", "test", "weak") for i in range(9, 11)]
+    thin = gate_component(ComponentLabels("jeans-washing", rows, 14, 1), ["one", "brush"], 3)
+    assert thin.skipped == "too few labels: brush 2 (validation.min_examples_per_class 3)"
+    assert (thin.labelled, thin.per_class, thin.per_split) == (
+        11,
+        {"one": 9, "brush": 2},
+        {"train": 9, "val": 0, "test": 2},
+    )
+    assert gate_component(ComponentLabels("jeans-washing", rows, 14, 1), ["one", "brush"], 2).skipped is None
+    none = gate_component(ComponentLabels("jeans-fit", [], 0, 0), ["bootcut", "wide"], 3)
+    assert none.skipped == "no labelled images (0 images of its item)"
 
-    assert classes_below_minimum("jeans-washing", ["one", "brush"], ["one"] * 9 + ["brush"] * 2, 3) == [
-        "jeans-washing: class brush has 2 labelled images (minimum 3)"
-    ]
-    assert classes_below_minimum("jeans-washing", ["one", "brush"], ["one"] * 5, 3) == [
-        "jeans-washing: class brush has 0 labelled images (minimum 3)"
-    ]
+
+def test_a_gate_survives_its_file(tmp_path: Path) -> None:
+    gate = gate_component(ComponentLabels("jeans-fit", [], 5, 0), ["bootcut", "wide"], 3)
+    write_gate(tmp_path, gate)
+    assert read_gate(tmp_path, "jeans-fit") == gate
+    assert json.loads((tmp_path / "jeans-fit.json").read_text())["trains"] is False
+    assert read_gate(tmp_path, "shirt-collar") is None  # labels from before gates: trained as before
