@@ -269,6 +269,10 @@ def write_labels(path: Path, labelled: ComponentLabels) -> None:
     partial.replace(path)
 
 
+class GateError(ValueError):
+    """A gate file that cannot be read, with the file and what to do."""
+
+
 # --- per-component gating ----------------------------------------------------------------------
 
 
@@ -327,9 +331,12 @@ def read_gate(labels: Path, component: str) -> Gate | None:
     path = gate_path(labels, component)
     if not path.is_file():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data.pop("trains", None)
-    return Gate(**data)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data.pop("trains", None)
+        return Gate(**data)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise GateError(f"{path}: not a gate the label stage wrote ({error}); run the label stage again") from None
 
 
 def load_manifest_rows(path: Path) -> list[ManifestRow]:

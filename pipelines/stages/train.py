@@ -38,7 +38,7 @@ from pipelines.evaluate import (
     write_evaluation_files,
     write_skipped_files,
 )
-from pipelines.labels import read_gate
+from pipelines.labels import GateError, read_gate
 from pipelines.tracking import flat_params, log_classifier_model, mlflow_run
 from pipelines.weights import WeightsError
 
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.plots or Path("plots") / name,
             progress=lambda line: print(line, flush=True),
         )
-    except (ParamsError, TrainingError, WeightsError) as error:
+    except (ParamsError, TrainingError, WeightsError, GateError) as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
     print(summary_line(name, metrics), flush=True)

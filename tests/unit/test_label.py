@@ -13,6 +13,7 @@ import pytest
 from pipelines.config import ParamsError, SamePhotoParams, SplitParams, load_params
 from pipelines.labels import (
     ComponentLabels,
+    GateError,
     HandLabel,
     LabelledImage,
     assign_splits,
@@ -181,3 +182,9 @@ def test_a_gate_survives_its_file(tmp_path: Path) -> None:
     assert read_gate(tmp_path, "jeans-fit") == gate
     assert json.loads((tmp_path / "jeans-fit.json").read_text())["trains"] is False
     assert read_gate(tmp_path, "shirt-collar") is None  # labels from before gates: trained as before
+
+
+def test_a_torn_gate_file_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "jeans-fit.json").write_text('{"component": "jeans-fit", "labell')
+    with pytest.raises(GateError, match=r"jeans-fit\.json: not a gate the label stage wrote .*run the label stage"):
+        read_gate(tmp_path, "jeans-fit")
