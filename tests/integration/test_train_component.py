@@ -141,23 +141,7 @@ def test_the_mlflow_run_holds_metrics_confusion_matrix_and_a_loadable_model(proj
 
 
 def test_training_without_crops_says_which_stage_to_run(tmp_path: Path, project: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.stages.train",
-            "--component",
-            COMPONENT,
-            "--params",
-            str(project / "params.yaml"),
-            "--crops",
-            str(tmp_path / "none"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    result = train_stage(project, "--crops", str(tmp_path / "none"))
     assert result.returncode == 2
     assert "index.csv: missing (run the crop stage first)" in result.stderr
 
