@@ -195,12 +195,13 @@ def load_fingerprints(path: Path, shas: Sequence[str]) -> list[Fingerprint | Non
     if path.is_dir():
         return [None] * len(shas)
     import pandas as pd
+    import pyarrow.parquet as pq
 
     from pipelines.validation import COLOUR_COLUMN, GREY_COLUMN
 
-    frame = pd.read_parquet(path)
-    if GREY_COLUMN not in frame or COLOUR_COLUMN not in frame:
+    if not {GREY_COLUMN, COLOUR_COLUMN} <= set(pq.read_schema(path).names):  # validated before fingerprints
         return [None] * len(shas)
+    frame = pd.read_parquet(path, columns=["sha256", GREY_COLUMN, COLOUR_COLUMN])
     found = {
         sha: Fingerprint.decoded(grey, colour)
         for sha, grey, colour in zip(frame["sha256"], frame[GREY_COLUMN], frame[COLOUR_COLUMN])

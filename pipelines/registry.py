@@ -324,10 +324,14 @@ def append_ledger(path: Path, entry: LedgerEntry) -> None:
 
 
 def test_images(params: Params, component: str, crops: Path, labels: Path) -> Any:
-    """The component's current test split (crop files and class indices), the gate's common ground."""
-    from pipelines.classifier import load_examples
+    """The component's current test split (crop files and class indices), the gate's common ground;
+    missing or empty inputs are a RegistryError, what every registry action raises."""
+    from pipelines.classifier import TrainingError, load_examples
 
-    return load_examples(crops, labels, component, params.components[component].classes, splits=("test",))["test"]
+    try:
+        return load_examples(crops, labels, component, params.components[component].classes, splits=("test",))["test"]
+    except TrainingError as error:
+        raise RegistryError(str(error)) from None
 
 
 def score(loaded: LoadedClassifier, paths: Sequence[str], truth: np.ndarray) -> Scores:
@@ -512,11 +516,9 @@ def _require_model(registry: Registry, component: str) -> None:
 
 
 def _known_images(params: Params, component: str, crops: Path, labels: Path) -> list[str]:
-    from pipelines.classifier import TrainingError
-
     try:
         return test_images(params, component, crops, labels).paths
-    except TrainingError as error:
+    except RegistryError as error:
         raise RegistryError(f"the load-and-query check needs known images: {error}") from None
 
 

@@ -68,12 +68,6 @@ def look_at(data: bytes) -> ImageLook | None:
         return None
 
 
-def grey_std(data: bytes) -> float | None:
-    """Grey-level standard deviation of a decoded image (small = blank), None if it won't decode."""
-    look = look_at(data)
-    return None if look is None else look.grey_std
-
-
 def duplicate_of(
     shas: Sequence[str],
     phashes: Sequence[str],

@@ -79,16 +79,15 @@ def chosen_components(params: Params, name: str | None, every: bool) -> list[str
 
 def registry_call(params: Params, action: Callable[[], T]) -> T:
     """Run a registry or tracking action; its errors, and an unreachable or refusing MLflow
-    server, become one line."""
+    server, become one line. (TensorFlow is not imported here: `models list` needs none.)"""
     from mlflow.exceptions import MlflowException
 
-    from pipelines.classifier import TrainingError
     from pipelines.registry import RegistryError, one_line
     from pipelines.tracking import tracking_uri
 
     try:
         return action()
-    except (RegistryError, TrainingError) as error:
+    except RegistryError as error:
         fail(str(error))
     except MlflowException as error:
         fail(f"MLflow at {tracking_uri(params.registry)}: {one_line(error)}")

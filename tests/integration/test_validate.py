@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipelines.config import SamePhotoParams
 from pipelines.manifest import ManifestRow, append_rows, read_manifest
-from pipelines.validation import collapsed_sources, duplicate_of, grey_std
+from pipelines.validation import collapsed_sources, duplicate_of, look_at
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +59,15 @@ def add_image(root: Path, name: str, data: bytes, phash: str, **changes) -> Mani
     return replace(BASE, sha256=name * 64, path=path, image_url=f"http://s/{name}.jpg", phash=phash, **changes)
 
 
+def run_validate(params: Path, raw: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The validate stage over `raw`, writing under `tmp_path` (validated/, docs/, summary.json)."""
+    arguments = ["--params", str(params), "--manifests", str(raw), "--crawl-reports", str(tmp_path / "crawl")]
+    arguments += ["--out", str(tmp_path / "validated"), "--docs", str(tmp_path / "docs")]
+    arguments += ["--summary", str(tmp_path / "summary.json")]
+    command = [sys.executable, "-m", "pipelines.stages.validate", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
 def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(
     tmp_path: Path, shipped_params_path: Path
 ) -> None:
@@ -77,28 +86,7 @@ def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(
     ]
     append_rows(raw / "shop" / "manifest.jsonl", rows)
     out = tmp_path / "validated"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.stages.validate",
-            "--params",
-            str(shipped_params_path),
-            "--manifests",
-            str(raw),
-            "--crawl-reports",
-            str(tmp_path / "crawl"),
-            "--out",
-            str(out),
-            "--docs",
-            str(tmp_path / "docs"),
-            "--summary",
-            str(tmp_path / "summary.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_validate(shipped_params_path, raw, tmp_path)
     assert result.returncode == 0, result.stderr
     quarantine = pd.read_csv(out / "quarantine.csv")
     assert dict(zip(quarantine["sha256"].str[0], quarantine["reason"])) == {
@@ -121,28 +109,7 @@ def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(
     history = tmp_path / "crawl" / "shop" / "crawls.jsonl"
     history.parent.mkdir(parents=True)
     history.write_text(json.dumps({"products": 400}) + "\n" + json.dumps({"products": 40}) + "\n")
-    stopped = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.stages.validate",
-            "--params",
-            str(shipped_params_path),
-            "--manifests",
-            str(raw),
-            "--crawl-reports",
-            str(tmp_path / "crawl"),
-            "--out",
-            str(out),
-            "--docs",
-            str(tmp_path / "docs"),
-            "--summary",
-            str(tmp_path / "summary.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    stopped = run_validate(shipped_params_path, raw, tmp_path)
     assert stopped.returncode == 1
     assert stopped.stderr.strip().splitlines()[-1] == (
         f"error: validation failed: source shop collapsed: 40 products, 400 the crawl before "
@@ -157,9 +124,9 @@ def test_duplicates_keep_the_first_of_their_kind() -> None:
 
 
 def test_grey_std_tells_blank_from_photo_and_none_for_garbage() -> None:
-    assert grey_std(jpeg(np.full((50, 50, 3), 90, np.uint8))) < 1.0
-    assert grey_std(jpeg(photo(9))) > 10.0
-    assert grey_std(b"garbage") is None
+    assert look_at(jpeg(np.full((50, 50, 3), 90, np.uint8))).grey_std < 1.0
+    assert look_at(jpeg(photo(9))).grey_std > 10.0
+    assert look_at(b"garbage") is None
 
 
 def test_collapsed_sources_needs_two_crawls(tmp_path: Path) -> None:
