@@ -23,11 +23,13 @@ def summarise(stats: dict[str, Any], source: str, duration_s: float) -> dict[str
         return {key[len(prefix) :]: int(value) for key, value in sorted(stats.items()) if key.startswith(prefix)}
 
     errors = grouped("downloader/exception_type_count/")
+    # A shop without robots.txt answers its request with a 404: allowed, and not an error.
+    robots = grouped("robotstxt/response_status_count/")
     errors.update(
         {
-            f"http_{code}": n
+            f"http_{code}": n - robots.get(code, 0)
             for code, n in grouped("downloader/response_status_count/").items()
-            if not code.startswith(("2", "3"))
+            if not code.startswith(("2", "3")) and n > robots.get(code, 0)
         }
     )
     errors.update({f"spider_{name}": n for name, n in grouped("spider_exceptions/").items()})
@@ -43,6 +45,8 @@ def summarise(stats: dict[str, Any], source: str, duration_s: float) -> dict[str
         "pages": int(stats.get("seamline/pages", 0)),
         "products": int(stats.get("seamline/products", 0)),
         "products_dropped": grouped("seamline/products/dropped/"),
+        # page: a product page; card: a listing card, a product on its own; card+page: a card followed to its page
+        "products_found_as": grouped("seamline/found_as/"),
         "images": {
             "new": int(stats.get("seamline/images/new", 0)),
             "duplicate": int(stats.get("seamline/images/duplicate", 0)),

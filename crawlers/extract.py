@@ -3,8 +3,10 @@ carry) or decoded JSON, so each is unit-tested on saved pages without a crawl.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +14,7 @@ from urllib.parse import urljoin
 
 from parsel import Selector
 
-from crawlers.source_config import ExtractRules, LinkRules, SelectorRules
+from crawlers.source_config import CardRules, ExtractRules, LinkRules, SelectorRules
 
 _SEPARATORS = {"›", ">", "/", "|", "»", "→", "•", "·"}
 
@@ -34,6 +36,17 @@ class ProductFields:
             self.breadcrumb or other.breadcrumb,
             self.price if self.price is not None else other.price,
             self.image_urls + tuple(url for url in other.image_urls if url not in self.image_urls),
+        )
+
+    def over(self, card: ProductFields) -> ProductFields:
+        """A product page's fields over its listing card's: each field from the page where it
+        has one; images from the page alone when it has any (the card's are usually a thumbnail
+        of the same photo)."""
+        return ProductFields(
+            self.title or card.title,
+            self.breadcrumb or card.breadcrumb,
+            self.price if self.price is not None else card.price,
+            self.image_urls or card.image_urls,
         )
 
 
@@ -67,6 +80,12 @@ def parse_price(text: str | float | int | None) -> float | None:
         return None
 
 
+def first_price(texts: Iterable[str]) -> float | None:
+    """The first text with a price in it: a sale price often follows an old price's element, so
+    the first text node can be blank (`<del>$50</del>$40` gives "", then "$40")."""
+    return next((price for text in texts if (price := parse_price(text)) is not None), None)
+
+
 def largest_from_srcset(srcset: str) -> str | None:
     """The candidate with the largest width (`480w`) or density (`2x`) descriptor."""
     best, best_size = None, -1.0
@@ -93,6 +112,38 @@ def absolute_image_urls(values: Iterable[str], base_url: str) -> tuple[str, ...]
         if url.startswith(("http://", "https://")) and url not in urls:
             urls.append(url)
     return tuple(urls)
+
+
+_CSS_URL = re.compile(r"""url\(\s*(['"]?)(.*?)\1\s*\)""")
+
+
+def background_image(style: str) -> str | None:
+    """The URL in an inline style's `background-image: url(...)` (or `background: ... url(...)`)."""
+    for declaration in style.split(";"):
+        name, _, value = declaration.partition(":")
+        if name.strip().lower() in ("background-image", "background"):
+            match = _CSS_URL.search(value)
+            if match and match.group(2).strip():
+                return match.group(2).strip()
+    return None
+
+
+def element_image(attributes: dict[str, str], wanted: Iterable[str]) -> str | None:
+    """The image an element carries: the first of the `wanted` attributes present (the largest
+    `srcset` candidate; the URL of a `style` background), or None."""
+    for attribute in wanted:
+        value = attributes.get(attribute)
+        if not value:
+            continue
+        if attribute.endswith("srcset"):
+            return largest_from_srcset(value)
+        if attribute == "style":
+            found = background_image(value)
+            if found:
+                return found
+            continue  # a style without a background image says nothing; try nothing else after it
+        return value
+    return None
 
 
 def breadcrumb_parts(texts: Iterable[str]) -> tuple[str, ...]:
@@ -177,16 +228,11 @@ def from_selectors(selector: Selector, rules: SelectorRules, kind: str, base_url
     values: list[str] = []
     if rules.image_elements:
         elements = selector.css(rules.image_elements) if kind == "css" else selector.xpath(rules.image_elements)
-        for element in elements:
-            for attribute in rules.image_attributes:
-                value = element.attrib.get(attribute)
-                if value:
-                    values.append(largest_from_srcset(value) or "" if attribute.endswith("srcset") else value)
-                    break
+        values = [value for element in elements if (value := element_image(element.attrib, rules.image_attributes))]
     return ProductFields(
         title=title,
         breadcrumb=breadcrumb_parts(_select(selector, rules.breadcrumb, kind)),
-        price=parse_price(price_texts[0]) if price_texts else None,
+        price=first_price(price_texts),
         image_urls=absolute_image_urls(values, base_url),
     )
 
@@ -205,6 +251,65 @@ def extract_product(selector: Selector, base_url: str, rules: ExtractRules) -> P
             found = from_selectors(selector, selector_rules, method, base_url)
         fields = fields.merged_with(found)
     return fields
+
+
+# --- listing cards --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Card:
+    """One product card on a listing page: its fields, and its own product page if it has one."""
+
+    fields: ProductFields
+    link: str | None
+    text_key: str  # a stable hash of the card's text, its id when it shows no image
+
+    def product_url(self, listing_url: str) -> str:
+        """The id of a card without a page of its own: its first image URL, which stays the same
+        when the card moves to another listing page; else the listing URL and the card's hash."""
+        return self.fields.image_urls[0] if self.fields.image_urls else f"{listing_url}#card-{self.text_key}"
+
+
+def read_cards(selector: Selector, base_url: str, rules: CardRules, product_patterns: Iterable[str]) -> list[Card]:
+    """The product cards of a listing page, in page order.
+
+    A card's link counts as its own product page only when it matches a product pattern and no
+    other card on the page shares it: templates often point every card at one demo detail page."""
+    patterns = tuple(product_patterns)
+    listing_breadcrumb = breadcrumb_parts(_select(selector, rules.listing_breadcrumb, "css"))
+    found: list[tuple[ProductFields, str | None, str]] = []
+    for card in selector.css(rules.selector):
+        images = [
+            value for e in card.css(rules.image_elements) if (value := element_image(e.attrib, rules.image_attributes))
+        ]
+        price_texts = _select(card, rules.price, "css")
+        fields = ProductFields(
+            title=clean_text(" ".join(_select(card, rules.title, "css"))),
+            breadcrumb=listing_breadcrumb,
+            price=first_price(price_texts),
+            image_urls=absolute_image_urls(images, base_url),
+        )
+        hrefs = [href.strip() for href in _select(card, rules.link, "css") if href.strip()]
+        link = urljoin(base_url, hrefs[0]).split("#", 1)[0] if hrefs else None
+        text = clean_text(" ".join(card.css("::text").getall()))
+        found.append((fields, link, hashlib.sha256(f"{text}|{fields.image_urls}".encode()).hexdigest()[:16]))
+    shared = Counter(link for _, link, _ in found if link)
+    return [
+        Card(
+            fields,
+            link if link and _own_page(link, base_url, shared, patterns) else None,
+            key,
+        )
+        for fields, link, key in found
+    ]
+
+
+def _own_page(link: str, listing_url: str, shared: Counter[str], patterns: tuple[str, ...]) -> bool:
+    return (
+        shared[link] == 1
+        and link != listing_url.split("#", 1)[0]  # `href="#"`: the listing itself
+        and any(re.search(pattern, link) for pattern in patterns)
+    )
 
 
 # --- links and platforms --------------------------------------------------------------------

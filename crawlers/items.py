@@ -15,6 +15,7 @@ class ProductItem:
     price: float | None
     item_hint: str | None
     image_urls: list[str]
+    found_as: str = "page"  # page | card (a listing card, a product on its own) | card+page
     images: list[dict[str, Any]] = field(default_factory=list)  # stored image facts, per URL
     rejected: list[dict[str, str]] = field(default_factory=list)  # {"url", "reason"}
     requested: list[str] = field(default_factory=list)  # image URLs requested, in request order

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlparse
 
+from cssselect import SelectorError  # parsel's selector engine
+from parsel import Selector
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.config import ParamsError, read_yaml_mapping, validation_lines
@@ -16,7 +18,9 @@ from pipelines.config import ParamsError, read_yaml_mapping, validation_lines
 SOURCES_DIR = Path(__file__).resolve().parent / "sources"
 Item = Literal["shirt", "jeans"]
 Method = Literal["jsonld", "opengraph", "css", "xpath"]
-DEFAULT_IMAGE_ATTRIBUTES = ("data-src", "data-setbg", "data-lazy-src", "srcset", "src")
+# Lazy-loading attributes first, so a real `data-src` beats a placeholder `src`; `style` last
+# (a CSS `background-image: url(...)`, as on cards whose photo is a div's background).
+DEFAULT_IMAGE_ATTRIBUTES = ("data-src", "data-setbg", "data-bg", "data-lazy-src", "srcset", "src", "style")
 
 
 class SourceError(ParamsError):
@@ -44,7 +48,7 @@ class LinkRules(_Section):
     included) and which are product pages."""
 
     follow: Patterns = ()
-    products: Annotated[tuple[str, ...], Field(strict=False, min_length=1)]
+    products: Patterns = ()  # may stay empty only when `cards:` are the products
 
     _check = field_validator("follow", "products")(_compiles)
 
@@ -76,6 +80,36 @@ class ExtractRules(_Section):
             if method in self.methods and getattr(self, method) is None:
                 raise ValueError(f"methods lists {method!r} but no `{method}:` selectors are given")
         return self
+
+
+def _valid_css(query: str | None) -> str | None:
+    """Compile a CSS selector now, so a typo stops at load time and not on the first page."""
+    if query is not None:
+        try:
+            Selector(text="<html></html>").css(query)
+        except (SelectorError, ValueError) as error:
+            raise ValueError(f"{query!r} is not a valid CSS selector ({error})") from None
+    return query
+
+
+class CardRules(_Section):
+    """Products shown as cards on listing pages. `selector` picks each card; the other
+    selectors are CSS relative to the card, except `listing_breadcrumb`, read once from the
+    listing page (its breadcrumb or heading) and given to each of its cards.
+
+    A card whose `link` is a product page (it matches `links.products` and no other card on the
+    page shares it) is followed, the page's fields winning over the card's; any other card is a
+    product on its own, identified by its first image URL."""
+
+    selector: str
+    title: str | None = None
+    price: str | None = None
+    image_elements: str = "img"
+    image_attributes: Annotated[tuple[str, ...], Field(strict=False, min_length=1)] = DEFAULT_IMAGE_ATTRIBUTES
+    link: str | None = None
+    listing_breadcrumb: str | None = None
+
+    _check = field_validator("selector", "title", "price", "image_elements", "link", "listing_breadcrumb")(_valid_css)
 
 
 class ItemHint(_Section):
@@ -116,6 +150,7 @@ class SourceConfig(_Section):
     sitemap_urls: Annotated[tuple[str, ...], Field(strict=False)] = ()
     allowed_domains: Annotated[tuple[str, ...], Field(strict=False, min_length=1)]
     links: LinkRules | None = None
+    cards: CardRules | None = None
     extract: ExtractRules = ExtractRules()
     item_hints: Annotated[tuple[ItemHint, ...], Field(strict=False)] = ()
     politeness: Politeness = Politeness()
@@ -132,8 +167,12 @@ class SourceConfig(_Section):
 
     @model_validator(mode="after")
     def _fits_its_spider(self) -> Self:
-        if self.spider == "listing" and (not self.start_urls or self.links is None):
-            raise ValueError("spider 'listing' needs start_urls and links")
+        if self.spider == "listing" and not self.start_urls:
+            raise ValueError("spider 'listing' needs start_urls")
+        if self.spider == "listing" and self.cards is None and (self.links is None or not self.links.products):
+            raise ValueError("spider 'listing' needs links.products (product pages) or cards (products on listings)")
+        if self.cards is not None and self.spider != "listing":
+            raise ValueError(f"cards: are read from listing pages; spider {self.spider!r} has none")
         if self.spider == "sitemap" and not self.sitemap_urls:
             raise ValueError("spider 'sitemap' needs sitemap_urls")
         if self.spider == "shopify" and not self.start_urls:

@@ -105,22 +105,30 @@ class SourceSpider(scrapy.Spider):
         spider.max_pages = max_pages
         spider.allowed_domains = list(source.allowed_domains)
         spider.scheduled_pages: set[str] = set()
+        spider.cards_seen: set[str] = set()
         return spider
 
-    def page_request(self, url: str, callback: Callable[[Response], Any]) -> Request | None:
+    def page_request(
+        self, url: str, callback: Callable[..., Any], cb_kwargs: dict[str, Any] | None = None
+    ) -> Request | None:
         """A request for a page not yet scheduled, or None once the page or image limit is reached."""
         if url in self.scheduled_pages or len(self.scheduled_pages) >= self.max_pages:
             return None
         if self.crawler.stats.get_value("seamline/images/over_limit"):
             return None
         self.scheduled_pages.add(url)
-        return Request(url, callback=callback)
+        return Request(url, callback=callback, cb_kwargs=cb_kwargs)
 
     def count_page(self) -> None:
         self.crawler.stats.inc_value("seamline/pages")
 
-    def product_item(self, url: str, fields: ProductFields) -> ProductItem:
+    def product_item(
+        self, url: str, fields: ProductFields, *, found_as: str = "page", hint_url: str | None = None
+    ) -> ProductItem:
+        """`hint_url` is the URL the item hints' `url` pattern reads: a card's listing page, whose
+        path names the category, rather than its image URL."""
         self.crawler.stats.inc_value("seamline/products")
+        self.crawler.stats.inc_value(f"seamline/found_as/{found_as}")
         breadcrumb = " > ".join(fields.breadcrumb)
         return ProductItem(
             source=self.source.name,
@@ -128,10 +136,14 @@ class SourceSpider(scrapy.Spider):
             title=fields.title,
             breadcrumb=breadcrumb,
             price=fields.price,
-            item_hint=item_hint(self.source.item_hints, url, fields.title, breadcrumb),
+            item_hint=item_hint(self.source.item_hints, hint_url or url, fields.title, breadcrumb),
             image_urls=list(fields.image_urls),
+            found_as=found_as,
         )
 
-    def product_from_page(self, response: Response) -> ProductItem:
+    def product_from_page(self, response: Response, card: ProductFields | None = None) -> ProductItem:
+        """The product a page shows; `card` is what its listing card said, under the page's fields."""
         fields = extract_product(response.selector, response.url, self.source.extract)
-        return self.product_item(response.url, fields)
+        if card is None:
+            return self.product_item(response.url, fields)
+        return self.product_item(response.url, fields.over(card), found_as="card+page")

@@ -12,7 +12,12 @@ Then every pair of distinct real photos whose pHashes are within `validation.nea
 (different garments shot alike) must be two products; and it reports how many photos each rule
 would quarantine, and the largest split group it would form.
 
-Usage: python experiments/duplicates.py [--photos DIR] [--sample 600] [--seed 1]
+Last, the same on a packshot demo shop (`--difficulty packshot`: plain backdrop, one pose, each
+design in three colourways): every product's front and close-up, plus a resized, re-encoded copy
+of each front under a second product URL (a sale page). Distinct products must all be kept, the
+copies quarantined, and no split group may be larger than a product's photos plus that copy (3).
+
+Usage: python experiments/duplicates.py [--photos DIR] [--sample 600] [--seed 1] [--packshot-products 300]
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipelines.config import load_params
+from crawlers.demo_shop.catalogue import make_product
+from crawlers.demo_shop.render import render_view
+from pipelines.config import SamePhotoParams, load_params
 from pipelines.duplicates import Fingerprint, colour_difference, grey_difference, same_photo
 from pipelines.labels import split_groups
 from pipelines.manifest import hamming, near_duplicate_pairs, perceptual_hash
@@ -81,11 +88,50 @@ def chroma(print_: Fingerprint) -> float:
     return float(np.sqrt((print_.colour[..., 1:].astype(np.float64) ** 2).sum(axis=2)).mean())
 
 
+def packshot_study(products: int, seed: int, distance: int, rule: SamePhotoParams) -> None:
+    started = time.perf_counter()
+    shas: list[str] = []
+    urls: list[str] = []
+    is_copy: list[bool] = []
+    phashes: list[str] = []
+    prints: list[Fingerprint | None] = []
+    rng = random.Random(seed)
+    for index in range(products):
+        product = make_product(index, seed, "packshot")
+        for view in product.views:
+            photo = Image.fromarray(render_view(product.garment, view, "packshot").pixels[..., ::-1])
+            shots = [(jpeg(photo, 90), product.path, False)]
+            if view == "front":
+                shots.append((resized(photo, rng), f"/sale{product.path}", True))
+            for data, url, copy in shots:
+                phash, print_ = looked(data)
+                shas.append(f"{product.id}/{view}/{copy}")
+                urls.append(url.removeprefix("/sale"))  # the sale page sells the same product
+                is_copy.append(copy)
+                phashes.append(phash)
+                prints.append(print_)
+    print(
+        f"\npackshot demo shop: {products} products ({products // 3} designs x 3 colourways), "
+        f"{len(shas)} images incl. {sum(is_copy)} sale copies; rendered in {time.perf_counter() - started:.1f} s"
+    )
+    for name, photos in (("pHash only", [None] * len(shas)), ("the rule", prints)):
+        found = duplicate_of(shas, phashes, photos, distance, rule)
+        lost = sum(f is not None for f, c in zip(found, is_copy) if not c)
+        caught = sum(f is not None for f, c in zip(found, is_copy) if c)
+        groups = Counter(split_groups(urls, phashes, photos, distance, rule))
+        print(
+            f"{name:<11} distinct product photos quarantined {lost} of {len(shas) - sum(is_copy)}; "
+            f"sale copies quarantined {caught / sum(is_copy):.1%}; largest split group {max(groups.values())} "
+            f"(a product's own: 3)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=Path, default=REAL_PHOTOS)
     parser.add_argument("--sample", type=int, default=600, help="photos the copies are made from")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--packshot-products", type=int, default=300, help="0 skips the packshot demo shop")
     args = parser.parse_args()
     validation = load_params().validation
     rule, distance = validation.same_photo, validation.near_duplicate_hamming
@@ -96,7 +142,8 @@ def main() -> None:
     phashes, prints = (list(column) for column in zip(*(looked(one) for one in data)))
     print(f"{len(files)} real photos from {args.photos}; fingerprints in {time.perf_counter() - started:.1f} s")
     print(
-        f"rule: pHash within {distance} bits, grey difference within {rule.grey_difference:g}, "
+        f"rule: pHash within {rule.candidate_hamming} bits (pHash only: {distance}), grey difference within "
+        f"{rule.grey_difference:g}, "
         f"colour difference (p90 ΔE76) within {rule.colour_delta_e:g}"
     )
 
@@ -113,11 +160,11 @@ def main() -> None:
             copies["hue turned"] = hue_turned(original, rng.uniform(90, 120))
         for kind, copy in copies.items():
             copy_hash, copy_print = looked(copy)
-            close = hamming(phashes[index], copy_hash) <= distance
+            bits = hamming(phashes[index], copy_hash)
             cases[kind].append(
                 (
-                    close,
-                    close and same_photo(prints[index], copy_print, rule),
+                    bits <= distance,
+                    bits <= rule.candidate_hamming and same_photo(prints[index], copy_print, rule),
                     grey_difference(prints[index], copy_print),
                     colour_difference(prints[index], copy_print),
                 )
@@ -136,11 +183,13 @@ def main() -> None:
             f"{np.median(greys):>10.1f} / {max(greys):<8.1f} {np.median(colours):>8.1f} / {max(colours):.1f}"
         )
 
-    pairs = sorted(set(near_duplicate_pairs(phashes, distance)))
-    same = [pair for pair in pairs if same_photo(prints[pair[0]], prints[pair[1]], rule)]
+    pairs = list(near_duplicate_pairs(phashes, distance))
+    candidates = list(near_duplicate_pairs(phashes, rule.candidate_hamming))
+    same = [pair for pair in candidates if same_photo(prints[pair[0]], prints[pair[1]], rule)]
     print(
-        f"\ndistinct real photos with pHashes within {distance} bits: {len(pairs)} pairs; "
-        f"one photo by pHash only: {len(pairs)}, by the rule: {len(same)}"
+        f"\ndistinct real photos: {len(pairs)} pairs with pHashes within {distance} bits, all one photo by "
+        f"pHash only; {len(candidates)} candidate pairs within {rule.candidate_hamming} bits, one photo by the "
+        f"rule: {len(same)}"
     )
     shas = [str(i) for i in range(len(files))]
     old_quarantine = sum(
@@ -156,6 +205,8 @@ def main() -> None:
             f"split groups, {name}: largest {largest} photos; {sum(n for n in groups.values() if n > 1)} "
             f"photos in groups of two or more"
         )
+    if args.packshot_products:
+        packshot_study(args.packshot_products, args.seed, distance, rule)
 
 
 if __name__ == "__main__":

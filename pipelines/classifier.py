@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from pipelines.config import ComponentParams, TrainingParams
+from pipelines.crop_set import index_path as crop_index_path
 
 Backbone = Literal["densenet121", "vgg16", "resnet50"]
 
@@ -276,7 +277,7 @@ def load_examples(
     crops: Path, labels: Path, component: str, classes: Sequence[str], splits: Sequence[str] = SPLITS
 ) -> dict[str, Examples]:
     """Per split, the crop files of `component` and their class indices (crop index ⋈ labels)."""
-    index_path, labels_path = crops / "index.csv", labels / f"{component}.csv"
+    index_path, labels_path = crop_index_path(crops, component), labels / f"{component}.csv"
     for path, stage in ((index_path, "crop"), (labels_path, "label")):
         if not path.is_file():
             raise TrainingError(f"{path}: missing (run the {stage} stage first)")

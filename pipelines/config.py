@@ -38,7 +38,7 @@ class _Section(BaseModel):
 class DemoShopParams(_Section):
     products: PositiveInt = 600
     seed: int = 7
-    difficulty: Literal["easy", "medium", "hard"] = "medium"
+    difficulty: Literal["easy", "medium", "hard", "packshot"] = "medium"  # packshot: studio colourways
 
 
 class CrawlParams(_Section):
@@ -60,8 +60,13 @@ class CrawlParams(_Section):
 
 
 class SamePhotoParams(_Section):
-    """When two images whose pHashes are near are one photo (pipelines/duplicates.py): both
-    fingerprints must agree within these; measured on real photos in docs/results.md."""
+    """When two images are one photo (pipelines/duplicates.py): pHashes within `candidate_hamming`
+    bits make a candidate pair, and both fingerprints must agree within these; measured on real
+    photos and packshots in docs/results.md."""
+
+    # Wider than validation.near_duplicate_hamming (which alone decides only where fingerprints
+    # are missing): on a plain-backdrop packshot a resize flips up to 12 pHash bits.
+    candidate_hamming: Annotated[int, Field(ge=0, le=64)] = 14
 
     grey_difference: Annotated[float, Field(ge=0.0, le=255.0)] = 6.0  # mean grey-level difference, 32×32
     colour_delta_e: Annotated[float, Field(ge=0.0)] = 3.0  # 90th-percentile cell colour difference (ΔE76)

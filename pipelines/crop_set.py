@@ -1,10 +1,12 @@
 """The crop set in data/crops: every labelled image's crop for every component, kept
-incrementally. `index.csv` has one row per labelled image and component (the file, or why there
-is none: `no_detection`, `no_annotation`, `corrupt_image`, `missing_image`) with the recipe it was
-cut by; `detections/<detector version>.jsonl` caches the detector's answers. Detections are keyed
-by image hash and detector version and crops by their recipe (mode, size, margin, pick, detector
-version, fallback), so next week only new images meet the detector and only changed recipes are
-re-cut. The `crop` stage (`pipelines.stages.crop`) runs it.
+incrementally. Each component's folder holds its crops and its `index.csv`: one row per labelled
+image (the file, or why there is none: `no_detection`, `no_annotation`, `corrupt_image`,
+`missing_image`) with the recipe it was cut by. `train@<component>` depends on that folder alone,
+so a week of new jeans leaves the shirt components up to date. `detections/<detector
+version>.jsonl` caches the detector's answers. Detections are keyed by image hash and detector
+version and crops by their recipe (mode, size, margin, pick, detector version, fallback), so next
+week only new images meet the detector and only changed recipes are re-cut. The `crop` stage
+(`pipelines.stages.crop`) runs it.
 """
 
 from __future__ import annotations
@@ -83,6 +85,32 @@ def image_paths(manifest: Path, images_root: Path) -> dict[str, Path]:
     return {sha: images_root / path for sha, path in zip(table["sha256"], table["path"])}
 
 
+def index_path(crops: Path, component: str) -> Path:
+    """Where a component's crop index is: in its own folder, beside its crops."""
+    return crops / component / INDEX_FILE
+
+
+def read_crop_set(crops: Path) -> dict[tuple[str, str], CropRow]:
+    """Every component's index rows, keyed by (component, sha256); also reads the single
+    `index.csv` a crop set written before per-component indexes has, so it stays incremental."""
+    rows = read_index(crops / INDEX_FILE)
+    for path in sorted(crops.glob(f"*/{INDEX_FILE}")):
+        rows.update(read_index(path))
+    return rows
+
+
+def write_crop_set(crops: Path, rows: Sequence[CropRow], components: Iterable[str]) -> None:
+    """One index per component (an empty one for a component with no crops this run, so its
+    folder, a `train@<component>` dependency, always exists)."""
+    by_component: dict[str, list[CropRow]] = {component: [] for component in components}
+    for row in rows:
+        by_component.setdefault(row.component, []).append(row)
+    for component, own in by_component.items():
+        index_path(crops, component).parent.mkdir(parents=True, exist_ok=True)
+        write_index(index_path(crops, component), own)
+    (crops / INDEX_FILE).unlink(missing_ok=True)
+
+
 def read_index(path: Path) -> dict[tuple[str, str], CropRow]:
     if not path.is_file():
         return {}
@@ -157,7 +185,7 @@ def crop_labelled(
     version = detector.version if needs_detector else None
     recipes = {name: crop_recipe(params.crop_for(name), version) for name in params.components}
     out.mkdir(parents=True, exist_ok=True)
-    previous = read_index(out / INDEX_FILE)
+    previous = read_crop_set(out)
 
     wanted = [(c, sha, split) for c, rows in labelled.items() for sha, split in rows]
     todo = [(c, sha, split) for c, sha, split in wanted if not _reusable(previous.get((c, sha)), recipes[c], out)]
@@ -196,7 +224,7 @@ def crop_labelled(
             del rows[key]
     split_of = {(c, sha): split for c, sha, split in wanted}
     final = [CropRow(**{**asdict(rows[key]), "split": split_of[key]}) for key in sorted(rows)]
-    write_index(out / INDEX_FILE, final)
+    write_crop_set(out, final, [*params.components, *{component for component, _ in previous}])
     return summarise(final, len(todo), detected_now, detect_seconds, time.perf_counter() - started, recipes)
 
 

@@ -1,8 +1,9 @@
 """The same-photo rule: when two stored images are one photo — resized, re-encoded, watermarked or
 cropped by a hair — and not two products that merely look alike.
 
-A 64-bit grey-level pHash finds the candidates cheaply, but it cannot tell colourways of one design
-apart, and on studio packshots (one model, one pose, a white background) distinct shirts sit a
+A 64-bit grey-level pHash finds the candidates cheaply (within `candidate_hamming` bits: a plain
+backdrop makes its bits unstable, so a resized packshot can move 12), but it cannot tell colourways
+of one design apart, and on studio packshots (one model, one pose, a white background) distinct shirts sit a
 few bits from each other. A candidate pair is one photo only when two more fingerprints agree:
 
 - a **grey thumbnail** (32×32, four times the pHash's resolution), compared by the mean absolute
@@ -26,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.config import SamePhotoParams
-from pipelines.manifest import near_duplicate_pairs
+from pipelines.manifest import hamming, near_duplicate_pairs
 
 GREY_SIDE = 32  # the grey thumbnail's side
 COLOUR_CELLS = 8  # an 8×8 grid of mean colours
@@ -95,13 +96,14 @@ def same_photo(a: Fingerprint, b: Fingerprint, rule: SamePhotoParams) -> bool:
 def same_photo_pairs(
     phashes: Sequence[str], fingerprints: Sequence[Fingerprint | None], max_distance: int, rule: SamePhotoParams
 ) -> Iterator[tuple[int, int]]:
-    """Index pairs (a < b) of images that are one photo: pHashes within `max_distance` bits, and,
-    where both fingerprints are known, the same-photo rule; with one missing, the pHash decides."""
-    seen: set[tuple[int, int]] = set()
-    for pair in near_duplicate_pairs(phashes, max_distance):
-        if pair in seen:
-            continue
-        seen.add(pair)
-        first, second = fingerprints[pair[0]], fingerprints[pair[1]]
-        if first is None or second is None or same_photo(first, second, rule):
-            yield pair
+    """Index pairs (a < b) of images that are one photo. Where both fingerprints are known: pHashes
+    within `rule.candidate_hamming` bits and the same-photo rule. With one missing (a manifest from
+    before fingerprints), the pHash alone, within the stricter `max_distance`."""
+    widest = max(max_distance, rule.candidate_hamming)
+    for a, b in near_duplicate_pairs(phashes, widest):
+        first, second = fingerprints[a], fingerprints[b]
+        if first is not None and second is not None:
+            if hamming(phashes[a], phashes[b]) <= rule.candidate_hamming and same_photo(first, second, rule):
+                yield a, b
+        elif hamming(phashes[a], phashes[b]) <= max_distance:
+            yield a, b

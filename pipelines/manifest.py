@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from io import BytesIO
@@ -194,28 +193,22 @@ def perceptual_hash(image: Image.Image) -> str:
     return f"{value:016x}"
 
 
-def near_duplicate_pairs(phashes: Sequence[str], max_distance: int) -> Iterator[tuple[int, int]]:
-    """Index pairs (a < b) of perceptual hashes at most `max_distance` bits apart.
+_PAIR_BLOCK = 1024  # rows compared at once: 1024 × N distances, 8 MB per 1,000 hashes
 
-    Pigeonhole banding: two hashes within d bits agree exactly on at least one of d + 1 bands,
-    so only hashes sharing a band are compared, not every pair. A pair may be yielded more than
-    once (once per shared band)."""
-    bands = max_distance + 1
-    bounds = [round(64 * b / bands) for b in range(bands + 1)]
-    values = [int(h, 16) for h in phashes]
-    for band in range(bands):
-        width = bounds[band + 1] - bounds[band]
-        if width == 0:
-            continue
-        mask = (1 << width) - 1
-        buckets: dict[int, list[int]] = defaultdict(list)
-        for index, value in enumerate(values):
-            buckets[(value >> bounds[band]) & mask].append(index)
-        for members in buckets.values():
-            for position, a in enumerate(members):
-                for b in members[position + 1 :]:
-                    if bin(values[a] ^ values[b]).count("1") <= max_distance:
-                        yield a, b
+
+def near_duplicate_pairs(phashes: Sequence[str], max_distance: int) -> Iterator[tuple[int, int]]:
+    """Index pairs (a < b) of perceptual hashes at most `max_distance` bits apart, each once.
+
+    Every pair is compared, vectorised a block of rows at a time: 20,000 hashes take about 2 s on
+    one core (bench/duplicate_pairs.py). Banding the hashes (the pigeonhole trick) is faster
+    only for small distances, and the same-photo rule's candidates reach 14 bits."""
+    values = np.array([int(h, 16) for h in phashes], dtype=np.uint64)
+    for start in range(0, len(values), _PAIR_BLOCK):
+        block = values[start : start + _PAIR_BLOCK]
+        distances = np.bitwise_count(block[:, None] ^ values[None, start:])
+        rows, columns = np.nonzero(distances <= max_distance)
+        keep = columns > rows  # columns are offset by `start` too: upper triangle, no self-pairs
+        yield from zip((rows[keep] + start).tolist(), (columns[keep] + start).tolist())
 
 
 def hamming(a: str, b: str) -> int:

@@ -7,7 +7,6 @@ with `training.weights: models/pretrain/base.weights.h5`.
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 
 from pipelines.classifier import build_classifier, decode_crop
 from pipelines.config import Params, PretrainParams
+from pipelines.crop_set import read_crop_set
 
 BASE_WEIGHTS_FILE = "base.weights.h5"
 RECORD_FILE = "pretrain.json"
@@ -32,22 +32,21 @@ class PretrainError(RuntimeError):
 def unlabelled_crops(crops: Path, params: Params, limit: int) -> list[str]:
     """One crop file per image and region (the jeans components share a region), from the
     train and validation splits only: the test images stay unseen until the test."""
-    index = crops / "index.csv"
-    if not index.is_file():
-        raise PretrainError(f"{index}: missing (run the crop stage first)")
+    rows = read_crop_set(crops)
+    if not rows:
+        raise PretrainError(f"{crops}: no crop index (run the crop stage first)")
     seen: set[tuple[str, str]] = set()
     files: list[str] = []
-    with index.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            component = params.components.get(row["component"])
-            if component is None or not row["file"] or row["split"] == "test":
-                continue
-            key = (row["sha256"], component.crop_region)
-            if key not in seen:
-                seen.add(key)
-                files.append(str(crops / row["file"]))
+    for row in rows.values():
+        component = params.components.get(row.component)
+        if component is None or not row.file or row.split == "test":
+            continue
+        key = (row.sha256, component.crop_region)
+        if key not in seen:
+            seen.add(key)
+            files.append(str(crops / row.file))
     if len(files) < 16:
-        raise PretrainError(f"{index}: only {len(files)} usable crops; pretraining needs at least 16")
+        raise PretrainError(f"{crops}: only {len(files)} usable crops; pretraining needs at least 16")
     return sorted(files)[:limit]
 
 

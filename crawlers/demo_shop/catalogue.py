@@ -4,12 +4,12 @@ shops write them — synonyms, varied word order, and some titles that say nothi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
-from crawlers.demo_shop.garments import GarmentSpec, Item, sample_garment
+from crawlers.demo_shop.garments import ATTRIBUTES, Difficulty, GarmentSpec, Item, sample_garment
 from crawlers.demo_shop.render import View
 
 Template = Literal["jsonld", "opengraph", "plain"]
@@ -59,6 +59,7 @@ GENERIC_SHIRTS = ("Everyday {fabric} Shirt", "The {fabric} Shirt", "Weekend {fab
 GENERIC_JEANS = ("Everyday Jeans", "Signature Denim", "The Original Jeans")
 AUDIENCES = ("Men", "Women")
 FIT_CATEGORY_P = 0.4  # jeans listed under a fit category, as many shops do
+COLOURWAYS = 3  # packshot shops: consecutive products are one design in this many colourways
 
 
 @dataclass(frozen=True)
@@ -142,16 +143,36 @@ def description(item: Item, rng: np.random.Generator) -> str:
     return f"{what}. {fibre} {care}"
 
 
-def make_product(index: int, seed: int) -> Product:
+def packshot_garment(index: int, seed: int) -> GarmentSpec:
+    """Product `index` of a packshot shop: colourway `index % COLOURWAYS` of design
+    `index // COLOURWAYS`. A shirt's colourways turn its fabric's hues; jeans come in each wash
+    (so their colour class differs, as a shop's light, mid and dark wash of one cut do)."""
+    design, colourway = divmod(index, COLOURWAYS)
+    design_rng = np.random.default_rng([seed, 1, design])
+    item: Item = "shirt" if design_rng.random() < 0.5 else "jeans"
+    garment = sample_garment(design_rng, item)
+    if item == "jeans":
+        washes = ATTRIBUTES["jeans"]["color"]
+        first = washes.index(garment.labels["color"])
+        return replace(garment, labels={**garment.labels, "color": washes[(first + colourway) % len(washes)]})
+    return replace(garment, colourway=colourway)
+
+
+def make_product(index: int, seed: int, difficulty: Difficulty = "medium") -> Product:
     """Product number `index` of the shop built with `seed`; independent of every other product,
     so products can be made in any order or in parallel."""
     rng = np.random.default_rng([seed, index])
     item: Item = "shirt" if rng.random() < 0.5 else "jeans"
     garment = sample_garment(rng, item)
+    if difficulty == "packshot":
+        garment = packshot_garment(index, seed)
+        item = garment.item
     title = shirt_title(rng, garment.labels) if item == "shirt" else jeans_title(rng, garment.labels)
     low, high = (19, 89) if item == "shirt" else (29, 129)
     price = float(rng.integers(low, high)) + 0.99
     views: tuple[View, ...] = ("front", "alt", "detail") if rng.random() < 0.35 else ("front", "alt")
+    if difficulty == "packshot":  # the studio's front shot and a close-up, never a second scene
+        views = ("front", "detail")
     template: Template = str(rng.choice(("jsonld", "jsonld", "opengraph", "plain")))  # type: ignore[assignment]
     product_id = f"SL{index + 1:05d}"
     return Product(

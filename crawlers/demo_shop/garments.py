@@ -12,7 +12,10 @@ from typing import Literal
 import numpy as np
 
 Item = Literal["shirt", "jeans"]
-Difficulty = Literal["easy", "medium", "hard"]
+# easy / medium / hard: varied scenes, harder the further along. packshot: studio photos as
+# catalogue shops shoot them (plain background, one pose, each design in several colourways),
+# where different products look alike to a grey-level hash.
+Difficulty = Literal["easy", "medium", "hard", "packshot"]
 Points = np.ndarray  # (N, 2) float64 in the garment frame
 
 # The classes of each attribute, as params.yaml names them.
@@ -37,6 +40,7 @@ class GarmentSpec:
     item: Item
     labels: dict[str, str]
     style_seed: int
+    colourway: int = 0  # 0: the design's own colours; n > 0: the n-th other colourway of it
 
 
 def sample_garment(rng: np.random.Generator, item: Item) -> GarmentSpec:

@@ -44,13 +44,19 @@ class SceneKnobs:
     dark_scene_p: float  # dark background, and on shirts a dark contrast collar
     geometry_jitter: float
     pattern_contrast: tuple[float, float]
+    studio: bool = False  # a plain, even backdrop: no gradient, clutter or floor edge
 
 
 KNOBS: dict[str, SceneKnobs] = {
     "easy": SceneKnobs(3, (0.62, 0.78), 0.03, (0, 2), 0.08, 2.0, (88, 95), 0.1, 0.0, 0.04, (0.7, 1.0)),
     "medium": SceneKnobs(8, (0.5, 0.8), 0.07, (2, 6), 0.18, 4.0, (70, 92), 0.35, 0.12, 0.07, (0.45, 1.0)),
     "hard": SceneKnobs(14, (0.4, 0.84), 0.11, (4, 10), 0.3, 7.0, (45, 85), 0.6, 0.3, 0.1, (0.3, 0.9)),
+    # One camera, one pose: every product of a design framed identically, only its colours differ.
+    "packshot": SceneKnobs(0, (0.7, 0.7), 0.0, (0, 0), 0.0, 1.5, (90, 92), 0.0, 0.0, 0.04, (0.7, 1.0), studio=True),
 }
+STUDIO_GREY = 244.0
+COLOURWAY_TURN_DEG = 120.0  # each colourway turns the design's hues this much further
+COLOURWAY_MIN_SATURATION = 0.35  # so a grey design's other colourways are colours, not the same grey
 
 SKIN_TONES = np.array(
     [(182, 203, 240), (150, 178, 226), (118, 150, 205), (84, 112, 160), (58, 76, 112)], dtype=np.float32
@@ -151,6 +157,8 @@ def _linear_ramp(height: int, width: int, angle: float) -> np.ndarray:
 
 
 def _background(rng: np.random.Generator, knobs: SceneKnobs, height: int, width: int, dark: bool) -> np.ndarray:
+    if knobs.studio:
+        return np.full((height, width, 3), STUDIO_GREY, dtype=np.float32)
     low, high = (25, 80) if dark else (150, 250)
     top = rng.uniform(low, high, size=3).astype(np.float32)
     bottom = rng.uniform(low, high, size=3).astype(np.float32)
@@ -305,6 +313,17 @@ def _fabric_colour(rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
 
 
+def _colourway(texture: np.ndarray, colourway: int) -> np.ndarray:
+    """The design's fabric in its `colourway`-th other colourway: hues turned, saturation kept
+    above a floor; lightness (and so the pattern's drawing) unchanged."""
+    if colourway == 0:
+        return texture
+    hsv = cv2.cvtColor(np.clip(texture, 0, 255).astype(np.float32) / 255.0, cv2.COLOR_BGR2HSV)
+    hsv[..., 0] = (hsv[..., 0] + COLOURWAY_TURN_DEG * colourway) % 360.0
+    hsv[..., 1] = np.maximum(hsv[..., 1], COLOURWAY_MIN_SATURATION)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR) * 255.0
+
+
 def _pattern_texture(
     pattern: str, pose: Pose, u: np.ndarray, v: np.ndarray, rng: np.random.Generator, contrast: float
 ) -> np.ndarray:
@@ -392,6 +411,7 @@ def _draw_shirt(canvas, spec: GarmentSpec, style, scene, knobs: SceneKnobs, view
     pose = _pose(scene, knobs, SHIRT_EXTENT, height, width, zoom, focus)
     u, v = pose.frame_grid(height, width)
     texture = _pattern_texture(spec.labels["pattern"], pose, u, v, pattern_rng, contrast)
+    texture = _colourway(texture, spec.colourway)
     texture = texture * _fold_shading(u, v, scene, 0.12)[..., None]
     line_px = max(1, int(round(pose.scale * 0.006)))
     on_model = scene.random() < knobs.skin_distractor_p

@@ -29,6 +29,7 @@ class ShopRequestHandler(SimpleHTTPRequestHandler):
     server: ShopServer
 
     def send_head(self):  # type: ignore[override]
+        self.server.requested.append(self.path)
         self.path = shopify_route(self.path)
         path = Path(self.translate_path(self.path))
         if self.path.startswith("/products/") and self.path.endswith(".json") and not path.is_file():
@@ -86,6 +87,7 @@ class ShopServer(ThreadingHTTPServer):
 
     def __init__(self, site: Path, port: int = 0, verbose: bool = False) -> None:
         self.verbose = verbose
+        self.requested: list[str] = []  # every path asked for, in arrival order: what a crawl fetched
         super().__init__((HOST, port), partial(ShopRequestHandler, directory=str(site)))
 
     @property
@@ -101,11 +103,18 @@ def site_dir(shop: Path) -> Path:
 @contextmanager
 def running_shop(shop: Path, port: int = 0) -> Iterator[str]:
     """Serve `shop` in a background thread for the duration of the block; yields its origin."""
-    server = ShopServer(site_dir(shop), port)
+    with serving(site_dir(shop), port) as server:
+        yield server.origin
+
+
+@contextmanager
+def serving(folder: Path, port: int = 0) -> Iterator[ShopServer]:
+    """Serve any folder of static files (a shop template, say) on loopback for the block."""
+    server = ShopServer(folder, port)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield server.origin
+        yield server
     finally:
         server.shutdown()
         server.server_close()

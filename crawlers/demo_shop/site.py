@@ -115,7 +115,7 @@ def _labelme_shapes(image: RenderedImage) -> list[dict]:
 def render_product(task: tuple[int, int, str, str | None, Path]) -> ProductFiles:
     """Render, encode and write one product's photos under `site` (runs in a worker process)."""
     index, seed, difficulty, fault, site = task
-    product = make_product(index, seed)
+    product = make_product(index, seed, difficulty)  # type: ignore[arg-type]
     fmt = image_format(product, seed)
     files = ProductFiles(product, [])
     for number, view in enumerate(product.views, start=1):

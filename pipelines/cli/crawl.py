@@ -63,6 +63,7 @@ def crawl(
         for label, value in [
             ("pages", summary["pages"]),
             ("products", summary["products"]),
+            *((f"products found as: {k}", v) for k, v in summary.get("products_found_as", {}).items() if k != "page"),
             ("images new", images["new"]),
             ("images duplicate", images["duplicate"]),
             ("images already known (not fetched)", images["known_url"]),

@@ -4,7 +4,7 @@ crawl (`crawlers/demo_shop/`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
@@ -30,7 +30,12 @@ def build(
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed. Default: crawl.demo_shop.seed.")] = None,
     difficulty: Annotated[
-        str | None, typer.Option("--difficulty", help="easy, medium or hard. Default: crawl.demo_shop.difficulty.")
+        str | None,
+        typer.Option(
+            "--difficulty",
+            help="easy, medium or hard (varied scenes), or packshot (studio photos, each design in three "
+            "colourways). Default: crawl.demo_shop.difficulty.",
+        ),
     ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", help="Render processes. Default: one per CPU.", min=1)
@@ -51,12 +56,13 @@ def build(
         TimeRemainingColumn,
     )
 
+    from crawlers.demo_shop.garments import Difficulty
     from crawlers.demo_shop.site import ShopBuildError, build_shop
 
     shop = params_or_fail(params_file, profile).crawl.demo_shop
     chosen = difficulty or shop.difficulty
-    if chosen not in ("easy", "medium", "hard"):
-        fail(f"--difficulty: expected easy, medium or hard, got {chosen!r}")
+    if chosen not in get_args(Difficulty):
+        fail(f"--difficulty: expected {', '.join(get_args(Difficulty))}, got {chosen!r}")
     count, shop_seed = products or shop.products, seed if seed is not None else shop.seed
     columns = (TextColumn("rendering products"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as progress:

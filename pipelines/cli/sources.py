@@ -65,6 +65,9 @@ def check(
 ) -> None:
     """Fetch a handful of pages and show what would be extracted, flagging empty fields.
 
+    Listing cards show like products, with where each was found: its own page, a card on a
+    listing (a product on its own), or a card followed to its page.
+
     Nothing is stored: no images are downloaded and no manifest is written.
     """
     import tempfile
@@ -84,7 +87,7 @@ def check(
         rows = [json.loads(line) for line in lines][:products]
     if not rows:
         fail(f"{name}: no product was extracted; check start_urls and the links.products patterns")
-    table = Table("title", "breadcrumb", "price", "item", "images", "empty fields", show_lines=False)
+    table = Table("title", "breadcrumb", "price", "item", "images", "found as", "empty fields", show_lines=False)
     empty_counts: dict[str, int] = {}
     for row in rows:
         empty = [f for f in ("title", "breadcrumb", "price", "item_hint", "image_urls") if row.get(f) in (None, "", [])]
@@ -96,6 +99,7 @@ def check(
             "—" if row["price"] is None else f"{row['price']:.2f}",
             row["item_hint"] or "—",
             str(len(row["image_urls"])),
+            row.get("found_as", "page"),
             f"[yellow]{', '.join(empty)}[/]" if empty else "",
         )
     out_console.print(table)

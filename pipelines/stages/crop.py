@@ -6,7 +6,8 @@
         --manifest data/validated/manifest.parquet --images data/raw --detector models/detector \
         --annotations data/annotations --out data/crops --summary reports/crop_summary.json
 
-Outputs in `--out`: `<component>/<sha256>.png`, `index.csv` and `detections/<detector version>.jsonl`.
+Outputs in `--out`: `<component>/<sha256>.png` and `<component>/index.csv`, and
+`detections/<detector version>.jsonl`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ by DVC from the Prefect flow (a tiny detector, 32 px classifiers).
    component gets a champion, the data snapshot is tagged, the report artifact lists every step.
 2. A third run with no new data is a near no-op: every stage is skipped by DVC, and no new
    snapshot is tagged.
+3. On a copy of that workspace, the catalogue stripped to shirts only (then jeans only): the run
+   finishes, the other item's components are skipped with their reason and keep their champions.
 """
 
 from __future__ import annotations
@@ -127,6 +129,64 @@ def test_weekly_retrain_resumes_after_a_stop_then_is_a_no_op(
         # The model stages rewrote dvc.lock after the last snapshot; the data did not change.
         assert repeated["snapshot tag"] == "skipped", repeated
         assert again["snapshot"]["tag"] == resumed["snapshot"]["tag"]
+
+
+@pytest.fixture
+def one_item_workspace(project: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the weekly workspace after its full run (one is made if none has run), so that
+    stripping the shop down to one item leaves the workspace the search tests read untouched.
+    Taken before the GPU-worker test below, which leaves a model trained elsewhere unregistered."""
+    root, env = project
+    if not (root / "data" / "catalogue" / "catalogue.db").is_file():
+        run([sys.executable, "-m", "flows.weekly_retrain", "--profile", "tiny"], root, env)
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy, symlinks=True, ignore=lambda folder, _: ["tmp"] if folder.endswith(".dvc") else [])
+    return copy, env
+
+
+@pytest.mark.parametrize("kept", ["shirt", "jeans"])
+def test_a_shop_selling_one_item_runs_the_week_to_the_end(
+    one_item_workspace: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch, kept: str
+) -> None:
+    """A shirt-only (then a jeans-only) catalogue: the other item's components have no labels, so
+    they are skipped with that reason, registered nothing and keep their champions; the run
+    finishes. The kept item's crops did not change, so its components are up to date (their
+    train stages depend on their own crops only)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.weekly_retrain import weekly_retrain
+    from pipelines.config import load_params
+    from pipelines.manifest import read_manifest
+    from pipelines.registry import CHAMPION, Registry
+
+    root, env = one_item_workspace
+    manifest = root / "data" / "raw" / "demo" / "manifest.jsonl"
+    rows = [row for row in read_manifest(manifest).rows if row.item_hint == kept]
+    manifest.write_text("".join(row.to_json() + "\n" for row in rows), encoding="utf-8")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(root)
+    params = load_params(root / "params.yaml", "tiny")
+    registry = Registry(params.registry)
+    champions = {c: registry.alias_version(c, CHAMPION) for c in params.components}
+    assert all(champions.values()), champions
+
+    with prefect_test_harness():
+        report = weekly_retrain(profile="tiny", root=str(root))
+
+    steps = {step["step"]: step for step in report["steps"]}
+    assert all(step["status"] in ("ran", "skipped") for step in steps.values()), steps
+    assert steps["crawl@demo"]["status"] == "skipped"  # crawled within the hour: the stripped manifest stands
+    assert steps["label"]["status"] == "ran" and steps["index catalogue"]["status"] == "ran"
+    for component, settings in params.components.items():
+        train, register = steps[f"train@{component}"], steps[f"register {component}"]
+        if settings.item == kept:
+            assert train["status"] == "skipped" and not train["message"], (component, train)  # up to date
+        else:
+            assert train["status"] == "skipped", (component, train)
+            assert train["message"].startswith("not trained: no labelled images (0 images of its item)"), train
+            assert register["message"] == "not trained: the champion stays", register
+        assert Registry(params.registry).alias_version(component, CHAMPION) == champions[component], component
 
 
 def _group_of(proc: Path) -> int | None:

@@ -160,6 +160,32 @@ def test_css_only_source_finds_the_same_images(shop: Path, server, first_crawl, 
     assert all(r.title and r.breadcrumb and r.price for r in css_rows)
 
 
+def test_listing_cards_with_their_own_pages_are_followed_and_the_page_wins(server, first_crawl, tmp_path: Path) -> None:
+    """The demo shop's listing cards (thumbnail, name, price) read as `cards:`: each links to its
+    own product page, so each is followed, and the page's gallery replaces the card's thumbnail."""
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    tree = yaml.safe_load((SOURCES_DIR / "demo_css.yaml").read_text())
+    tree["name"] = "demo_cards"
+    tree["cards"] = {
+        "selector": "li.product-card",
+        "title": ".name::text",
+        "price": ".price::text",
+        "link": "a::attr(href)",
+        "listing_breadcrumb": "h1.category-title::text",
+    }
+    (sources / "demo_cards.yaml").write_text(yaml.safe_dump(tree))
+    result = crawl(server[0], tmp_path / "raw", "demo_cards", "--sources-dir", str(sources))
+    assert result.returncode == 0, result.stderr
+    report = summary(tmp_path / "raw", "demo_cards")
+    assert report["products_found_as"] == {"card+page": report["products"]} and report["products"] >= PRODUCTS
+    card_rows = read_manifest(tmp_path / "raw" / "demo_cards" / "manifest.jsonl").rows
+    demo_rows = read_manifest(first_crawl[0] / "demo" / "manifest.jsonl").rows
+    assert {r.sha256 for r in card_rows} == {r.sha256 for r in demo_rows}  # no thumbnail among them
+    assert not any("thumb" in r.image_url for r in card_rows)
+    assert all(r.breadcrumb.startswith("Home") for r in card_rows)  # the page's breadcrumb, not the card's heading
+
+
 @pytest.mark.parametrize("source", ["demo_sitemap", "demo_shopify"])
 def test_sitemap_and_shopify_spiders_find_every_product(shop: Path, server, tmp_path: Path, source: str) -> None:
     result = crawl(server[0], tmp_path, source)

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from pipelines.annotations import import_labelme_dir
+from pipelines.crop_set import read_crop_set
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
@@ -146,7 +148,7 @@ def test_the_crop_stage_reprocesses_only_new_images(project: Path, trained: dict
     write_inputs(project, first, components)
     full = crop_labelled(project)
     assert full["detected_images"] == 40 and full["processed_pairs"] == 40 * len(components)
-    index = list(csv.DictReader((project / "data" / "crops" / "index.csv").open()))
+    index = [row for c in components for row in csv.DictReader((project / "data" / "crops" / c / "index.csv").open())]
     assert len(index) == 40 * len(components)
     for row in index:  # with on_no_detection: full_image every pair has a file, and says why
         assert row["status"] in ("cropped", "full_image")
@@ -202,7 +204,7 @@ def test_corrupt_and_missing_images_are_recorded_with_their_reason(project: Path
     summary = crop_labelled(project)
     assert summary["reasons"]["corrupt_image"] == 6  # one image, six components
     assert summary["reasons"]["missing_image"] == 1
-    rows = {(r["component"], r["sha256"]): r for r in csv.DictReader((project / "data/crops/index.csv").open())}
+    rows = {(row.component, row.sha256): asdict(row) for row in read_crop_set(project / "data" / "crops").values()}
     assert rows[("shirt-pattern", "c" * 64)]["status"] == "skipped"
     assert len(rows) == 4 * 6 + 1  # pairs from the previous test are pruned with their files
 

@@ -75,7 +75,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> tup
         index_rows.append([COMPONENT, sha, split, f"{COMPONENT}/{sha}.png", "cropped", "", "", "", "test"])
     with (labels / f"{COMPONENT}.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([["sha256", "label", "split", "label_source"], *label_rows])
-    with (crops / "index.csv").open("w", newline="") as handle:
+    with (crops / COMPONENT / "index.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows(
             [["component", "sha256", "split", "file", "status", "reason", "score", "box", "recipe"], *index_rows]
         )

@@ -68,7 +68,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, demo_shop: Path) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["sha256", "label", "split", "label_source"])
         writer.writerows([sha, label, split, "weak"] for sha, label, split in rows)
-    with (crops / "index.csv").open("w", newline="") as handle:
+    with (crops / COMPONENT / "index.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["component", "sha256", "split", "file", "status", "reason", "score", "box", "recipe"])
         writer.writerows(
@@ -143,7 +143,7 @@ def test_the_mlflow_run_holds_metrics_confusion_matrix_and_a_loadable_model(proj
 def test_training_without_crops_says_which_stage_to_run(tmp_path: Path, project: Path) -> None:
     result = train_stage(project, "--crops", str(tmp_path / "none"))
     assert result.returncode == 2
-    assert "index.csv: missing (run the crop stage first)" in result.stderr
+    assert f"{COMPONENT}/index.csv: missing (run the crop stage first)" in result.stderr
 
 
 def train_stage(project: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -215,9 +215,9 @@ def test_a_component_never_trained_and_short_of_crops_is_skipped_with_files_dvc_
     """No gate file (labels from before gates) and a split left empty by the crops: skipped too,
     and its outputs exist for DVC to record though no model was ever trained."""
     crops = tmp_path / "crops"
-    crops.mkdir()
-    rows = list(csv.DictReader((project / "data" / "crops" / "index.csv").open()))
-    with (crops / "index.csv").open("w", newline="") as handle:
+    (crops / COMPONENT).mkdir(parents=True)
+    rows = list(csv.DictReader((project / "data" / "crops" / COMPONENT / "index.csv").open()))
+    with (crops / COMPONENT / "index.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(row for row in rows if row["split"] != "test")  # nothing cropped in test

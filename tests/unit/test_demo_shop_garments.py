@@ -87,3 +87,21 @@ def test_products_are_independent_of_build_order() -> None:
     assert make_product(17, seed=3) == make_product(17, seed=3)
     assert make_product(17, seed=3).id == "SL00018"
     assert make_product(17, seed=3) != make_product(17, seed=4)
+
+
+def test_packshot_products_are_one_design_in_three_colourways_on_one_backdrop() -> None:
+    shirts = [make_product(index, seed=1, difficulty="packshot") for index in (54, 55, 56)]
+    assert {p.garment.style_seed for p in shirts} == {shirts[0].garment.style_seed}
+    assert [p.garment.colourway for p in shirts] == [0, 1, 2]
+    assert all(p.garment.labels == shirts[0].garment.labels for p in shirts)
+    assert all(p.views == ("front", "detail") for p in shirts)
+    photos = [render_view(p.garment, "front", "packshot") for p in shirts]
+    regions = [next(r.points for r in photo.regions if r.label == "shirt") for photo in photos]
+    assert all(np.allclose(points, regions[0], atol=1.0) for points in regions)  # one pose
+    corners = [photo.pixels[:20, :20].reshape(-1, 3).mean(axis=0) for photo in photos]
+    assert all(np.abs(corner - 244).max() < 15 for corner in corners)  # a plain studio backdrop
+    inside = [photo.pixels[240, 180].astype(int) for photo in photos]
+    assert np.abs(inside[0] - inside[1]).sum() > 30 and np.abs(inside[1] - inside[2]).sum() > 30
+    # Jeans designs come in each wash: the colourways are three colour classes.
+    jeans = [make_product(index, seed=1, difficulty="packshot").garment.labels["color"] for index in (3, 4, 5)]
+    assert sorted(jeans) == ["deep", "light", "middle"]

@@ -10,8 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from crawlers.demo_shop.catalogue import make_product
+from crawlers.demo_shop.render import render_view
 from pipelines.config import SamePhotoParams
-from pipelines.duplicates import Fingerprint, colour_difference, fingerprint, grey_difference, same_photo
+from pipelines.duplicates import (
+    Fingerprint,
+    colour_difference,
+    fingerprint,
+    grey_difference,
+    same_photo,
+    same_photo_pairs,
+)
 from pipelines.labels import split_groups
 from pipelines.manifest import hamming, perceptual_hash
 from pipelines.validation import duplicate_of, look_at
@@ -42,7 +51,7 @@ def looked(data: bytes) -> tuple[str, Fingerprint]:
 
 def is_one_photo(a: bytes, b: bytes) -> bool:
     (hash_a, print_a), (hash_b, print_b) = looked(a), looked(b)
-    return hamming(hash_a, hash_b) <= DISTANCE and same_photo(print_a, print_b, RULE)
+    return hamming(hash_a, hash_b) <= RULE.candidate_hamming and same_photo(print_a, print_b, RULE)
 
 
 def hue_turned(image: Image.Image, degrees: float) -> Image.Image:
@@ -113,3 +122,22 @@ def test_a_fingerprint_survives_its_manifest_columns() -> None:
         Fingerprint.decoded(grey, colour[:-2])
     with pytest.raises(ValueError, match="grey thumbnail has 1024 bytes"):
         Fingerprint.decoded(grey[:-2], colour)
+
+
+def test_packshot_colourways_are_products_and_a_resized_packshot_is_one_photo() -> None:
+    """The demo shop's packshot mode: one check shirt in three colourways, shot identically on a
+    plain backdrop, and a sale page's resized copy of the first. On a plain backdrop the resize
+    moves the pHash past the pHash-only distance; the colourways sit within it."""
+    photos = [
+        Image.fromarray(render_view(make_product(index, 1, "packshot").garment, "front", "packshot").pixels[..., ::-1])
+        for index in (54, 55, 56)
+    ]
+    shots = [jpeg(photo, 90) for photo in photos] + [jpeg(photos[0].resize((180, 240), Image.Resampling.LANCZOS), 75)]
+    hashes, prints = (list(column) for column in zip(*(looked(shot) for shot in shots)))
+    assert hamming(hashes[0], hashes[3]) > DISTANCE
+    assert all(hamming(hashes[a], hashes[b]) <= DISTANCE for a, b in [(0, 1), (0, 2), (1, 2)])
+    assert list(same_photo_pairs(hashes, prints, DISTANCE, RULE)) == [(0, 3)]
+    # Without fingerprints only the pHash speaks, and it takes the colourways for one photo.
+    assert (0, 1) in list(same_photo_pairs(hashes, [None] * 4, DISTANCE, RULE))
+    groups = split_groups(["p54", "p55", "p56", "p54"], hashes, prints, DISTANCE, RULE)
+    assert groups[0] == groups[3] and len({groups[0], groups[1], groups[2]}) == 3

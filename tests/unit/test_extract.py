@@ -7,6 +7,7 @@ from parsel import Selector
 
 from crawlers.extract import (
     ProductFields,
+    background_image,
     classify_links,
     extract_product,
     from_jsonld,
@@ -15,8 +16,9 @@ from crawlers.extract import (
     largest_from_srcset,
     parse_price,
     products_from_shopify,
+    read_cards,
 )
-from crawlers.source_config import ExtractRules, LinkRules, SelectorRules
+from crawlers.source_config import CardRules, ExtractRules, LinkRules, SelectorRules
 
 BASE = "https://shop.example/p/oxford-shirt.html"
 
@@ -160,3 +162,78 @@ def test_shopify_products_json() -> None:
     ((url, fields),) = products_from_shopify(data, "https://s.example/")
     assert url == "https://s.example/products/mid-wash-bootcut"
     assert fields == ProductFields("Mid Wash Bootcut Jeans", ("Jeans", "Women"), 79.0, ("https://cdn.example/x.jpg",))
+
+
+LISTING = "https://shop.example/shop.html"
+
+CARDS_PAGE = """<html><body><h2 class="category">Shirts</h2>
+<div class="card"><div class="pic set-bg" data-setbg="img/1.jpg"></div>
+  <h6><a href="shop-details.html">Band Collar Shirt</a></h6><h5>$49.90</h5></div>
+<div class="card"><div class="pic" style="color: red; background-image: url('img/2.jpg')"></div>
+  <h6><a href="shop-details.html">Check Shirt</a></h6><h5>$39</h5></div>
+<div class="card"><a href="/p/dot-blouse.html"><img src="/thumbs/3.jpg"></a>
+  <h6>Dot Blouse</h6><h5>€29,00</h5></div>
+<div class="card"><div data-bg="//cdn.example/4.jpg"></div><h6><a href="#">Stripe Shirt</a></h6></div>
+<div class="card"><h6>No Photo Shirt</h6></div>
+</body></html>"""
+
+CARD_RULES = CardRules(
+    selector=".card",
+    title="h6 ::text",
+    price="h5::text",
+    image_elements="[data-setbg], [data-bg], [style], img",
+    link="a::attr(href)",
+    listing_breadcrumb="h2.category::text",
+)
+
+
+def test_cards_read_images_from_setbg_style_bg_and_img() -> None:
+    cards = read_cards(Selector(text=CARDS_PAGE), LISTING, CARD_RULES, ["/p/", "shop-details"])
+    assert [card.fields.title for card in cards] == [
+        "Band Collar Shirt",
+        "Check Shirt",
+        "Dot Blouse",
+        "Stripe Shirt",
+        "No Photo Shirt",
+    ]
+    assert [card.fields.image_urls for card in cards] == [
+        ("https://shop.example/img/1.jpg",),
+        ("https://shop.example/img/2.jpg",),
+        ("https://shop.example/thumbs/3.jpg",),
+        ("https://cdn.example/4.jpg",),
+        (),
+    ]
+    assert [card.fields.price for card in cards] == [49.9, 39.0, 29.0, None, None]
+    assert all(card.fields.breadcrumb == ("Shirts",) for card in cards)
+
+
+def test_only_a_card_s_own_product_page_is_followed() -> None:
+    cards = read_cards(Selector(text=CARDS_PAGE), LISTING, CARD_RULES, ["/p/", "shop-details"])
+    # Two cards share shop-details.html (a template's one demo page) and one links to "#":
+    # neither is the card's own page, so those cards are products on their own.
+    assert [card.link for card in cards] == [None, None, "https://shop.example/p/dot-blouse.html", None, None]
+    assert cards[0].product_url(LISTING) == "https://shop.example/img/1.jpg"
+    assert cards[4].product_url(LISTING).startswith(LISTING + "#card-")
+    again = read_cards(Selector(text=CARDS_PAGE), "https://shop.example/shop-2.html", CARD_RULES, ["/p/"])
+    assert again[0].product_url("https://shop.example/shop-2.html") == cards[0].product_url(LISTING)
+
+
+def test_a_product_page_wins_over_its_card() -> None:
+    card = ProductFields("Card Title", ("Shirts",), 10.0, ("https://shop.example/thumb.jpg",))
+    page = ProductFields("Page Title", (), None, ("https://shop.example/big.jpg",))
+    assert page.over(card) == ProductFields("Page Title", ("Shirts",), 10.0, ("https://shop.example/big.jpg",))
+    assert ProductFields().over(card) == card
+
+
+@pytest.mark.parametrize(
+    ("style", "url"),
+    [
+        ("background-image: url(img/a.jpg)", "img/a.jpg"),
+        ('background: #fff url("img/b.jpg") no-repeat', "img/b.jpg"),
+        ("BACKGROUND-IMAGE:url( 'c.png' );", "c.png"),
+        ("color: red", None),
+        ("background-image: url()", None),
+    ],
+)
+def test_background_image(style: str, url: str | None) -> None:
+    assert background_image(style) == url

@@ -49,7 +49,13 @@ def test_valid_source_and_subdomains_of_allowed_domains(tmp_path: Path) -> None:
         ({"extrct": {}}, "extrct: unknown key"),
         ({"spider": "crawly"}, "spider: Input should be 'listing', 'sitemap' or 'shopify'"),
         ({"links": {"products": ["/p/("]}}, "links.products: '/p/(' is not a valid regular expression"),
-        ({"links": None}, "spider 'listing' needs start_urls and links"),
+        ({"links": None}, "spider 'listing' needs links.products (product pages) or cards"),
+        ({"cards": {"selector": "div.card["}}, "cards.selector: 'div.card[' is not a valid CSS selector"),
+        ({"cards": {"selector": ".card", "title": "h6::nope"}}, "cards.title: 'h6::nope' is not a valid CSS"),
+        (
+            {"spider": "sitemap", "sitemap_urls": ["https://www.shop.example/s.xml"], "cards": {"selector": ".c"}},
+            "cards: are read from listing pages; spider 'sitemap' has none",
+        ),
         ({"start_urls": ["ftp://shop.example/"]}, "start_urls: 'ftp://shop.example/' is not an absolute http(s) URL"),
         ({"start_urls": ["https://elsewhere.example/"]}, "is outside allowed_domains"),
         ({"extract": {"methods": ["xpath"]}}, "extract: methods lists 'xpath' but no `xpath:` selectors"),
@@ -63,6 +69,13 @@ def test_each_mistake_names_its_key(tmp_path: Path, change: dict, message: str) 
         load_source(write(tmp_path, {**VALID, **change}), environ={})
     assert message in str(raised.value)
     assert str(raised.value).startswith(str(tmp_path / "shop.yaml"))
+
+
+def test_cards_alone_are_enough_for_a_listing_source(tmp_path: Path) -> None:
+    tree = {**VALID, "links": {"follow": ["/shop-\\d+\\.html$"]}, "cards": {"selector": ".product__item"}}
+    source = load_source(write(tmp_path, tree), environ={})
+    assert source.cards is not None and source.cards.image_elements == "img"
+    assert "style" in source.cards.image_attributes and "data-bg" in source.cards.image_attributes
 
 
 def test_malformed_yaml_is_one_line(tmp_path: Path) -> None:
