@@ -15,6 +15,7 @@ from pipelines.cli import (
     data,
     demo_shop,
     detect,
+    hand_labels,
     models,
     params,
     predict,
@@ -44,6 +45,7 @@ for name, group in (
     ("demo-shop", demo_shop),
     ("data", data),
     ("annotations", annotations),
+    ("hand-labels", hand_labels),
     ("sources", sources),
     ("models", models),
 ):

@@ -85,6 +85,34 @@ def build(
     )
 
 
+@app.command("build-real")
+def build_real(
+    photos: Annotated[
+        Path, typer.Option("--photos", help="The photos to sell: folder,sha256,path (path under --root).")
+    ] = Path("eval/real-photos/photos.csv"),
+    answers: Annotated[
+        list[Path] | None,
+        typer.Option("--answers", help="Settled hand labels (`hand-labels settle`'s answers-*.csv). Repeatable."),
+    ] = None,
+    root: Annotated[Path, typer.Option("--root", help="Folder the photo paths are under.")] = Path(
+        "../shared/real-photos"
+    ),
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the shop to.")] = Path("data/real_shop"),
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the copy.")] = 7,
+) -> None:
+    """A shop of real photos with real-looking copy (crawlers/demo_shop/real.py): serve it with
+    `demo-shop serve OUT` and crawl it with the `real_shop` source."""
+    from crawlers.demo_shop.real import build_real_shop, read_photos, read_settled
+    from crawlers.demo_shop.site import ShopBuildError
+
+    chosen = answers or sorted(Path("eval/real-photos").glob("answers-*.csv"))
+    try:
+        count = build_real_shop(read_photos(photos), read_settled(chosen), root, out, seed)
+    except (ShopBuildError, OSError, KeyError) as error:
+        fail(str(error))
+    say(f"built {count} real-photo products into {out} (copy seed {seed}, labels from {len(chosen)} files)")
+
+
 @app.command("serve")
 def serve(
     shop: Annotated[Path, typer.Argument(help="A built shop folder (from `demo-shop build`).")] = DEFAULT_SHOP_DIR,
