@@ -8,7 +8,7 @@ then confirms with `python -m pipelines.stages.train`. It is not run by `make be
 Two steps:
 
   pack (here, in the Seamline environment: needs OpenCV): re-cut one component's crops from the
-  crawled photos and the crop stage's detection boxes (data/crops/index.csv) at a margin and
+  crawled photos and the crop stage's detection boxes (data/crops/<component>/index.csv) at a margin and
   size of your choice, into one .npz with labels and splits (with --shop, a crawled demo shop, also
   each crop's true class and its photo's view, so the runs are scored on the truth as well):
       python experiments/gpu/input_size.py pack shirt-pattern --margin -0.25 --size 128 --out .gx/shirt-pattern.npz
@@ -73,7 +73,7 @@ def pack(
     from pipelines.crop import crop_square
 
     boxes = {}
-    with (crops / "index.csv").open(newline="") as handle:
+    with (crops / component / "index.csv").open(newline="") as handle:  # the component's crop index
         for row in csv.DictReader(handle):
             if row["component"] == component and row["status"] == "cropped":
                 boxes[row["sha256"]] = tuple(float(v) for v in row["box"].split())

@@ -47,12 +47,13 @@ def load(crops: Path, labels: Path) -> tuple[torch.Tensor, list[dict[str, str]]]
             for row in csv.DictReader(handle):
                 label_of[(path.stem, row["sha256"])] = row["label"]
     rows, pixels = [], []
-    with (crops / "index.csv").open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            label = label_of.get((row["component"], row["sha256"]))
-            if row["file"] and label is not None:
-                rows.append({**row, "label": label})
-                pixels.append(np.asarray(Image.open(crops / row["file"]).convert("RGB")))
+    for index in sorted(crops.glob("*/index.csv")):  # one crop index per component folder
+        with index.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                label = label_of.get((row["component"], row["sha256"]))
+                if row["file"] and label is not None:
+                    rows.append({**row, "label": label})
+                    pixels.append(np.asarray(Image.open(crops / row["file"]).convert("RGB")))
     images = torch.tensor(np.stack(pixels)).permute(0, 3, 1, 2).float().div(255)
     return images, rows
 
