@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.config import CropParams, load_params, stage_settings
 from pipelines.crop import DetectionCache, Region, crop_one, detected_region
-from pipelines.crop_set import CropRow, crop_recipe, read_index, write_index
+from pipelines.crop_set import CropRow, crop_recipe, read_crop_set, read_index, write_crop_set, write_index
 from pipelines.detect import Detection, detection_record
 
 
@@ -100,6 +100,14 @@ def test_the_index_round_trips(tmp_path: Path) -> None:
     again = read_index(tmp_path / "index.csv")
     assert again[("jeans-fit", "b" * 64)] == rows[1]
     assert again[("shirt-collar", "a" * 64)].score == pytest.approx(0.9123)
+    # A crop set from before per-component indexes is read once, then split into one index per
+    # component (an empty one for a component with no crops) and the old file goes.
+    assert read_crop_set(tmp_path) == again
+    write_crop_set(tmp_path, list(again.values()), ["shirt-collar", "jeans-fit", "jeans-color"])
+    assert not (tmp_path / "index.csv").exists()
+    assert list(read_index(tmp_path / "jeans-fit" / "index.csv")) == [("jeans-fit", "b" * 64)]
+    assert read_index(tmp_path / "jeans-color" / "index.csv") == {}
+    assert read_crop_set(tmp_path) == again
 
 
 def test_resolved_stage_settings_apply_the_profile(shipped_params_path: Path) -> None:
