@@ -4,6 +4,7 @@ shops write them — synonyms, varied word order, and some titles that say nothi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -85,8 +86,12 @@ def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def _phrase(rng: np.random.Generator, attribute: str, label: str) -> str | None:
-    if rng.random() >= MENTION_P[attribute]:
+def title_phrase(
+    rng: np.random.Generator, attribute: str, label: str, mention_p: Mapping[str, float] = MENTION_P
+) -> str | None:
+    """How a title names `label`: one of its synonyms, now and then another class's (real copy
+    is sometimes wrong), or nothing (with probability 1 − `mention_p[attribute]`)."""
+    if rng.random() >= mention_p[attribute]:
         return None
     if rng.random() < MISLABEL_P:
         label = str(rng.choice([other for other in SYNONYMS[attribute] if other != label]))
@@ -97,7 +102,7 @@ def shirt_title(rng: np.random.Generator, labels: dict[str, str]) -> str:
     fabric = str(rng.choice(FABRICS))
     if rng.random() < SILENT_TITLE_P:
         return str(rng.choice(GENERIC_SHIRTS)).format(fabric=fabric)
-    collar, pattern = _phrase(rng, "collar", labels["collar"]), _phrase(rng, "pattern", labels["pattern"])
+    collar, pattern = title_phrase(rng, "collar", labels["collar"]), title_phrase(rng, "pattern", labels["pattern"])
     form = rng.integers(0, 3)
     if form == 0 or collar is None:
         words = [w for w in (collar, pattern, fabric, "Shirt") if w]
@@ -111,10 +116,10 @@ def jeans_title(rng: np.random.Generator, labels: dict[str, str]) -> str:
     name = str(rng.choice(JEANS_NAMES))
     if rng.random() < SILENT_TITLE_P:
         return str(rng.choice(GENERIC_JEANS))
-    fit = _phrase(rng, "fit", labels["fit"])
-    color = _phrase(rng, "color", labels["color"])
-    washing = _phrase(rng, "washing", labels["washing"])
-    damage = _phrase(rng, "damage", labels["damage"])
+    fit = title_phrase(rng, "fit", labels["fit"])
+    color = title_phrase(rng, "color", labels["color"])
+    washing = title_phrase(rng, "washing", labels["washing"])
+    damage = title_phrase(rng, "damage", labels["damage"])
     form = rng.integers(0, 3)
     if form == 0:
         head = " ".join(w for w in (color, fit, name) if w)

@@ -11,6 +11,7 @@ and benchmarks read, written beside the site as `ground_truth.jsonl` like the de
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crawlers.demo_shop.catalogue import FABRICS, MISLABEL_P, SYNONYMS, Product, slugify
+from crawlers.demo_shop.catalogue import FABRICS, SYNONYMS, Product, slugify, title_phrase
 from crawlers.demo_shop.garments import GarmentSpec
 from crawlers.demo_shop.site import ROBOTS, ImageFile, ShopBuildError, _page, _write, listing_pages, product_page
 from crawlers.demo_shop.site import sitemap as sitemap_xml
@@ -66,12 +67,11 @@ def read_settled(answers: Sequence[Path]) -> dict[str, dict[str, str]]:
 
 
 def _mention(rng: np.random.Generator, attribute: str, label: str | None) -> str | None:
-    """A phrase for `label`, sometimes another class's (real copy is sometimes wrong), or None."""
-    if label not in SYNONYMS[attribute] or rng.random() >= MENTION_P[attribute]:
+    """The demo shop's title phrase for a settled class at this shop's rates; nothing for an
+    answer that is no class (`unclear`, `none`, `other`)."""
+    if label is None or label not in SYNONYMS[attribute]:
         return None
-    if rng.random() < MISLABEL_P:
-        label = str(rng.choice([other for other in SYNONYMS[attribute] if other != label]))
-    return str(rng.choice(SYNONYMS[attribute][label]))
+    return title_phrase(rng, attribute, label, MENTION_P)
 
 
 def real_title(rng: np.random.Generator, folder: str, category: str, answers: Mapping[str, str]) -> str:
@@ -124,12 +124,13 @@ def build_real_shop(
             views=("front",),
             template=str(rng.choice(("jsonld", "jsonld", "opengraph", "plain"))),  # type: ignore[arg-type]
         )
-        with Image.open(root / photo.path) as image:
+        data = (root / photo.path).read_bytes()  # served unchanged: a crawl stores the same bytes
+        with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
         url = f"/img/{product_id}/1.jpg"
-        _write(site, url, (root / photo.path).read_bytes())
-        if product.template == "plain":
-            _write(site, f"/img/{product_id}/1-180w.jpg", (root / photo.path).read_bytes())
+        _write(site, url, data)
+        if product.template == "plain":  # its srcset names a small candidate; the largest is the same photo
+            _write(site, f"/img/{product_id}/1-180w.jpg", data)
         _write(
             site,
             product.path,

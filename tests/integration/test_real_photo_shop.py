@@ -17,18 +17,11 @@ import pytest
 
 from crawlers.demo_shop.real import build_real_shop, read_photos, read_settled
 from crawlers.demo_shop.server import serving
+from pipelines.hand_labelling import COMPONENT_OF
 from pipelines.manifest import read_manifest
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "real-shop"
 SEAMLINE = str(Path(sys.executable).with_name("seamline"))
-COMPONENT_QUESTION = {
-    "shirt-pattern": "pattern",
-    "shirt-collar": "collar",
-    "jeans-fit": "fit",
-    "jeans-color": "color",
-    "jeans-washing": "washing",
-    "jeans-damage": "damage",
-}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +74,7 @@ def test_weak_labels_from_real_copy_agree_with_the_hand_labels(
     assert len(pd.read_parquet(tmp_path / "data" / "validated" / "manifest.parquet")) == len(truth)
     by_sha = {product["sha256"]: product["labels"] for product in truth}
     right = wrong = 0
-    for component, question in COMPONENT_QUESTION.items():
+    for question, component in COMPONENT_OF.items():
         with (tmp_path / "data" / "labels" / f"{component}.csv").open(newline="") as handle:
             for row in csv.DictReader(handle):
                 answer = by_sha[row["sha256"]].get(question)
