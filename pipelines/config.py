@@ -164,6 +164,9 @@ CropMode = Literal["bbox", "mask", "mask_alpha", "annotation", "none"]
 CropMargin = Annotated[float, Field(ge=-0.45, le=1.0)]
 
 
+OnNoDetection = Literal["skip", "full_image", "item_top"]
+
+
 class CropParams(_Section):
     mode: CropMode = "bbox"
     size: Annotated[int, Field(ge=32, le=1024)] = 224
@@ -171,7 +174,9 @@ class CropParams(_Section):
     margin: CropMargin = 0.0
     # The paper kept the largest box; with overlapping boxes of a small part the most confident sits better.
     pick: Literal["largest", "most_confident"] = "largest"
-    on_no_detection: Literal["skip", "full_image"] = "skip"
+    # Where a component's region is not found: skip it, take the whole photo, or (item_top) the top
+    # centre of its item's box, where a collar sits on a flat-lay, a hanger or a packshot.
+    on_no_detection: OnNoDetection = "skip"
 
 
 # --- classifier training --------------------------------------------------------------------
@@ -249,16 +254,24 @@ class ComponentParams(_Section):
         tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], ...], Field(strict=False, min_length=2)
     ]
     crop_region: Literal["collar", "shirt", "jeans"]
+    # Classes the keywords and hand labels name but this component does not learn: their images are
+    # left out, as the paper's 3-class jeans fit left out regular (`-S components.jeans-fit.left_out=[regular]`).
+    left_out: Annotated[tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], ...], Field(strict=False)] = ()
     # This component's own `crop.margin` (None: the global one): a texture wants a zoom into the garment.
     crop_margin: CropMargin | None = None
     # This component's own `crop.mode` (None: the global one), e.g. `mask` where the garment's shade is the cue.
     crop_mode: CropMode | None = None
+    # This component's own `crop.on_no_detection` (None: the global one): a collar the detector
+    # misses can be cut from its shirt's box without changing every other component's crops.
+    on_no_detection: OnNoDetection | None = None
     training: TrainingParams
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("classes must not repeat")
+        if both := sorted(set(self.classes) & set(self.left_out)):
+            raise ValueError(f"{', '.join(both)}: a class cannot also be left out")
         if self.crop_region not in _REGIONS_OF_ITEM[self.item]:
             allowed = ", ".join(sorted(_REGIONS_OF_ITEM[self.item]))
             raise ValueError(f"crop_region {self.crop_region!r} is not a region of a {self.item} (expected {allowed})")
@@ -396,7 +409,7 @@ class Params(_Section):
                     f"components.{name}: a component's name must be '{component.item}-<attribute>' in lower case"
                 )
             rules = self.labels.keywords.get(name, {})
-            unknown = sorted(set(rules) - set(component.classes))
+            unknown = sorted(set(rules) - set(component.classes) - set(component.left_out))
             if unknown:
                 raise ValueError(f"labels.keywords.{name}: {', '.join(unknown)} not in the component's classes")
             if component.crop_region not in self.detector.categories:
@@ -418,7 +431,11 @@ class Params(_Section):
     def crop_for(self, name: str) -> CropParams:
         """The crop recipe of one component: `crop` with the component's own mode and margin, if any."""
         component = self.components[name]
-        own = {"mode": component.crop_mode, "margin": component.crop_margin}
+        own = {
+            "mode": component.crop_mode,
+            "margin": component.crop_margin,
+            "on_no_detection": component.on_no_detection,
+        }
         return self.crop.model_copy(update={key: value for key, value in own.items() if value is not None})
 
     def component(self, name: str) -> ComponentParams:
@@ -458,6 +475,8 @@ def stage_settings(params: Params) -> dict[str, Any]:
 
 # Keys a profile may not set: it is itself chosen by `profile` and cannot nest profiles.
 _FILE_ONLY_KEYS = ("profile", "profiles")
+# A profile's key naming the profile it starts from: `real` is `demo` with bigger crops, not a copy of it.
+_EXTENDS = "extends"
 
 
 def read_yaml_mapping(path: Path, what: str = "params file") -> dict[str, Any]:
@@ -534,7 +553,7 @@ def resolve_params(tree: Mapping[str, Any], profile: str | None = None, *, sourc
         where = "--profile" if profile is not None else "profile"
         raise ParamsError(f"{source}: {where}: unknown profile {chosen!r} (expected one of: {known})")
 
-    overrides = profiles[chosen] or {}
+    overrides = profile_overrides(profiles, chosen)
     merged = _apply_profile(tree, overrides, chosen)
     try:
         return Params.model_validate(merged)
@@ -561,6 +580,24 @@ def check_all_profiles(path: Path = DEFAULT_PARAMS_PATH) -> list[str]:
 
 
 # --- merging --------------------------------------------------------------------------------
+
+
+def profile_overrides(profiles: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A profile's overrides with those of the profiles it `extends` underneath, nearest last."""
+    chain: list[str] = []
+    current: Any = name
+    while current is not None:
+        if current in chain:
+            raise ParamsError(f"profiles.{name}.{_EXTENDS}: a cycle ({' → '.join([*chain, current])})")
+        if not isinstance(current, str) or current not in profiles:
+            where = f"profiles.{chain[-1]}.{_EXTENDS}" if chain else "profile"
+            raise ParamsError(f"{where}: unknown profile {current!r} (expected one of: {', '.join(profiles)})")
+        chain.append(current)
+        current = _mapping(profiles[current]).get(_EXTENDS)
+    merged: dict[str, Any] = {}
+    for link in reversed(chain):
+        merged = _deep_merge(merged, {k: v for k, v in _mapping(profiles[link]).items() if k != _EXTENDS})
+    return merged
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -673,7 +710,7 @@ def _unknown_keys(tree: Mapping[str, Any]) -> Iterator[str]:
                 yield _unknown_key_line(
                     f"profiles.{name}.components.{component}", str(component), list(components)
                 ).replace("unknown key", "unknown component")
-        allowed = {key: value for key, value in overrides.items() if key not in _FILE_ONLY_KEYS}
+        allowed = {key: value for key, value in overrides.items() if key not in (*_FILE_ONLY_KEYS, _EXTENDS)}
         yield from _unknown_in(allowed, Params, f"profiles.{name}")
 
 

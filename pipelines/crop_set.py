@@ -24,6 +24,7 @@ import numpy as np
 
 from pipelines.config import CropParams, Params
 from pipelines.crop import (
+    ITEM_TOP,
     MODES_NEEDING_DETECTOR,
     CropError,
     DetectionCache,
@@ -31,6 +32,7 @@ from pipelines.crop import (
     annotation_regions,
     crop_one,
     detected_region,
+    item_top_region,
     write_png,
 )
 from pipelines.detect import DetectorError, chunks, detection_record, load_detector, read_rgb
@@ -51,7 +53,7 @@ class CropRow:
     sha256: str
     split: str
     file: str  # relative to the crops folder; empty when skipped
-    status: str  # cropped | full_image | skipped
+    status: str  # cropped | full_image | item_top (the top of the item: no region found) | skipped
     reason: str  # empty, or one of the reasons above
     score: float | None  # the detection's score (bbox/mask modes)
     box: str  # x0 y0 x1 y1 in original pixels, empty when none
@@ -255,16 +257,18 @@ def _crop_pair(
         reason = MISSING_IMAGE if sha not in paths or not paths[sha].is_file() else CORRUPT_IMAGE
         return row("", "skipped", reason)
     region: Region | None = None
-    reason = ""
+    reason, from_item = "", False
     if crop.mode in MODES_NEEDING_DETECTOR:
-        region = detected_region(
-            cache.records.get(sha) if cache else None,
-            category,
-            params.detector.score_threshold,
-            crop.mode != "bbox",
-            crop.pick,
-        )
+        record = cache.records.get(sha) if cache else None
+
+        def found(name: str) -> Region | None:
+            return detected_region(record, name, params.detector.score_threshold, crop.mode != "bbox", crop.pick)
+
+        region = found(category)
         reason = "" if region else NO_DETECTION
+        if region is None and crop.on_no_detection == ITEM_TOP:
+            region = item_top_region(found(params.components[component].item))
+            from_item = region is not None
     elif crop.mode == "annotation":
         region = ground_truth.get(sha, {}).get(category)
         reason = "" if region else NO_ANNOTATION
@@ -273,7 +277,7 @@ def _crop_pair(
         return row("", status, reason)
     file = f"{component}/{sha}.png"
     write_png(out / file, pixels)
-    return row(file, status, reason, region)
+    return row(file, ITEM_TOP if from_item else status, reason, region)
 
 
 def summarise(

@@ -95,7 +95,7 @@ def read_hand_labels(path: Path, components: Mapping[str, ComponentParams]) -> d
             component = components.get(row["component"])
             if component is None:
                 raise ParamsError(f"{path}:{line}: unknown component {row['component']!r}")
-            if row["label"] not in component.classes:
+            if row["label"] not in (*component.classes, *component.left_out):
                 raise ParamsError(
                     f"{path}:{line}: {row['label']!r} is not a class of {row['component']} "
                     f"({', '.join(component.classes)})"
@@ -238,7 +238,8 @@ def label_component(
     splits: Mapping[str, str],
 ) -> ComponentLabels:
     """Weak or hand labels for every image of the component's item (only shirts get shirt
-    components); images with no or conflicting keywords and no hand label are left out."""
+    components); images with no or conflicting keywords and no hand label are left out, and so
+    are images of a class the component leaves out."""
     compiled: dict[str, ClassRules] = {}
     rows, candidates, conflicts = [], 0, 0
     for image in images:
@@ -247,15 +248,16 @@ def label_component(
         candidates += 1
         manual = hand.get((image.sha256, name))
         if manual is not None:
-            rows.append(LabelledImage(image.sha256, manual.label, splits[image.sha256], "hand"))
+            if manual.label not in component.left_out:
+                rows.append(LabelledImage(image.sha256, manual.label, splits[image.sha256], "hand"))
             continue
         if image.source not in compiled:
             compiled[image.source] = compile_rules(rules_for(name, image.source, labels), labels.negations)
         found = matched_classes(label_text(image), compiled[image.source])
         if len(found) > 1:
             conflicts += 1
-        elif found:
-            rows.append(LabelledImage(image.sha256, found.pop(), splits[image.sha256], "weak"))
+        elif found and (label := found.pop()) not in component.left_out:
+            rows.append(LabelledImage(image.sha256, label, splits[image.sha256], "weak"))
     return ComponentLabels(name, rows, candidates, conflicts)
 
 

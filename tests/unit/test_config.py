@@ -26,7 +26,7 @@ def tree(shipped_params_path: Path) -> dict[str, Any]:
 
 
 def test_shipped_file_resolves_every_profile(shipped_params_path: Path) -> None:
-    assert sorted(check_all_profiles(shipped_params_path)) == ["demo", "paper"]
+    assert sorted(check_all_profiles(shipped_params_path)) == ["demo", "paper", "real"]
 
 
 def test_paper_profile_carries_the_papers_settings(tree: dict[str, Any]) -> None:
@@ -272,7 +272,7 @@ def test_general_training_problem_is_reported_once_not_per_component(tree: dict[
 
 
 def test_unknown_profile_lists_the_known_ones(tree: dict[str, Any]) -> None:
-    with pytest.raises(ParamsError, match=r"--profile: unknown profile 'prod' \(expected one of: paper, demo\)"):
+    with pytest.raises(ParamsError, match=r"--profile: unknown profile 'prod' \(expected one of: paper, demo, real\)"):
         resolve_params(tree, "prod")
 
 
@@ -301,3 +301,35 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ParamsError, match="expected a mapping of keys"):
         load_params(path)
+
+
+def test_a_profile_extends_another(tree: dict[str, Any]) -> None:
+    demo, real = resolve_params(tree, "demo"), resolve_params(tree, "real")
+    assert real.crop.size == 128 and demo.crop.size == 64
+    # what `real` does not say comes from `demo`, not from the top level
+    assert real.detector == demo.detector
+    assert real.component("jeans-color").training.weights is None
+    assert real.component("jeans-color").training.ema_decay == demo.component("jeans-color").training.ema_decay
+    assert real.component("shirt-pattern").crop_margin == pytest.approx(-0.2)
+
+
+@pytest.mark.parametrize(
+    ("extends", "message"),
+    [("nope", "profiles.x.extends: unknown profile 'nope'"), ("x", "profiles.x.extends: a cycle (x → x)")],
+)
+def test_a_bad_extends_is_one_line(tree: dict[str, Any], extends: str, message: str) -> None:
+    tree["profiles"]["x"] = {"extends": extends}
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve_params(tree, "x")
+
+
+def test_a_component_may_leave_a_class_out(tree: dict[str, Any]) -> None:
+    fit = tree["components"]["jeans-fit"]
+    fit["classes"], fit["left_out"] = ["bootcut", "skinny", "wide"], ["regular"]
+    assert resolve_params(tree, "demo").component("jeans-fit").left_out == ("regular",)
+    fit["left_out"] = []
+    with pytest.raises(ParamsError, match=r"labels\.keywords\.jeans-fit: regular not in the component.s classes"):
+        resolve_params(tree, "demo")
+    fit["classes"], fit["left_out"] = ["bootcut", "regular", "skinny"], ["regular"]
+    with pytest.raises(ParamsError, match="regular: a class cannot also be left out"):
+        resolve_params(tree, "demo")

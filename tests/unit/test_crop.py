@@ -95,6 +95,23 @@ def test_a_component_crop_says_why_it_has_none() -> None:
     assert (anyway.status, anyway.reason) == ("skipped", "no collar found")
 
 
+def test_a_missed_collar_can_come_from_the_top_of_its_shirt() -> None:
+    image, _ = scene()
+    categories = ("shirt", "collar", "jeans")
+    recipe = CropParams(size=32, on_no_detection="item_top")
+    shirt_only = [found("shirt", (20, 10, 60, 50), 0.9), found("collar", (30, 20, 50, 40), 0.3)]
+    cut = component_crop(image, shirt_only, COLLAR, recipe, 0.5, categories)
+    # the top 30% of the shirt's box, less a quarter of its width each side
+    assert (cut.status, cut.region.box, cut.pixels.shape) == ("item_top", (30.0, 10, 50.0, 22.0), (32, 32, 3))
+    assert cut.reason == "no collar found: the top of the shirt"
+    found_collar = component_crop(
+        image, [*shirt_only, found("collar", (35, 25, 40, 30), 0.8)], COLLAR, recipe, 0.5, categories
+    )
+    assert (found_collar.status, found_collar.region.box) == ("cropped", (35, 25, 40, 30))
+    no_shirt = component_crop(image, [found("jeans", (0, 0, 80, 60), 0.9)], COLLAR, recipe, 0.5, categories)
+    assert (no_shirt.pixels, no_shirt.status) == (None, NO_ITEM)
+
+
 def test_annotation_mode_crops_the_ground_truth_region() -> None:
     image, _ = scene()
     truth = {"collar": Region((30, 20, 50, 40), None, None)}

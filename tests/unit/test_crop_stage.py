@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.config import CropParams, load_params, stage_settings
+from pipelines.config import CropParams, load_params, read_params_file, resolve_params, stage_settings
 from pipelines.crop import DetectionCache, Region, crop_one, detected_region
 from pipelines.crop_set import CropRow, crop_recipe, read_crop_set, read_index, write_crop_set, write_index
 from pipelines.detect import Detection, detection_record
@@ -161,3 +161,30 @@ def test_nt_xent_is_low_when_views_agree_and_high_when_they_do_not() -> None:
     agreeing = float(nt_xent(z, z + 0.01 * rng.normal(size=z.shape).astype("float32"), 0.2))
     shuffled = float(nt_xent(z, z[::-1].copy(), 0.2))
     assert agreeing < 0.5 < shuffled
+
+
+def test_the_crop_stage_cuts_a_missed_collar_from_its_shirt_only_when_told(
+    tmp_path: Path, shipped_params_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from pipelines.crop_set import _crop_pair
+
+    record = record_with(detection("shirt", (10, 20, 70, 100), 0.9))
+    cache = SimpleNamespace(records={"a" * 64: record})
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"x")  # only its presence is checked; the pixels are passed in
+
+    def cut(fallback: str) -> CropRow:
+        tree = read_params_file(shipped_params_path)
+        tree["components"]["shirt-collar"]["on_no_detection"] = fallback
+        params = resolve_params(tree, "demo")
+        assert params.crop_for("jeans-color").on_no_detection == "skip"  # one component's own setting
+        return _crop_pair(
+            params, "shirt-collar", "a" * 64, "train", image(), {"a" * 64: photo}, cache, {}, "r", tmp_path
+        )
+
+    taken = cut("item_top")
+    assert (taken.status, taken.reason, taken.box) == ("item_top", "no_detection", "25.0 20.0 55.0 44.0")
+    assert (tmp_path / taken.file).is_file()
+    assert (cut("skip").status, cut("skip").file) == ("skipped", "")

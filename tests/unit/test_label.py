@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ParamsError, SamePhotoParams, SplitParams, load_params
+from pipelines.config import ParamsError, SamePhotoParams, SplitParams, load_params, read_params_file, resolve_params
 from pipelines.labels import (
     ComponentLabels,
     GateError,
@@ -103,6 +103,23 @@ def test_label_component_gates_items_counts_conflicts_and_takes_hand_labels(ship
         ("e", "non_damage", "hand"),
     ]
     assert (result.candidates, result.conflicts) == (4, 1)
+
+
+def test_a_left_out_class_leaves_its_images_out(shipped_params_path: Path) -> None:
+    """The paper's 3-class jeans fit: a photo said (or hand-labelled) to be regular is not a
+    skinny, bootcut or wide example, so it is left out rather than relabelled."""
+    tree = read_params_file(shipped_params_path)
+    tree["components"]["jeans-fit"].update(classes=["bootcut", "skinny", "wide"], left_out=["regular"])
+    params = resolve_params(tree, "demo")
+    rows = [
+        replace(ROW, sha256="a" * 64, title="Skinny Jeans"),
+        replace(ROW, sha256="b" * 64, title="Regular Fit Jeans"),
+        replace(ROW, sha256="c" * 64, title="Skinny Jeans"),  # a person saw it was regular
+    ]
+    hand = {("c" * 64, "jeans-fit"): HandLabel("regular", "ana")}
+    splits = {row.sha256: "train" for row in rows}
+    result = label_component("jeans-fit", params.component("jeans-fit"), rows, params.labels, hand, splits)
+    assert [(r.sha256[0], r.label) for r in result.rows] == [("a", "skinny")]
 
 
 def test_hand_labels_are_checked_row_by_row(tmp_path: Path, shipped_params_path: Path) -> None:

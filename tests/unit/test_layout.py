@@ -87,8 +87,11 @@ def test_the_library_never_imports_the_orchestrator_or_the_crawler(forbidden: st
 def test_each_stage_module_is_named_after_its_stage_and_each_stage_runs_its_module() -> None:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     modules = {path.stem for path in (ROOT / "pipelines" / "stages").glob("*.py") if path.stem != "__init__"}
-    pipeline_stages = set(stages) - {"crawl"}  # the crawl is Scrapy's: `python -m crawlers.run crawl`
+    # The crawl is Scrapy's (`python -m crawlers.run crawl`); score_real is an experiment's, never the flow's.
+    pipeline_stages = set(stages) - {"crawl", "score_real"}
     assert modules == pipeline_stages | FLOW_STEPS
+    assert "python -m experiments.real_photos " in stages["score_real"]["do"]["cmd"]
+    assert "experiments/real_photos.py" in stages["score_real"]["do"]["deps"]
     for name in pipeline_stages:
         spec = stages[name].get("do", stages[name])
         assert f"python -m pipelines.stages.{name} " in spec["cmd"] + " ", (name, spec["cmd"])

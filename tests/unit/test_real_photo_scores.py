@@ -1,0 +1,71 @@
+"""Scoring on the hand-labelled real photos (experiments/real_photos.py): which photos count, and
+how a photo the detector missed counts."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from experiments.real_photos import HandLabel, read_hand_labels, report, scored_photos, seen_photos
+from pipelines.config import load_params
+
+EVAL_SET = Path(__file__).resolve().parents[2] / "eval" / "real-photos"
+
+
+def test_the_shipped_set_reads_and_every_label_is_a_class(shipped_params_path: Path) -> None:
+    params = load_params(shipped_params_path, "demo")
+    hand = read_hand_labels(EVAL_SET)
+    assert len(hand) == 2006
+    for row in hand:
+        assert row.label in params.component(row.component).classes, row
+    # one label per photo and component
+    assert len({(r.sha256, r.component) for r in hand}) == len(hand)
+
+
+def test_photos_a_model_saw_or_has_no_class_for_are_left_out(tmp_path: Path) -> None:
+    hand = [
+        HandLabel("a", "jeans-fit", "skinny", "p/a.jpg"),
+        HandLabel("b", "jeans-fit", "regular", "p/b.jpg"),
+        HandLabel("c", "jeans-fit", "wide", "p/c.jpg"),
+        HandLabel("d", "jeans-fit", "bootcut", "p/d.jpg"),
+        HandLabel("a", "jeans-color", "deep", "p/a.jpg"),
+    ]
+    with (tmp_path / "jeans-fit.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerows(
+            [
+                ["sha256", "label", "split", "label_source"],
+                ["c", "wide", "train", "weak"],
+                ["d", "bootcut", "test", "weak"],
+            ]
+        )
+    seen = seen_photos(tmp_path, "jeans-fit")
+    assert seen == {"c"}  # a test-split photo is fair
+    chosen, left_out = scored_photos(hand, "jeans-fit", ["bootcut", "skinny", "wide"], seen)
+    assert [p.sha256 for p in chosen] == ["a", "d"]
+    assert left_out == {"seen_in_training": 1, "class_not_in_model": 1}
+    assert seen_photos(tmp_path, "jeans-color") == set() and seen_photos(None, "jeans-fit") == set()
+
+
+def test_a_photo_without_a_crop_counts_wrong_and_lowers_coverage() -> None:
+    result = report(
+        ["solid", "stripe", "solid", "check"], ["solid", "stripe", None, "solid"], ["check", "solid", "stripe"]
+    )
+    assert result["photos"] == 4
+    assert result["coverage"] == pytest.approx(0.75)
+    assert result["accuracy"] == pytest.approx(0.5)
+    assert result["accuracy_on_cut"] == pytest.approx(2 / 3, abs=1e-4)
+    # check: never found (F1 0); solid: 1 of 2 found, 1 false positive (F1 0.5); stripe: F1 1
+    assert result["macro_f1"] == pytest.approx(0.5)
+
+
+def test_search_precision_counts_only_hand_labelled_results() -> None:
+    from experiments.real_search import precision_row
+
+    truth = {("a", "shirt-pattern"): "stripe", ("b", "shirt-pattern"): "solid", ("c", "shirt-collar"): "band"}
+    items = [{"sha256": s} for s in ("a", "b", "c", "d")]
+    row = precision_row(items, "shirt-pattern", "stripe", truth)
+    assert (row["results"], row["hand_labelled"], row["right"], row["precision"]) == (4, 2, 1, 0.5)
+    assert precision_row([], "shirt-pattern", "stripe", truth)["precision"] is None
