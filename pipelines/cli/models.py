@@ -58,10 +58,20 @@ def register(
     A failing version is registered without alias, with the reason in its `seamline.gate_reason`
     tag.
     """
+    from pipelines.classifier import CLASSIFIER_FILE, SKIPPED_FILE
     from pipelines.registry import register_trained, who_is_acting
 
     params = params_or_fail(params_file, profile)
     for name in chosen_components(params, component, all_components):
+        # --all registers what the last run trained; a component it skipped keeps its champion.
+        skipped = models_dir / name / SKIPPED_FILE
+        if all_components and skipped.is_file():
+            reason = json.loads(skipped.read_text(encoding="utf-8")).get("reason", "")
+            say(f"{name}: [yellow]not trained in the last run[/] ({reason}); the champion stays")
+            continue
+        if all_components and not (models_dir / name / CLASSIFIER_FILE).is_file():
+            say(f"{name}: [yellow]no trained model[/] in {models_dir / name}; nothing to register")
+            continue
         done = registry_call(
             params,
             lambda name=name: register_trained(

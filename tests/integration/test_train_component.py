@@ -205,6 +205,17 @@ def test_a_component_short_of_labels_is_skipped_and_keeps_its_last_model(project
         )
         assert refused.returncode == 2
         assert f"{COMPONENT}: not trained in the last run ({reason}); nothing new to register" in refused.stderr
+        # --all registers what was trained and names what was not, instead of stopping at it
+        every = subprocess.run(
+            [SEAMLINE, "models", "register", "--all", "--params", "params.yaml"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert every.returncode == 0, every.stderr
+        assert f"{COMPONENT}: not trained in the last run ({reason}); the champion stays" in every.stdout
+        assert "shirt-collar: no trained model in models/shirt-collar; nothing to register" in every.stdout
     finally:
         gate.unlink()
 
