@@ -479,6 +479,20 @@ _FILE_ONLY_KEYS = ("profile", "profiles")
 _EXTENDS = "extends"
 
 
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's booleans: only true and false. YAML 1.1 also reads
+    yes/no/on/off as booleans, and `dvc exp run -S` rewrites params.yaml with a YAML 1.2 writer
+    that leaves `no` unquoted: read back by 1.1, the negation word "no" became False."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 def read_yaml_mapping(path: Path, what: str = "params file") -> dict[str, Any]:
     """The YAML mapping in `path`, or a ParamsError naming the file (and line) and the problem."""
     try:
@@ -488,7 +502,7 @@ def read_yaml_mapping(path: Path, what: str = "params file") -> dict[str, Any]:
     except OSError as error:
         raise ParamsError(f"{path}: cannot read ({error.strerror})") from None
     try:
-        tree = yaml.safe_load(text)
+        tree = yaml.load(text, Loader=Yaml12Loader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

@@ -333,3 +333,16 @@ def test_a_component_may_leave_a_class_out(tree: dict[str, Any]) -> None:
     fit["classes"], fit["left_out"] = ["bootcut", "regular", "skinny"], ["regular"]
     with pytest.raises(ParamsError, match="regular: a class cannot also be left out"):
         resolve_params(tree, "demo")
+
+
+def test_params_rewritten_by_dvc_exp_run_read_the_same(tmp_path: Path, shipped_params_path: Path) -> None:
+    """`dvc exp run -S` rewrites params.yaml with a YAML 1.2 writer: `no` loses its quotes. Read
+    as YAML 1.1 it would be False; the loader keeps YAML 1.2's two booleans only."""
+    text = shipped_params_path.read_text(encoding="utf-8")
+    assert 'negations: ["non", "no", "not", "without"]' in text
+    rewritten = tmp_path / "params.yaml"
+    rewritten.write_text(text.replace('["non", "no", "not", "without"]', "\n  - non\n  - no\n  - not\n  - without"))
+    tree = read_params_file(rewritten)
+    assert tree["labels"]["negations"] == ["non", "no", "not", "without"]
+    assert tree["crawl"]["obey_robots"] is True and tree["crawl"]["autothrottle"] is True
+    assert resolve_params(tree, "demo").labels.negations == ("non", "no", "not", "without")

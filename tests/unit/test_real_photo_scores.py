@@ -68,4 +68,6 @@ def test_search_precision_counts_only_hand_labelled_results() -> None:
     items = [{"sha256": s} for s in ("a", "b", "c", "d")]
     row = precision_row(items, "shirt-pattern", "stripe", truth)
     assert (row["results"], row["hand_labelled"], row["right"], row["precision"]) == (4, 2, 1, 0.5)
+    unseen = precision_row(items, "shirt-pattern", "stripe", truth, seen={"a"})
+    assert (unseen["unseen"], unseen["precision_unseen"], unseen["precision"]) == (1, 0.0, 0.5)
     assert precision_row([], "shirt-pattern", "stripe", truth)["precision"] is None
