@@ -306,3 +306,26 @@ def test_only_images_with_outdated_or_missing_tags_are_tagged_again(catalogue: P
             "j1",
             "new",
         ]
+
+
+def test_a_shops_category_outranks_the_detector() -> None:
+    import numpy as np
+
+    from pipelines.catalogue import sold_as
+    from pipelines.config import load_params
+    from pipelines.predict import ComponentTag, PhotoTags
+
+    components = load_params(Path(__file__).resolve().parents[2] / "params.yaml", "demo").components
+
+    def tags() -> PhotoTags:
+        made = PhotoTags()
+        for name, label in (("shirt-pattern", "stripe"), ("jeans-color", "light")):
+            made.tags[name] = ComponentTag(name, label, 0.9, label, {label: 0.9}, "1", None)
+            made.crops[name] = np.zeros((2, 2, 3), np.uint8)
+        return made
+
+    shirt = sold_as(tags(), "shirt", components)
+    assert list(shirt.tags) == ["shirt-pattern"] and list(shirt.crops) == ["shirt-pattern"]
+    assert shirt.skipped == {"jeans-color": "sold as shirt"}
+    assert list(sold_as(tags(), "jeans", components).tags) == ["jeans-color"]
+    assert list(sold_as(tags(), None, components).tags) == ["shirt-pattern", "jeans-color"]
