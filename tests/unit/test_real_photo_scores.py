@@ -71,3 +71,48 @@ def test_search_precision_counts_only_hand_labelled_results() -> None:
     unseen = precision_row(items, "shirt-pattern", "stripe", truth, seen={"a"})
     assert (unseen["unseen"], unseen["precision_unseen"], unseen["precision"]) == (1, 0.0, 0.5)
     assert precision_row([], "shirt-pattern", "stripe", truth)["precision"] is None
+
+
+def test_the_experiments_table_reads_dvc_exp_show(shipped_params_path: Path) -> None:
+    from experiments.real_photos_table import markdown, revisions, rows_of
+    from pipelines.config import read_params_file
+
+    tree = read_params_file(shipped_params_path)
+    tree["crop"]["mode"] = "mask"
+    scored = {"jeans-color": {"crop_mode": "mask", "model": {"photos": 114, "accuracy": 0.45, "macro_f1": 0.21}}}
+    data = {
+        "params": {"params.yaml": {"data": tree}},
+        "metrics": {
+            "metrics/real-photos/jeans-color.json": {"data": scored},
+            "metrics/real-photos/shirt-collar.json": {"data": {"shirt-collar": {"skipped": "no model"}}},
+            "metrics/real-photos/jeans-fit.json": {"error": {"type": "FileNotFoundError"}},
+        },
+    }
+    shown = [
+        {"rev": "workspace", "data": data},
+        {
+            "rev": "abc1234567",
+            "name": "main",
+            "data": data,
+            "experiments": [{"name": "m", "revs": [{"rev": "d", "data": data}]}],
+        },
+    ]
+    named = [name for name, _ in revisions(shown)]
+    assert named == ["main", "m"]
+    rows = list(rows_of("m", data))
+    assert rows == [
+        {
+            "experiment": "m",
+            "component": "jeans-color",
+            "classes": 3,
+            "crop": "mask",
+            "backbone": "densenet121",
+            "base": "random",  # the demo profile trains from scratch
+            "frozen": 0,
+            "fine_tune": 40,
+            "photos": 114,
+            "accuracy": 0.45,
+            "macro_f1": 0.21,
+        }
+    ]
+    assert markdown(rows).splitlines()[2].startswith("| m | jeans-color | 3 | mask |")
