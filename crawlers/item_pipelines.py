@@ -72,7 +72,8 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ContentAddressedImagesPipeline:
-        cls._update_stores(crawler.settings)
+        # IMAGES_STORE is the local data root, written by `_check_and_store`: none of Scrapy's
+        # remote stores (S3, GCS, FTP) is ever used, so there are no credentials to hand them.
         return cls(crawler.settings["IMAGES_STORE"], crawler=crawler)
 
     def get_media_requests(self, item: ProductItem, info: Any) -> list[Request]:
@@ -129,7 +130,9 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
 
     def media_failed(self, failure: Failure, request: Request, info: Any) -> None:
         if isinstance(failure.value, IgnoreRequest):
-            super().media_failed(failure, request, info)  # raises Scrapy's quiet "filtered"
+            # Scrapy's own handling of a filtered request (offsite, robots.txt): it raises, and
+            # item_completed counts it as "filtered" (Scrapy 2.18+ also logs it without a traceback).
+            super().media_failed(failure, request, info)
         raise ImageRejected(f"network_{type(failure.value).__name__}", str(failure.value))
 
     def item_completed(self, results: list[tuple[bool, Any]], item: ProductItem, info: Any) -> ProductItem:

@@ -50,7 +50,6 @@ SEAMLINE_DRY_RUN = False  # `sources check`: extract and report, store nothing
 
 LOG_LEVEL = "INFO"
 TELNETCONSOLE_ENABLED = False
-REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
 FEED_EXPORT_ENCODING = "utf-8"
 SEAMLINE_REPORTS_ROOT = "reports/crawl"  # crawl summaries: <root>/<source>/{crawl_summary.json,crawls.jsonl}
 SEAMLINE_SUMMARY_DIR = ""  # overrides <SEAMLINE_REPORTS_ROOT>/<source> (used by `sources check`)

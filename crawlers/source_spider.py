@@ -100,9 +100,9 @@ class SourceSpider(scrapy.Spider):
             raise ValueError(f"source {name!r} is for spider {source.spider!r}, not {cls.name!r}")
         page_limit = apply_source_settings(crawler, source, params_path, profile)
         max_pages = int(kwargs.pop("max_pages", None) or page_limit)
-        spider = super().from_crawler(crawler, *args, **kwargs)
-        spider.source = source
-        spider.max_pages = max_pages
+        # As spider arguments, so each spider's __init__ already has its source (the sitemap
+        # spider's rules come from it).
+        spider = super().from_crawler(crawler, *args, **kwargs, source=source, max_pages=max_pages)
         spider.allowed_domains = list(source.allowed_domains)
         spider.scheduled_pages: set[str] = set()
         spider.cards_seen: set[str] = set()
