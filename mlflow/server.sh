@@ -3,16 +3,18 @@
 #
 # Embedded default: SQLite in mlflow/mlflow.db and artifacts under mlflow/artifacts, proxied by
 # the server (clients need no storage credentials), on 127.0.0.1:5000 only.
-# Production: set the store and artifact location to PostgreSQL and S3 (MinIO) through the
-# environment, e.g.
+# Production: set the store and artifact location to PostgreSQL and S3 (SeaweedFS in infra/)
+# through the environment, e.g.
 #   MLFLOW_BACKEND_STORE_URI=postgresql://mlflow:$PGPASSWORD@postgres/mlflow \
-#   MLFLOW_ARTIFACTS_DESTINATION=s3://mlflow-artifacts MLFLOW_S3_ENDPOINT_URL=http://minio:9000 \
+#   MLFLOW_ARTIFACTS_DESTINATION=s3://mlflow-artifacts MLFLOW_S3_ENDPOINT_URL=http://s3:8333 \
 #   MLFLOW_HOST=0.0.0.0 MLFLOW_AUTH=basic mlflow/server.sh
 # Credentials come only from the environment (or an uncommitted .env), never from this file.
 #
 # Variables: MLFLOW_BACKEND_STORE_URI, MLFLOW_ARTIFACTS_DESTINATION, MLFLOW_HOST, MLFLOW_PORT,
-# MLFLOW_WORKERS, MLFLOW_AUTH (basic: MLflow's basic-auth app), MLFLOW_ALLOWED_HOSTS, MLFLOW_BIN.
+# MLFLOW_WORKERS, MLFLOW_AUTH (basic: MLflow's basic-auth app), MLFLOW_ALLOWED_HOSTS, MLFLOW_BIN,
+# MLFLOW_DISABLE_TELEMETRY (true unless set: the server and its UI send no usage data).
 set -euo pipefail
+export MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 store="${MLFLOW_BACKEND_STORE_URI:-sqlite:///${here}/mlflow.db}"

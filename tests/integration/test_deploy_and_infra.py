@@ -1,7 +1,8 @@
 """The production wiring, checked without a Docker engine: the compose file against Compose's own
-validator (Debian's docker-compose `config`), the Kubernetes GPU job template's placeholders,
-prefect.yaml against Prefect's own model, and `seamline deploy` registering both deployments on
-the Prefect test harness's server."""
+validator (Debian's docker-compose `config`) with images that can still be pulled, one S3
+contract and no telemetry, the Kubernetes GPU job template's placeholders, prefect.yaml against
+Prefect's own model, and `seamline deploy` registering both deployments on the Prefect test
+harness's server."""
 
 from __future__ import annotations
 
@@ -21,12 +22,34 @@ from tests.conftest import PROJECT_ROOT
 COMPOSE = PROJECT_ROOT / "infra" / "docker-compose.yml"
 SECRETS = {
     "POSTGRES_PASSWORD": "pg-secret",
-    "MINIO_ROOT_USER": "seamline",
-    "MINIO_ROOT_PASSWORD": "minio-secret",
+    "S3_ACCESS_KEY": "seamline",
+    "S3_SECRET_KEY": "s3-secret",
     "MLFLOW_AUTH_ADMIN_PASSWORD": "mlflow-secret",
     "PREFECT_API_AUTH_STRING": "admin:prefect-secret",
 }
 docker_compose = shutil.which("docker-compose")
+needs_compose = pytest.mark.skipif(
+    docker_compose is None, reason="docker-compose (Debian package) is installed by .ci/run"
+)
+# Repositories gone from their registry: MinIO removed both from Docker Hub in September 2026, and
+# a pull of any tag fails with "pull access denied", which stops `docker compose up` altogether.
+WITHDRAWN_IMAGES = {"minio/minio", "minio/mc"}
+# Services that run Prefect or MLflow, and the settings that keep them from sending usage data.
+TELEMETRY_OFF = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+PREFECT_OR_MLFLOW = ("mlflow", "prefect-server", "worker-cpu", "worker-gpu")
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """`registry/repository:tag@digest` → (repository with its registry, tag or digest; "" if none)."""
+    name, _, digest = image.partition("@")
+    repository, colon, tag = name.rpartition(":")
+    if not colon or "/" in tag:  # no tag, or the colon was a registry's port
+        repository, tag = name, ""
+    return repository, tag or digest
 
 
 def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -41,12 +64,12 @@ def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(docker_compose is None, reason="docker-compose (Debian package) is installed by .ci/run")
+@needs_compose
 def test_compose_file_is_valid_and_publishes_only_what_users_need() -> None:
     result = compose_config(SECRETS)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert {"postgres", "minio", "mlflow", "prefect-server", "worker-cpu", "worker-gpu"} <= set(services)
+    assert {"postgres", "s3", "s3-buckets", "mlflow", "prefect-server", "worker-cpu", "worker-gpu"} <= set(services)
     published = {name: service.get("ports", []) for name, service in services.items() if service.get("ports")}
     assert set(published) == {"mlflow", "prefect-server"}
     for ports in published.values():
@@ -57,7 +80,58 @@ def test_compose_file_is_valid_and_publishes_only_what_users_need() -> None:
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
 
 
-@pytest.mark.skipif(docker_compose is None, reason="docker-compose (Debian package) is installed by .ci/run")
+@needs_compose
+def test_compose_images_can_be_pulled_and_are_pinned() -> None:
+    result = compose_config(SECRETS)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    for name, service in services.items():
+        if "build" in service:
+            continue  # Seamline's own image, built from infra/Dockerfile
+        repository, tag = split_image(service["image"])
+        assert repository.removeprefix("docker.io/") not in WITHDRAWN_IMAGES, (
+            f"{name}: {repository} can no longer be pulled"
+        )
+        assert tag and tag != "latest", f"{name}: {service['image']} is not pinned to a release tag or digest"
+
+
+@needs_compose
+def test_every_seamline_service_reaches_the_s3_server_with_its_one_key_pair() -> None:
+    services = yaml.safe_load(compose_config(SECRETS).stdout)["services"]
+    s3 = services["s3"]
+    port = next(arg.split("=", 1)[1] for arg in s3["command"] if arg.startswith("-s3.port="))
+    assert s3["environment"]["AWS_ACCESS_KEY_ID"] == SECRETS["S3_ACCESS_KEY"]
+    assert s3["environment"]["AWS_SECRET_ACCESS_KEY"] == SECRETS["S3_SECRET_KEY"]
+    assert "healthcheck" in s3
+    for name in ("s3-buckets", "mlflow", "worker-cpu", "worker-gpu"):
+        env = services[name]["environment"]
+        assert env["MLFLOW_S3_ENDPOINT_URL"] == f"http://s3:{port}", name
+        assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (
+            SECRETS["S3_ACCESS_KEY"],
+            SECRETS["S3_SECRET_KEY"],
+        ), name
+    for name in ("s3-buckets", "worker-cpu", "worker-gpu"):
+        assert services[name]["environment"]["AWS_ENDPOINT_URL"] == f"http://s3:{port}", name  # boto3, DVC
+    assert services["s3-buckets"]["depends_on"]["s3"]["condition"] == "service_healthy"
+    assert services["mlflow"]["depends_on"]["s3-buckets"]["condition"] == "service_completed_successfully"
+    bucket_script = services["s3-buckets"]["command"][-1]
+    assert "mlflow-artifacts" in bucket_script and "seamline-data" in bucket_script
+    assert services["mlflow"]["environment"]["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://mlflow-artifacts"
+
+
+@needs_compose
+def test_no_service_sends_telemetry_unless_the_env_file_turns_it_on() -> None:
+    services = yaml.safe_load(compose_config(SECRETS).stdout)["services"]
+    for name in PREFECT_OR_MLFLOW:
+        env = services[name]["environment"]
+        assert {key: env.get(key) for key in TELEMETRY_OFF} == TELEMETRY_OFF, name
+    opted_in = yaml.safe_load(compose_config({**SECRETS, "MLFLOW_DISABLE_TELEMETRY": "false"}).stdout)["services"]
+    assert opted_in["mlflow"]["environment"]["MLFLOW_DISABLE_TELEMETRY"] == "false"
+    dockerfile = (PROJECT_ROOT / "infra" / "Dockerfile").read_text()
+    assert all(f"{key}={value}" in dockerfile for key, value in TELEMETRY_OFF.items())
+
+
+@needs_compose
 def test_compose_refuses_to_start_without_secrets_and_commits_none() -> None:
     missing = compose_config({})
     assert missing.returncode != 0 and "set POSTGRES_PASSWORD in infra/.env" in missing.stderr
