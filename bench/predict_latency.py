@@ -90,7 +90,7 @@ def main() -> int:
     args = parser.parse_args()
     params = load_params(Path("params.yaml"), args.profile)
     try:
-        tagger = Tagger.from_registry(params, Path("models/detector"))
+        tagger = Tagger.from_registry(params)
     except RegistryError as error:
         print(f"predict_latency: {error}", file=sys.stderr)
         return 2

@@ -82,7 +82,7 @@ def main() -> int:
     from pipelines.predict import Tagger
 
     params = load_params(Path("params.yaml"), args.profile)
-    tagger = Tagger.from_registry(params, Path("models/detector"))
+    tagger = Tagger.from_registry(params)
     photos = test_photos(
         Path("data/labels"), Path("data/validated/manifest.parquet"), list(tagger.classifiers), args.photos
     )

@@ -1,7 +1,8 @@
 """Run one crawl in this process: `python -m crawlers.run crawl NAME` or `... check NAME`.
 
 Twisted's reactor cannot restart within a process, so the CLI and Prefect tasks call this as a
-child process. Exit status: 0 done, 1 nothing could be fetched, 2 bad source or params.
+child process. Exit status: 0 done, 1 nothing could be fetched, 2 bad source or params, 3 another
+crawl of the source is running (data/.locks/crawl-<source>.lock names it; `--wait` waits for it).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 
 from crawlers.extensions import SUMMARY_NAME
-from crawlers.source_config import SOURCES_DIR, SourceError, load_source, source_file
+from crawlers.source_config import SOURCES_DIR, SourceConfig, SourceError, load_source, source_file
 from crawlers.source_spider import PROJECT_ROOT
 from crawlers.spiders.listing import ListingSpider
 from crawlers.spiders.shopify import ShopifySpider
 from crawlers.spiders.sitemap import SourceSitemapSpider
 from pipelines.config import ParamsError, load_params
+from pipelines.locks import LockHeld, exclusive, locks_dir
 
 SPIDERS = {"listing": ListingSpider, "sitemap": SourceSitemapSpider, "shopify": ShopifySpider}
 
@@ -57,14 +59,36 @@ def _log_to_stderr(level: str) -> None:
     logging.getLogger().addHandler(handler)
 
 
+LOCKED = 3
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        params_path = Path(args.params)
-        load_params(params_path, args.profile)  # fail on bad params before any request
+        load_params(Path(args.params), args.profile)  # fail on bad params before any request
         source = load_source(source_file(args.source, Path(args.sources_dir)))
     except (SourceError, ParamsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.command == "check":  # stores nothing: no lock to take
+        return crawl(args, source)
+    lock = locks_dir(Path(args.data_root)) / f"crawl-{source.name}.lock"
+    try:
+        # Two crawls of one source append to one manifest: each adds every image the other has
+        # not written yet (duplicate rows), and their appends can interleave (a torn line).
+        with exclusive(lock, f"the crawl of {source.name}", wait=args.wait, progress=_stderr):
+            return crawl(args, source)
+    except LockHeld as error:
+        print(f"error: {error}", file=sys.stderr)
+        return LOCKED
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def crawl(args: argparse.Namespace, source: SourceConfig) -> int:
+    """One crawl (or check) of a loaded source in this process; its exit status."""
+    params_path = Path(args.params)
     data_root = Path(args.data_root).resolve()
     overrides: dict[str, object] = {
         "SEAMLINE_DATA_ROOT": str(data_root),
@@ -133,6 +157,7 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--log-level", default="WARNING")
         if name == "crawl":
             command.add_argument("--max-pages", type=int, default=None)
+            command.add_argument("--wait", action="store_true", help="wait for another crawl of the source to end")
         else:
             command.add_argument("--products", type=int, default=5)
             command.add_argument("--out", required=True, help="JSON lines file for the extracted products")

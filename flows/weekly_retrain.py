@@ -36,7 +36,8 @@ from flows.stages import (
     run_command,
     stage_command,
 )
-from pipelines.config import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
+from pipelines.config import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params, write_file_profile
+from pipelines.locks import LockHeld, exclusive, holder_if_held, locks_dir
 from pipelines.retrain_report import (
     RetrainReport,
     StepOutcome,
@@ -184,8 +185,9 @@ def push_data(root: str, remote: str | None, timeout_s: float) -> str | None:
 def register_components(
     components: list[str], root: str, params_file: str, profile: str, timeout_s: float
 ) -> dict[str, dict[str, Any]]:
-    """Gate and register the newly trained models (pipelines/stages/register.py), all in one child
-    process: TensorFlow starts once, not once per component."""
+    """Gate and register the newly trained models (pipelines/stages/register.py), the classifiers
+    and the detector (`detector` among `components`), all in one child process: TensorFlow starts
+    once, not once per model."""
     command = [sys.executable, "-m", "pipelines.stages.register", "--params", params_file, "--profile", profile]
     command += ["--report", str(REGISTRY_REPORTS), *(f"--component={component}" for component in components)]
     run_command(command, Path(root), "register", timeout_s, _log(), env=project_env(Path(root)))
@@ -263,13 +265,16 @@ def publish_training_inputs(root: str, remote: str | None) -> tuple[str, str]:
 
 @task(task_run_name="train {component} on the GPU pool")
 def dispatch_training(
-    component: str, repo_url: str, revision: str, remote: str | None, timeout_s: float
+    component: str, root: str, repo_url: str, revision: str, remote: str | None, timeout_s: float
 ) -> dict[str, Any]:
-    """Run the `train-component` deployment for one component and wait for its result."""
+    """Run the `train-component` deployment for one component, wait for it, and fetch its result
+    from the git remote (the worker's result branch), never from the worker's result storage."""
     from prefect.deployments import run_deployment
 
+    from flows.train_worker import fetch_result
+
     run = run_deployment(
-        "train-component-on-worker/train-component",
+        WORKER_DEPLOYMENT,
         timeout=timeout_s,
         parameters={
             "component": component,
@@ -284,7 +289,10 @@ def dispatch_training(
         raise StageFailed(
             f"train@{component}", f"worker run {run.name} ended {state}: {run.state.message if run.state else ''}"
         )
-    return run.state.result()
+    return fetch_result(Path(root), revision, component, _log())
+
+
+WORKER_DEPLOYMENT = "train-component-on-worker/train-component"  # prefect.yaml's GPU deployment
 
 
 def _train_distributed(
@@ -297,15 +305,16 @@ def _train_distributed(
     remote = params.retrain.dvc_remote
     began = time.monotonic()
     repo_url, revision = publish_training_inputs(str(project), remote)
-    futures = {
-        c: dispatch_training.submit(c, repo_url, revision, remote, _timeout(params, "train")) for c in components
-    }
+    timeout = _timeout(params, "train")
+    futures = {c: dispatch_training.submit(c, str(project), repo_url, revision, remote, timeout) for c in components}
     for component, future in futures.items():
         with recorded(report, f"train@{component}", began) as step:
             bundle = future.result()
             take_back(project, bundle, remote, _log())
             statuses[component], why = training_status(project, component, bundle["ran"])
-            step.done(statuses[component] == "trained", why or "on the GPU pool", bundle["seconds"])
+            step.done(
+                statuses[component] == "trained", why or f"on the GPU pool ({bundle['worker']})", bundle["seconds"]
+            )
 
 
 # --- the flow ---------------------------------------------------------------------------------
@@ -332,9 +341,15 @@ def weekly_retrain(
     params_file: str = str(DEFAULT_PARAMS_PATH),
     sources: list[str] | None = None,
     components: list[str] | None = None,
+    wait_for_lock: bool = False,
 ) -> dict[str, Any]:
     """Crawl, version, validate, label, crop, train, gate and register; then report. Fails, naming
-    the step and its message, if any step fails (the report is written first)."""
+    the step and its message, if any step fails (the report is written first).
+
+    One run per workspace: a second one fails naming the first (LockHeld), or waits for it with
+    `wait_for_lock`. A `profile` other than the params file's is written into the file first,
+    as `dvc exp run -S profile=P` would, because every DVC stage reads the file: the stages,
+    the registration and the index then run with one profile, and dvc.lock records it."""
     from prefect.states import Cancelled
 
     project = Path(root).resolve()
@@ -345,6 +360,23 @@ def weekly_retrain(
         message = f"skipped: started {lateness} after its scheduled time (retrain.late_run_max_age_hours {limit:g})"
         print(message)
         return Cancelled(message=message)  # type: ignore[return-value]
+    with exclusive(retrain_lock(project), "a weekly retrain of this workspace", wait=wait_for_lock):
+        if profile:
+            replaced = write_file_profile(project / params_file, profile)
+            if replaced:
+                print(f"{params_file}: profile {replaced} → {profile}, so that every stage runs with {profile}")
+        return _run_week(params, project, params_file, sources, components)
+
+
+def retrain_lock(project: Path) -> Path:
+    """The workspace's retrain lock: data/.locks/retrain.lock, beside the crawl locks."""
+    return locks_dir(project / "data" / "raw") / "retrain.lock"
+
+
+def _run_week(
+    params: Params, project: Path, params_file: str, sources: list[str] | None, components: list[str] | None
+) -> dict[str, Any]:
+    """The week's steps in order, under the workspace lock; the report written whatever happens."""
     chosen_sources = list(sources or params.crawl.sources)
     chosen_components = list(components or params.components)
     report = RetrainReport(profile=params.profile, started=_now(), tracking_uri=_tracking_uri(params))
@@ -355,6 +387,7 @@ def weekly_retrain(
         + list(MODEL_STAGES)
         + [f"train@{c}" for c in chosen_components]
         + [f"register {c}" for c in chosen_components]
+        + ["register detector"]  # the detector stage's model, registered as `detector` beside the classifiers
         + [INDEX_STEP]
     )
     statuses: dict[str, str] = {}
@@ -462,23 +495,28 @@ def _register(
     statuses: dict[str, str],
     report: RetrainReport,
 ) -> dict[str, dict[str, Any]]:
-    """Gate and register the newly trained models; a model that was not retrained and is already
-    registered is left alone. One child process registers them all, so its outcome is each one's."""
+    """Gate and register the newly trained models, the classifiers and then the detector; a model
+    that was not retrained and is already registered is left alone. One child process registers
+    them all, so its outcome is each one's."""
+    from pipelines.registry import DETECTOR
+
     done: dict[str, dict[str, Any]] = {}
     pending = []
-    for component in components:
+    for component in [*components, DETECTOR]:
         if statuses.get(component) == SKIPPED:
             why = read_json(project / "metrics" / f"{component}.json").get("skipped", "")
             report.steps.append(StepOutcome(f"register {component}", "skipped", 0.0, "not trained: the champion stays"))
             done[component] = {"skipped": True, "reason": f"not trained this run: {why}"}
             continue
         earlier = read_json(project / REGISTRY_REPORTS / f"{component}.json")
-        trained = read_json(project / "models" / component / "classifier.json")
-        if (
-            statuses.get(component) == "up to date"
-            and earlier
-            and earlier.get("run_id") == trained.get("mlflow_run_id")
-        ):
+        record = "detector.json" if component == DETECTOR else "classifier.json"
+        trained = read_json(project / "models" / component / record)
+        if component == DETECTOR and not trained:  # the detector stage has not run in this workspace
+            report.steps.append(StepOutcome(f"register {DETECTOR}", "skipped", 0.0, "no trained detector"))
+            continue
+        # The detector stage's run is its identity: the same run registered before is the same detector.
+        up_to_date = component == DETECTOR or statuses.get(component) == "up to date"
+        if up_to_date and earlier and earlier.get("run_id") == trained.get("mlflow_run_id"):
             message = f"v{earlier.get('version')} already registered"
             report.steps.append(StepOutcome(f"register {component}", "skipped", 0.0, message))
             done[component] = {**earlier, "new": False}
@@ -562,6 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", default=str(DEFAULT_PARAMS_PATH))
     parser.add_argument("--source", action="append", help="crawl only these sources (repeatable)")
     parser.add_argument("--component", action="append", help="train only these components (repeatable)")
+    parser.add_argument("--wait", action="store_true", help="wait for a retrain already running in this workspace")
     args = parser.parse_args(argv)
     # Stopped (SIGTERM from `kill` or a container runtime, Ctrl-C) outside a flow run: stop the
     # running stages with it and exit. Inside a run, Prefect's own SIGTERM handling raises into
@@ -574,14 +613,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParamsError as error:
         print(f"retrain: {error}", file=sys.stderr)
         return 2
+    holder = None if args.wait else holder_if_held(retrain_lock(Path.cwd()))
+    if holder:  # say so now, before Prefect starts; the flow takes the lock itself (a deployment's run too)
+        print(
+            f"retrain: {LockHeld('a weekly retrain of this workspace', retrain_lock(Path.cwd()), holder)}",
+            file=sys.stderr,
+        )
+        return LOCKED
     try:
         weekly_retrain(
-            profile=args.profile, root=".", params_file=args.params, sources=args.source, components=args.component
+            profile=args.profile,
+            root=".",
+            params_file=args.params,
+            sources=args.source,
+            components=args.component,
+            wait_for_lock=args.wait,
         )
     except RetrainFailed as error:
         print(f"retrain: {error}", file=sys.stderr)
         return 1
+    except LockHeld as error:
+        print(f"retrain: {error}", file=sys.stderr)
+        return LOCKED
     return 0
+
+
+LOCKED = 3  # exit status when another retrain holds the workspace
 
 
 def _stop(signum: int, frame: Any) -> None:

@@ -27,7 +27,6 @@ import numpy as np
 
 from pipelines.config import Params
 from pipelines.crop import DetectionCache
-from pipelines.detect import DETECTOR_FILE
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -622,16 +621,20 @@ def statistics(catalogue: Path) -> dict[str, Any]:
 # --- refreshing with the champions -----------------------------------------------------------------
 
 
-def already_current(params: Params, detector_dir: Path, manifest: Path, catalogue: Path) -> RefreshSummary | None:
+def already_current(params: Params, manifest: Path, catalogue: Path) -> RefreshSummary | None:
     """The summary of a catalogue that already agrees with the validated images, the champions'
-    versions and the detector, found without loading a model (the weekly no-op case); None when
-    there is work to do."""
-    from pipelines.registry import CHAMPION, Registry
+    versions and the champion detector, found without loading a model (the weekly no-op case);
+    None when there is work to do."""
+    from pipelines.registry import CHAMPION, DETECTOR, Registry
 
-    record = detector_dir / DETECTOR_FILE
-    if not catalogue.is_file() or not record.is_file():
+    if not catalogue.is_file():
         return None
     registry = Registry(params.registry)
+    champion_detector = registry.alias_version(DETECTOR, CHAMPION) if registry.model_exists(DETECTOR) else None
+    if champion_detector is None:
+        return None  # Tagger.from_registry says why
+    # The catalogue records each image's detector by content hash, as the crop stage's cache does.
+    detector = registry.version(DETECTOR, champion_detector).tags.get("seamline.detector_version")
     models = {
         name: version
         for name in params.components
@@ -641,7 +644,6 @@ def already_current(params: Params, detector_dir: Path, manifest: Path, catalogu
     with connect(catalogue) as connection:
         served = set(indexed_models(connection))
         stored = {row["sha256"] for row in connection.execute("SELECT sha256 FROM items")}
-        detector = json.loads(record.read_text(encoding="utf-8")).get("version")
         if (
             not models
             or served - set(models)
@@ -656,25 +658,24 @@ def already_current(params: Params, detector_dir: Path, manifest: Path, catalogu
 
 def run_refresh(
     params: Params,
-    detector_dir: Path,
     manifest: Path,
     images_root: Path,
     crop_cache: Path | None,
     catalogue: Path,
     progress: Callable[[str], None],
 ) -> RefreshSummary:
-    """Load every champion and the detector, then refresh the catalogue (unless it is already
+    """Load every champion, the detector's too, then refresh the catalogue (unless it is already
     current, which is found out without loading any model)."""
     from pipelines.predict import Tagger
 
-    current = already_current(params, detector_dir, manifest, catalogue)
+    current = already_current(params, manifest, catalogue)
     if current is not None:
         progress(
             f"index: {current.images} validated images, {current.up_to_date} up to date, 0 to tag "
             f"with {', '.join(f'{n} v{v}' for n, v in current.models.items())}"
         )
         return current
-    tagger = Tagger.from_registry(params, detector_dir)
+    tagger = Tagger.from_registry(params)
     missing = [name for name in params.components if name not in tagger.classifiers]
     if missing:
         progress(f"index: no champion for {', '.join(missing)}: those components are not searchable yet")

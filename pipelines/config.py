@@ -354,6 +354,9 @@ class RegistryParams(_Section):
     tracking_uri: Annotated[str, Field(min_length=1)] = "sqlite:///mlflow/mlflow.db"
     artifact_root: Annotated[str, Field(min_length=1)] = "mlflow/artifacts"
     gate_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    # The detector's gate: one of the COCO metrics the detector stage reports (metrics/detector.json),
+    # scored for the new version and the champion on the same held-out annotated images.
+    detector_gate_metric: Literal["box_map", "box_map50", "mask_map", "mask_map50", "mean_iou"] = "box_map"
     min_improvement: Fraction = 0.0
     min_class_recall: Fraction = 0.5
     auto_promote: bool = False
@@ -580,6 +583,30 @@ def resolve_params(tree: Mapping[str, Any], profile: str | None = None, *, sourc
 def load_params(path: Path = DEFAULT_PARAMS_PATH, profile: str | None = None) -> Params:
     """Read, merge and validate a params file for one profile."""
     return resolve_params(read_params_file(path), profile, source=str(path))
+
+
+_PROFILE_LINE = re.compile(r"^profile:[ \t]*(?P<value>[^#\n]*?)[ \t]*(?P<rest>(?:#.*)?)$", re.MULTILINE)
+
+
+def write_file_profile(path: Path, profile: str) -> str | None:
+    """Make `profile` the params file's `profile:`, the key every DVC stage reads, as `dvc exp run
+    -S profile=P` would; returns the profile it replaced, None when it was already P. The line is
+    edited in place, so the file's comments and layout stay; an unknown profile changes nothing."""
+    tree = read_params_file(path)
+    resolve_params(tree, profile, source=str(path))  # an unknown or invalid profile fails here, file untouched
+    before = tree.get("profile")
+    if before == profile:
+        return None
+    text = path.read_text(encoding="utf-8")
+    line = f"profile: {profile}"
+    found = _PROFILE_LINE.search(text)
+    if found:
+        rest = found.group("rest")
+        text = text[: found.start()] + line + (f"   {rest}" if rest else "") + text[found.end() :]
+    else:
+        text = f"{line}\n{text}"
+    path.write_text(text, encoding="utf-8")
+    return str(before) if before is not None else "(none)"
 
 
 def check_all_profiles(path: Path = DEFAULT_PARAMS_PATH) -> list[str]:

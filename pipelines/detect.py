@@ -178,7 +178,9 @@ class Detector:
 
     def __init__(self, params: DetectorParams, model: Any, version: str) -> None:
         self.params = params
-        self.version = version
+        self.version = version  # the checkpoint's content hash: what detections are cached by
+        # The registry's version number when loaded from the registry (None: from a folder).
+        self.registered_version: str | None = None
         self._model = model
         self._config = maskrcnn_experiment(params).task.model
         import tensorflow as tf
@@ -304,6 +306,33 @@ def load_detector(folder: Path) -> Detector:
         str(folder / CHECKPOINT_NAME)
     ).expect_partial().assert_existing_objects_matched()
     return detector
+
+
+class DetectionsPyfunc:
+    """The detector as an MLflow pyfunc model: `mlflow.pyfunc.load_model("models:/detector@champion")`
+    answers a list of RGB uint8 images (nested lists over `mlflow models serve`) with one row per
+    detection. Seamline itself loads the checkpoint with `load_detector`; this is for MLflow's own
+    clients, so the registered detector is a model MLflow can load, not only a folder of files."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+
+    def predict(self, model_input: Any, params: Mapping[str, Any] | None = None) -> Any:
+        import pandas as pd
+
+        images = [np.asarray(image, dtype=np.uint8) for image in model_input]
+        rows = [
+            {"image": i, "category": d.category, "score": d.score, "x0": x0, "y0": y0, "x1": x1, "y1": y1}
+            for i, found in enumerate(self.detector.detect(images))
+            for d in found
+            for x0, y0, x1, y1 in [d.box]
+        ]
+        return pd.DataFrame(rows, columns=["image", "category", "score", "x0", "y0", "x1", "y1"])
+
+
+def _load_pyfunc(data_path: str) -> DetectionsPyfunc:
+    """MLflow's pyfunc loader hook (`loader_module: pipelines.detect` in the logged model's MLmodel)."""
+    return DetectionsPyfunc(load_detector(Path(data_path)))
 
 
 def read_rgb(path: Path) -> np.ndarray | None:

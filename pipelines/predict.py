@@ -1,20 +1,21 @@
-"""Tag photos with every component's champion: detect the garment, crop each component's region
-exactly as the crop stage does, and classify — shirt components only on shirts, jeans components
-only on jeans. `seamline predict` and the search service both call `Tagger`.
+"""Tag photos with every component's champion: detect the garment with the detector's champion,
+crop each component's region exactly as the crop stage does, and classify — shirt components only
+on shirts, jeans components only on jeans. Every model comes from the registry by alias, so a
+promotion or rollback (of a classifier or of the detector) changes what is served. `seamline
+predict` and the search service both call `Tagger`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipelines.config import Params
 from pipelines.crop import component_crop
-from pipelines.registry import CHAMPION, LoadedClassifier, NoChampion, Registry
+from pipelines.registry import CHAMPION, DETECTOR, LoadedClassifier, NoChampion, Registry
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,24 @@ class Tagger:
 
     @classmethod
     def from_registry(
-        cls, params: Params, detector_dir: Path, components: Sequence[str] | None = None, alias: str = CHAMPION
+        cls,
+        params: Params,
+        components: Sequence[str] | None = None,
+        alias: str = CHAMPION,
+        detector_alias: str = CHAMPION,
     ) -> Tagger:
-        """Each component's `alias` version from the registry; components without one are left
-        out (and named in the error if none has one)."""
-        from pipelines.detect import load_detector
-
+        """Each component's `alias` version and the detector's `detector_alias` version from the
+        registry; components without one are left out (and named in the error if none has one),
+        and no detector under that alias is a NoChampion. The detector the stages trained
+        (models/detector) serves only once it is registered and promoted."""
         registry = Registry(params.registry)
+        # The detector first: without it nothing can be tagged, and checking costs no model load.
+        detector_version = registry.alias_version(DETECTOR, detector_alias)
+        if detector_version is None:
+            raise NoChampion(
+                f"no {detector_alias} detector at {registry.uri} "
+                f"(register and promote one first: seamline models register {DETECTOR})"
+            )
         chosen = list(components or params.components)
         loaded: dict[str, LoadedClassifier] = {}
         for name in chosen:
@@ -107,7 +119,7 @@ class Tagger:
             raise NoChampion(
                 f"no {alias} model for {', '.join(chosen)} at {registry.uri} (register and promote one first)"
             )
-        return cls(params, load_detector(detector_dir), loaded)
+        return cls(params, registry.load_detector(detector_version), loaded)
 
     def tag(
         self, images: Sequence[np.ndarray], keep_crops: bool = False, detections: Sequence[Sequence[Any]] | None = None

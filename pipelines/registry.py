@@ -1,6 +1,8 @@
-"""The model registry: register each trained component classifier in MLflow, gate it against the
-champion on the same test split, and move the `champion`/`challenger` aliases with an audit ledger.
-`seamline models …` and the weekly flow's `register` step (`pipelines.stages.register`) call it.
+"""The model registry: register each trained component classifier and the garment detector in MLflow,
+gate each against its champion on the same test data (a classifier on the test split, the detector
+by a COCO metric on the held-out annotated images), and move the `champion`/`challenger` aliases
+with an audit ledger. `seamline models …` and the weekly flow's `register` step
+(`pipelines.stages.register`) call it; `seamline predict` and the search service load the champions.
 
 MLflow keeps no alias history, so every move is written twice: as a `seamline.ledger.NNNN` tag on
 the registered model (shared through the tracking server) and as a line in `registry.ledger`.
@@ -30,6 +32,11 @@ from pipelines.config import (
 CHAMPION, CHALLENGER = "champion", "challenger"
 LEDGER_TAG = "seamline.ledger."
 QUERY_IMAGES = 4  # known images the load-and-query check predicts on
+# The detector's registered model. Classifiers are registered under their component's name, which
+# params require to start with shirt- or jeans-, so this name cannot clash with one.
+DETECTOR = "detector"
+# What the detector stage's COCO evaluation reports (metrics/detector.json) and its gate may compare.
+DETECTOR_METRICS = ("box_map", "box_map50", "mask_map", "mask_map50", "mean_iou")
 
 
 class RegistryError(RuntimeError):
@@ -38,7 +45,18 @@ class RegistryError(RuntimeError):
 
 
 class NoChampion(RegistryError):
-    """No component has a version under the alias asked for: nothing to serve yet."""
+    """No component, or no detector, has a version under the alias asked for: nothing to serve yet."""
+
+
+def registered_names(params: Params) -> list[str]:
+    """Every registered model Seamline keeps: one per component, then the detector."""
+    return [*params.components, DETECTOR]
+
+
+def check_name(params: Params, name: str) -> None:
+    """A ParamsError naming the known components unless `name` is one of them or the detector."""
+    if name != DETECTOR:
+        params.component(name)
 
 
 # --- pure rules -------------------------------------------------------------------------------
@@ -63,6 +81,25 @@ class GateDecision:
     reason: str
 
 
+@dataclass(frozen=True)
+class DetectorScores:
+    """A detector's COCO scores on the held-out annotated images, as its gate compares them."""
+
+    box_map: float
+    box_map50: float
+    mask_map: float
+    mask_map50: float
+    mean_iou: float
+
+    def metric(self, name: str) -> float:
+        return float(getattr(self, name))
+
+
+def detector_scores_from_metrics(metrics: Mapping[str, Any]) -> DetectorScores:
+    """The gate's share of `coco_eval.detector_metrics` (what metrics/detector.json holds)."""
+    return DetectorScores(*(float(metrics[name]) for name in DETECTOR_METRICS))
+
+
 def scores_from_report(report: Mapping[str, Any]) -> Scores:
     return Scores(
         float(report["accuracy"]),
@@ -81,14 +118,29 @@ def gate(
     if weak:
         listed = ", ".join(f"{name} {recall:.2f}" for name, recall in sorted(weak.items()))
         return GateDecision(False, None, f"recall below the floor {rules.min_class_recall:.2f}: {listed}")
-    new = candidate.metric(metric)
-    if champion is None:
-        return GateDecision(
-            True,
-            CHAMPION,
-            f"first model to pass: {metric} {new:.4f}, every class recall ≥ {rules.min_class_recall:.2f}",
-        )
-    old = champion.metric(metric)
+    old = champion.metric(metric) if champion is not None else None
+    floor = f", every class recall ≥ {rules.min_class_recall:.2f}"
+    return beats_champion(metric, candidate.metric(metric), old, champion_version, rules, floor)
+
+
+def detector_gate(
+    candidate: DetectorScores, champion: DetectorScores | None, champion_version: str | None, rules: RegistryParams
+) -> GateDecision:
+    """Whether a new detector version may take an alias: its `registry.detector_gate_metric` above the
+    champion's (both scored on the same held-out images) by more than the margin. It has already
+    loaded and detected on known images, the detector's counterpart of the classifiers' floor."""
+    metric = rules.detector_gate_metric
+    old = champion.metric(metric) if champion is not None else None
+    return beats_champion(metric, candidate.metric(metric), old, champion_version, rules)
+
+
+def beats_champion(
+    metric: str, new: float, old: float | None, champion_version: str | None, rules: RegistryParams, note: str = ""
+) -> GateDecision:
+    """The comparison every gate ends with: the first passing model becomes champion; a later one
+    must beat the champion's `metric` by more than `registry.min_improvement`."""
+    if old is None:
+        return GateDecision(True, CHAMPION, f"first model to pass: {metric} {new:.4f}{note}")
     if new - old <= rules.min_improvement:
         return GateDecision(
             False,
@@ -145,6 +197,19 @@ def check_outputs(probabilities: np.ndarray, images: int, expected: Sequence[str
         )
     if not np.all(np.isfinite(probabilities)) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
         raise RegistryError("answers are not probability rows (non-finite, or rows that do not sum to 1)")
+
+
+def check_detections(found: Sequence[Sequence[Any]], images: int, categories: Sequence[str]) -> None:
+    """The load-and-query check on a detector's answers to known images: one list of detections per
+    image, each of a category the crops expect (a detector trained on other categories would crop
+    nothing), with a score in 0–1 and a finite box."""
+    if len(found) != images:
+        raise RegistryError(f"answered for {len(found)} of {images} images")
+    for detection in (d for per_image in found for d in per_image):
+        if detection.category not in categories:
+            raise RegistryError(f"detects {detection.category!r}; detector.categories are {list(categories)}")
+        if not 0.0 <= detection.score <= 1.0 or not np.all(np.isfinite(detection.box)):
+            raise RegistryError("answers are not detections (a score outside 0–1 or a non-finite box)")
 
 
 def now() -> str:
@@ -255,6 +320,41 @@ class Registry:
             raise RegistryError(f"{uri} does not load: {one_line(error)}") from None
         return LoadedClassifier(model, meta, str(version))
 
+    def load_detector(self, version: str) -> Any:
+        """The detector version as a ready `pipelines.detect.Detector`, downloaded by registry URI;
+        its `registered_version` says which version it is (its `version` stays the checkpoint's
+        content hash, what detections are cached by)."""
+        import mlflow
+        from pipelines.detect import load_detector
+
+        uri = f"models:/{DETECTOR}/{version}"
+        try:
+            with tempfile.TemporaryDirectory(prefix="seamline-registry-") as work:
+                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=work))
+                detector = load_detector(detector_data(local))
+        except Exception as error:
+            raise RegistryError(f"{uri} does not load: {one_line(error)}") from None
+        detector.registered_version = str(version)
+        return detector
+
+    def query_check_detector(self, version: str, categories: Sequence[str], images: Sequence[Path]) -> Any:
+        """Load the detector version back by URI and run it on a few known images; raise if it
+        cannot be served. Nothing moves the detector's aliases without passing this."""
+        from pipelines.detector_training import detect_images
+
+        if not images:
+            raise RegistryError(f"{DETECTOR}: no known images to query v{version} with")
+        detector = self.load_detector(version)
+        try:
+            found = detect_images(detector, list(images[:QUERY_IMAGES]))
+        except Exception as error:
+            raise RegistryError(f"models:/{DETECTOR}/{version} fails on known images: {one_line(error)}") from None
+        try:
+            check_detections(found, min(len(images), QUERY_IMAGES), categories)
+        except RegistryError as error:
+            raise RegistryError(f"models:/{DETECTOR}/{version} {error}") from None
+        return detector
+
     def query_check(self, name: str, version: str, classes: Sequence[str], images: Sequence[str]) -> LoadedClassifier:
         """Load the version back by URI and ask it about a few known images; raise if it cannot
         be served. Nothing moves an alias without passing this."""
@@ -314,6 +414,14 @@ class Registry:
             self.client.delete_registered_model_tag(name, tag)
 
 
+def detector_data(model_folder: Path) -> Path:
+    """The detector folder (checkpoint, detector.json) inside a downloaded `detector` model: the
+    pyfunc flavour's data path in its MLmodel (`tracking.log_detector_model` put it there)."""
+    from mlflow.models import Model
+
+    return model_folder / Model.load(str(model_folder / "MLmodel")).flavors["python_function"]["data"]
+
+
 def append_ledger(path: Path, entry: LedgerEntry) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
@@ -342,17 +450,57 @@ def score(loaded: LoadedClassifier, paths: Sequence[str], truth: np.ndarray) -> 
 
 
 @dataclass(frozen=True)
+class HeldOut:
+    """The annotated images the detector stage held out of training (the same ones every week, by
+    image hash): the detector gate's common ground, as the test split is the classifiers'."""
+
+    dataset: dict[str, Any]
+    image_ids: list[int]
+    paths: list[Path]
+
+
+def held_out_images(params: Params, annotations: Path) -> HeldOut:
+    """The held-out images of the annotations in `annotations` (`detector.validation_fraction`)."""
+    from pipelines.detect import DetectorError
+    from pipelines.detector_training import read_instances, split_coco
+
+    try:
+        dataset = read_instances(annotations)
+    except DetectorError as error:
+        raise RegistryError(str(error)) from None
+    _, held = split_coco(dataset, params.detector.validation_fraction)
+    if not held["images"]:
+        raise RegistryError(f"{annotations}: no held-out annotated images to score the detector on")
+    return HeldOut(dataset, [i["id"] for i in held["images"]], [annotations / i["file_name"] for i in held["images"]])
+
+
+def score_detector(detector: Any, held: HeldOut, params: Params) -> DetectorScores:
+    """COCOeval on the held-out images, as the detector stage evaluates, at today's
+    `detector.score_threshold` (the one serving crops with)."""
+    from pipelines.coco_eval import detector_metrics
+    from pipelines.detector_training import detect_images
+
+    try:
+        found = detect_images(detector, held.paths)
+        metrics = detector_metrics(held.dataset, held.image_ids, found, params.detector.score_threshold)
+    except Exception as error:
+        raise RegistryError(f"cannot be scored on the held-out images: {one_line(error)}") from None
+    return detector_scores_from_metrics(metrics)
+
+
+@dataclass(frozen=True)
 class Registration:
     """What registering one trained model did: its version, the gate's decision, and the scores
-    both models got on the same test split (None where there was nothing to score)."""
+    both models got on the same test data (None where there was nothing to score). `component` is
+    the registered model's name: a component, or `detector`."""
 
     component: str
     version: str
     run_id: str
     decision: GateDecision
-    candidate: Scores | None = None
+    candidate: Scores | DetectorScores | None = None
     champion_version: str | None = None
-    champion: Scores | None = None
+    champion: Scores | DetectorScores | None = None
     new: bool = True  # False: this run was registered before, nothing changed
 
     def as_json(self) -> dict[str, Any]:
@@ -368,6 +516,31 @@ class Registration:
             "champion_version": self.champion_version,
             "champion": asdict(self.champion) if self.champion else None,
         }
+
+
+def _registered_before(registry: Registry, name: str, run_id: str) -> Registration | None:
+    """The registration of a run registered earlier (a weekly run with nothing new is a no-op)."""
+    if not registry.model_exists(name):
+        return None
+    earlier = [v for v in registry.versions(name) if v.tags.get("seamline.run_id") == run_id]
+    if not earlier:
+        return None
+    version = earlier[-1]
+    decision = GateDecision(
+        version.tags.get("seamline.gate") == "passed",
+        None,
+        f"run {run_id} already registered as v{version.version}: {version.tags.get('seamline.gate_reason', '')}",
+    )
+    return Registration(
+        name, str(version.version), run_id, decision, champion_version=registry.alias_version(name, CHAMPION), new=False
+    )
+
+
+def _failed_check(registry: Registry, name: str, version: str, run_id: str, error: RegistryError) -> Registration:
+    """A version that does not load or answer: registered, tagged as failed, and given no alias."""
+    decision = GateDecision(False, None, f"failed the load-and-query check: {error}")
+    registry.tag_version(name, version, {"seamline.gate": "failed", "seamline.gate_reason": decision.reason})
+    return Registration(name, version, run_id, decision, champion_version=registry.alias_version(name, CHAMPION))
 
 
 def register_trained(
@@ -389,24 +562,9 @@ def register_trained(
     info = json.loads(info_path.read_text(encoding="utf-8"))
     registry = Registry(params.registry)
     run = registry.client.get_run(info["mlflow_run_id"])
-    if registry.model_exists(component):
-        earlier = [v for v in registry.versions(component) if v.tags.get("seamline.run_id") == run.info.run_id]
-        if earlier:
-            version = earlier[-1]
-            decision = GateDecision(
-                version.tags.get("seamline.gate") == "passed",
-                None,
-                f"run {run.info.run_id} already registered as v{version.version}: "
-                f"{version.tags.get('seamline.gate_reason', '')}",
-            )
-            return Registration(
-                component,
-                str(version.version),
-                run.info.run_id,
-                decision,
-                champion_version=registry.alias_version(component, CHAMPION),
-                new=False,
-            )
+    earlier = _registered_before(registry, component, run.info.run_id)
+    if earlier is not None:
+        return earlier
     metrics = run.data.metrics
     tags = {key: value for key, value in run.data.tags.items() if key.startswith("seamline.")}
     tags.update(
@@ -429,11 +587,7 @@ def register_trained(
     try:
         candidate = registry.query_check(component, version, classes, test.paths)
     except RegistryError as error:
-        decision = GateDecision(False, None, f"failed the load-and-query check: {error}")
-        registry.tag_version(component, version, {"seamline.gate": "failed", "seamline.gate_reason": decision.reason})
-        return Registration(
-            component, version, run.info.run_id, decision, champion_version=registry.alias_version(component, CHAMPION)
-        )
+        return _failed_check(registry, component, version, run.info.run_id, error)
     candidate_scores = score(candidate, test.paths, test.labels)
     champion_version = registry.alias_version(component, CHAMPION)
     champion_scores = None
@@ -467,6 +621,96 @@ def register_trained(
     )
 
 
+def register_detector(
+    params: Params, model_dir: Path, annotations: Path, who: str, progress: Any = print
+) -> Registration:
+    """Register the detector the `detector` stage produced (models/detector/) as the `detector`
+    model, gate it against the champion by `registry.detector_gate_metric` on the held-out
+    annotated images, and give it the alias it earned, exactly as a classifier is. A run
+    registered before is not registered again."""
+    from pipelines.detect import DETECTOR_FILE
+
+    info_path = model_dir / DETECTOR_FILE
+    if not info_path.is_file():
+        raise RegistryError(f"{info_path}: missing (train the detector first: dvc repro detector)")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if not info.get("mlflow_run_id"):
+        raise RegistryError(f"{info_path}: names no MLflow run (train the detector again: dvc repro detector)")
+    registry = Registry(params.registry)
+    run = registry.client.get_run(info["mlflow_run_id"])
+    earlier = _registered_before(registry, DETECTOR, run.info.run_id)
+    if earlier is not None:
+        return earlier
+    _log_detector_if_missing(registry, run, model_dir, str(info.get("version")))
+    metrics = run.data.metrics
+    tags = {key: value for key, value in run.data.tags.items() if key.startswith("seamline.")}
+    tags.update(
+        {
+            "seamline.run_id": run.info.run_id,
+            "seamline.registered_by": who,
+            "seamline.detector_version": str(info.get("version")),
+            # What the stage's own evaluation found, beside what the gate scores now.
+            **{f"seamline.eval_{name}": f"{metrics.get(name, float('nan')):.4f}" for name in DETECTOR_METRICS},
+        }
+    )
+    categories = params.detector.categories
+    held = held_out_images(params, annotations)  # before registering: no version without its gate
+    version = registry.register(
+        DETECTOR,
+        run.info.run_id,
+        tags,
+        f"garment detector, Mask R-CNN ({', '.join(categories)}); aliases champion and challenger",
+    )
+    progress(f"register {DETECTOR}: v{version} from run {run.info.run_id}")
+    try:
+        candidate = registry.query_check_detector(version, categories, held.paths)
+        candidate_scores = score_detector(candidate, held, params)
+    except RegistryError as error:
+        return _failed_check(registry, DETECTOR, version, run.info.run_id, error)
+    del candidate  # one Mask R-CNN in memory at a time
+    champion_version = registry.alias_version(DETECTOR, CHAMPION)
+    champion_scores = None
+    if champion_version is not None:
+        try:
+            champion_scores = score_detector(registry.load_detector(champion_version), held, params)
+        except RegistryError as error:
+            # As for a classifier: a champion that cannot be scored does not hold the new one back.
+            progress(f"register {DETECTOR}: champion v{champion_version} cannot be scored ({error}); gating as if none")
+            champion_version = None
+    decision = detector_gate(candidate_scores, champion_scores, champion_version, params.registry)
+    registry.tag_version(
+        DETECTOR,
+        version,
+        {
+            "seamline.gate": "passed" if decision.passed else "failed",
+            "seamline.gate_reason": decision.reason,
+            "seamline.gate_metric": params.registry.detector_gate_metric,
+            **{f"seamline.gate_test_{name}": f"{candidate_scores.metric(name):.4f}" for name in DETECTOR_METRICS},
+            "seamline.gate_test_images": str(len(held.paths)),
+        },
+    )
+    if decision.alias is not None:
+        registry.move_alias(DETECTOR, decision.alias, version, "register", who, decision.reason)
+    return Registration(
+        DETECTOR, version, run.info.run_id, decision, candidate_scores, champion_version, champion_scores
+    )
+
+
+def _log_detector_if_missing(registry: Registry, run: Any, model_dir: Path, version: str) -> None:
+    """A detector trained before the stage logged it as the run's `model` is logged now, from
+    `model_dir`, if that folder holds the very checkpoint the run trained (same content hash)."""
+    from pipelines.tracking import log_detector_model
+
+    if "model/MLmodel" in {a.path for a in registry.client.list_artifacts(run.info.run_id, "model")}:
+        return
+    if run.data.tags.get("seamline.detector_version") != version:
+        raise RegistryError(
+            f"run {run.info.run_id} logged no detector model and {model_dir} holds another checkpoint "
+            "(train the detector again: dvc repro detector)"
+        )
+    log_detector_model(model_dir, run.info.run_id)
+
+
 def promote(
     params: Params,
     component: str,
@@ -476,24 +720,32 @@ def promote(
     crops: Path,
     labels: Path,
     alias: str = CHAMPION,
+    annotations: Path = Path("data/annotations"),
 ) -> LedgerEntry:
-    """An ML lead's promotion: the version must load and answer, then the alias moves; a
-    challenger promoted to champion stops being the challenger."""
+    """An ML lead's promotion of a component's classifier or of the detector: the version must
+    load and answer, then the alias moves; a challenger promoted to champion stops being the
+    challenger."""
     registry = Registry(params.registry)
     _require_model(registry, component)
     registry.version(component, version)
     if registry.alias_version(component, alias) == str(version):
         raise RegistryError(f"{component}: v{version} already is {alias}")
-    registry.query_check(
-        component, version, params.components[component].classes, _known_images(params, component, crops, labels)
-    )
+    _check_servable(params, registry, component, version, crops, labels, annotations)
     entry = registry.move_alias(component, alias, str(version), "promote", who, reason)
     if alias == CHAMPION and registry.alias_version(component, CHALLENGER) == str(version):
         registry.move_alias(component, CHALLENGER, None, "retire", who, f"promoted to champion: {reason}")
     return entry
 
 
-def rollback(params: Params, component: str, reason: str, who: str, crops: Path, labels: Path) -> LedgerEntry:
+def rollback(
+    params: Params,
+    component: str,
+    reason: str,
+    who: str,
+    crops: Path,
+    labels: Path,
+    annotations: Path = Path("data/annotations"),
+) -> LedgerEntry:
     """Back to the champion before the current one (by the ledger), after the same load check."""
     registry = Registry(params.registry)
     _require_model(registry, component)
@@ -502,10 +754,23 @@ def rollback(params: Params, component: str, reason: str, who: str, crops: Path,
     if current is None or len(lineage) < 2 or lineage[-1] != current:
         raise RegistryError(f"{component}: no earlier champion to roll back to (champion: {current or 'none'})")
     target = lineage[-2]
-    registry.query_check(
-        component, target, params.components[component].classes, _known_images(params, component, crops, labels)
-    )
+    _check_servable(params, registry, component, target, crops, labels, annotations)
     return registry.move_alias(component, CHAMPION, target, "rollback", who, reason or f"rollback from v{current}")
+
+
+def _check_servable(
+    params: Params, registry: Registry, name: str, version: str, crops: Path, labels: Path, annotations: Path
+) -> None:
+    """The load-and-query check before a hand move: a classifier on its test crops, the detector
+    on its held-out annotated images."""
+    if name != DETECTOR:
+        registry.query_check(name, version, params.components[name].classes, _known_images(params, name, crops, labels))
+        return
+    try:
+        images = held_out_images(params, annotations).paths
+    except RegistryError as error:
+        raise RegistryError(f"the load-and-query check needs known images: {error}") from None
+    registry.query_check_detector(version, params.detector.categories, images)
 
 
 def _require_model(registry: Registry, component: str) -> None:

@@ -69,6 +69,7 @@ def validation_row(summary: Mapping[str, Any], docs: str) -> dict[str, Any]:
         "valid": summary.get("valid", 0),
         "quarantined": sum(summary.get("quarantined", {}).values()),
         "quarantine_reasons": summary.get("quarantined", {}),
+        "unreadable_lines": summary.get("unreadable_lines", {}),  # manifest -> line numbers left out
         "dataset_problems": problems,
         "passed": bool(summary) and not problems,
         "docs": docs,
@@ -161,11 +162,15 @@ def markdown(report: RetrainReport, metric: str) -> str:
         v = report.validation
         verdict = "passed" if v["passed"] else f"failed: {'; '.join(map(str, v['dataset_problems'])) or 'no summary'}"
         reasons = ", ".join(f"{k} {n}" for k, n in v["quarantine_reasons"].items()) or "none"
+        unreadable = "".join(
+            f" Unreadable manifest lines, left out: `{path}` lines {', '.join(map(str, numbers))}."
+            for path, numbers in v.get("unreadable_lines", {}).items()
+        )
         parts += [
             "## Validation",
             (
-                f"{verdict}. {v['valid']} of {v['rows']} rows valid; {v['quarantined']} quarantined ({reasons}). "
-                f"Data Docs: `{v['docs']}`."
+                f"{verdict}. {v['valid']} of {v['rows']} rows valid; {v['quarantined']} quarantined ({reasons})."
+                f"{unreadable} Data Docs: `{v['docs']}`."
             ),
         ]
     if report.snapshot:

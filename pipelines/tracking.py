@@ -1,6 +1,6 @@
 """MLflow tracking for every training stage: one place that resolves the tracking URI, creates
 experiments with the configured artifact root, tags runs with the code and data versions, and
-logs a trained classifier in MLflow's Keras flavour.
+logs a trained classifier in MLflow's Keras flavour and the detector as a pyfunc model.
 
 `MLFLOW_TRACKING_URI` in the environment wins over `registry.tracking_uri`, as MLflow users expect
 (a shared server in production, the local SQLite file by default).
@@ -116,17 +116,44 @@ def log_classifier_model(model: Any, classifier: Mapping[str, Any]) -> None:
         mlflow.log_artifacts(str(path), "model")
 
 
+def log_detector_model(folder: Path, run_id: str | None = None) -> None:
+    """The detector the stage saved in `folder` (checkpoint, detector.json) as a run's `model`
+    artifact: an MLflow pyfunc model whose loader is `pipelines.detect`, with the folder as its
+    data. MLflow registers only a folder with an MLmodel file, so this is what lets the registry
+    version, alias and serve the detector like a classifier. The active run's, or `run_id`'s (a
+    detector trained before the stage logged one, registered later).
+
+    The loader module is Seamline's own, so whatever loads it needs Seamline installed, as every
+    Seamline process and the serving image have."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="seamline-detector-model-") as work:
+        path = Path(work) / "model"
+        mlflow.pyfunc.save_model(
+            str(path),
+            loader_module="pipelines.detect",
+            data_path=str(folder),
+            pip_requirements=model_requirements(DETECTOR_PACKAGES),
+        )
+        if run_id is None:
+            mlflow.log_artifacts(str(path), "model")
+        else:
+            mlflow.MlflowClient().log_artifacts(run_id, str(path), "model")
+
+
 # What the keras flavour needs to load and run a classifier. Left to itself, mlflow infers this
 # by loading the model in a child process, a quarter of a tiny training's time (docs/benchmarks.md).
 MODEL_PACKAGES = ("keras", "tensorflow", "numpy")
+# What the detector's loader (pipelines.detect) imports to rebuild and run Model Garden's Mask R-CNN.
+DETECTOR_PACKAGES = ("tensorflow", "tf-models-official", "tf-keras", "numpy", "pandas", "pycocotools")
 
 
-def model_requirements() -> list[str] | None:
-    """MODEL_PACKAGES pinned to the versions installed here (mlflow adds itself); None, so mlflow
+def model_requirements(packages: tuple[str, ...] = MODEL_PACKAGES) -> list[str] | None:
+    """`packages` pinned to the versions installed here (mlflow adds itself); None, so mlflow
     infers them, where one is installed under another name (tensorflow-cpu, tf-nightly)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return [f"{name}=={version(name)}" for name in MODEL_PACKAGES]
+        return [f"{name}=={version(name)}" for name in packages]
     except PackageNotFoundError:
         return None

@@ -105,6 +105,61 @@ def tiny_profile_base(tree: dict[str, Any]) -> dict[str, Any]:
     return tiny
 
 
+# A Mask R-CNN sized for a test (128 px, a handful of steps): it proves the plumbing, not the accuracy.
+TINY_DETECTOR = {
+    "resnet_depth": 18,
+    "image_size": 128,
+    "min_level": 3,
+    "max_level": 6,
+    "anchor_size": 4.0,
+    "decoder_filters": 32,
+    "batch_size": 2,
+    "steps": 4,
+    "warmup_steps": 1,
+    "score_threshold": 0.0,
+    "validation_fraction": 0.3,
+}
+
+
+def tiny_detector_project(root: Path, demo_shop: Path, tracking_uri: str | None = None) -> Path:
+    """`root` as a working folder with the demo shop's annotations imported and params (profile
+    `tiny`) for a tiny detector; MLflow on SQLite in `root` unless `tracking_uri` names a server."""
+    import yaml
+
+    from pipelines.annotations import import_labelme_dir
+
+    tree = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    tiny = copy.deepcopy(tree["profiles"]["demo"])
+    tiny["detector"] = {**tiny.get("detector", {}), **TINY_DETECTOR}
+    tiny["crop"] = {"size": 32, "on_no_detection": "full_image"}
+    tree["profiles"]["tiny"] = tiny
+    tree["profile"] = "tiny"
+    tree["registry"]["tracking_uri"] = tracking_uri or f"sqlite:///{root / 'mlflow.db'}"
+    tree["registry"]["artifact_root"] = str(root / "artifacts")
+    tree["registry"]["ledger"] = str(root / "ledger.jsonl")
+    (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    categories = tree["detector"]["categories"]
+    result = import_labelme_dir(demo_shop / "annotations", root / "data" / "annotations", categories)
+    assert result.imported and not result.problems
+    return root
+
+
+def train_tiny_detector(project: Path) -> dict[str, Any]:
+    """Run the detector stage in `project` (a child process, as DVC would); its metrics/detector.json."""
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.stages.detector", "--params", "params.yaml"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"detector: step {TINY_DETECTOR['steps']}/{TINY_DETECTOR['steps']}" in result.stdout
+    return json.loads((project / "metrics" / "detector.json").read_text())
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -96,8 +97,28 @@ def registry_call(params: Params, action: Callable[[], T]) -> T:
 def run_module(module: str, arguments: Sequence[str]) -> int:
     """`python -m module arguments` in a child process, its output passed through; its exit code.
     Scrapy's reactor cannot restart in one process, and the flows and stages are entry points of
-    their own, so the CLI starts them rather than importing them."""
-    return subprocess.run([sys.executable, "-m", module, *arguments], check=False).returncode
+    their own, so the CLI starts them rather than importing them.
+
+    Stopping this process stops the child: SIGTERM, SIGINT and SIGHUP are passed on to it and
+    this process waits for it to stop what it started (a flow stops its stages and Prefect's
+    temporary server), then exits with its status. The child runs in a session of its own, so a
+    Ctrl-C in the terminal reaches it once, through here, not twice."""
+    import signal
+
+    process = subprocess.Popen([sys.executable, "-m", module, *arguments], start_new_session=True)
+
+    def pass_on(signum: int, frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
+
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, pass_on) for signum in forwarded}
+    try:
+        code = process.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return code if code >= 0 else 128 - code  # killed by signal N: the shell's 128 + N
 
 
 def profile_arguments(profile: str | None) -> list[str]:

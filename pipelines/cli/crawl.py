@@ -30,12 +30,16 @@ def crawl(
         typer.Option("--reports-root", help="Crawl summaries: REPORTS_ROOT/NAME/{crawl_summary.json, crawls.jsonl}."),
     ] = Path("reports/crawl"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Scrapy's INFO log.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If another crawl of the source is running, wait for it (else exit 3).")
+    ] = False,
     sources_dir: SourcesDir = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
     profile: Profile = None,
 ) -> None:
     """Crawl one source: new images stored once by content under DATA_ROOT/NAME/images/, one
-    manifest row each; images already in the manifest are not fetched again. Prints a summary."""
+    manifest row each; images already in the manifest are not fetched again. Prints a summary.
+    One crawl of a source at a time: a second one names the running one and exits 3."""
     from rich.table import Table
 
     arguments = [
@@ -52,6 +56,8 @@ def crawl(
     ]
     if max_pages:
         arguments += ["--max-pages", str(max_pages)]
+    if wait:
+        arguments.append("--wait")
     if sources_dir:
         arguments += ["--sources-dir", str(sources_dir)]
     code = run_module(CRAWLER, [*arguments, *profile_arguments(profile)])

@@ -1,9 +1,11 @@
 """`seamline models …`: what ML leads use to register, compare, promote and roll back each
-component's champion, with every alias move in the ledger."""
+component's champion and the detector's (registered model `detector`), with every alias move in
+the ledger."""
 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,29 +24,54 @@ from pipelines.cli.common import (
     registry_call,
     say,
 )
-from pipelines.config import DEFAULT_PARAMS_PATH
+from pipelines.config import DEFAULT_PARAMS_PATH, Params
+from pipelines.registry import DETECTOR
 
 app = typer.Typer(
-    help="The model registry: register, list, compare, promote and roll back each component's champion.",
+    help="The model registry: register, list, compare, promote and roll back each component's champion "
+    "and the detector's.",
     no_args_is_help=True,
 )
 
 Who = Annotated[
     str | None, typer.Option("--who", help="Who is acting, for the ledger (default: $SEAMLINE_USER or the login name).")
 ]
+Annotations = Annotated[
+    Path,
+    typer.Option(
+        "--annotations", help="The annotations (data/annotations): the detector's held-out images.", file_okay=False
+    ),
+]
+Model = Annotated[str, typer.Argument(help="A component, e.g. shirt-pattern, or `detector`.")]
+
+
+def model_or_fail(params: Params, name: str) -> str:
+    """`name` if it is a component or the detector, else a failure listing the components."""
+    return name if name == DETECTOR else component_or_fail(params, name)
+
+
+def gate_metric(params: Params, name: str) -> str:
+    """The metric the model's gate compares (and `models list` shows)."""
+    return params.registry.detector_gate_metric if name == DETECTOR else params.registry.gate_metric
 
 
 @app.command("register")
 def register(
     component: Annotated[
-        str | None, typer.Argument(help="Component whose trained model (models/<c>/) to register.")
+        str | None,
+        typer.Argument(
+            help="Component whose trained model (models/<c>/) to register, or `detector` (models/detector/)."
+        ),
     ] = None,
-    all_components: Annotated[bool, typer.Option("--all", help="Register every component's trained model.")] = False,
+    all_components: Annotated[
+        bool, typer.Option("--all", help="Register every component's trained model and the detector.")
+    ] = False,
     models_dir: Annotated[
-        Path, typer.Option("--models", help="Where train@<c> wrote models/<c>/.", file_okay=False)
+        Path, typer.Option("--models", help="Where train@<c> wrote models/<c>/ (and the detector models/detector/).")
     ] = Path("models"),
     crops: Crops = Path("data/crops"),
     labels: Labels = Path("data/labels"),
+    annotations: Annotations = Path("data/annotations"),
     who: Who = None,
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
@@ -56,49 +83,51 @@ def register(
     registry.auto_promote or when there is none) only if it beats the champion by
     registry.min_improvement and keeps every class's recall at or above registry.min_class_recall.
     A failing version is registered without alias, with the reason in its `seamline.gate_reason`
-    tag.
+    tag. The detector (`detector`) is gated the same way on registry.detector_gate_metric, a COCO
+    metric scored for it and its champion on the held-out annotated images.
     """
     from pipelines.classifier import CLASSIFIER_FILE, SKIPPED_FILE
-    from pipelines.registry import register_trained, who_is_acting
+    from pipelines.detect import DETECTOR_FILE
+    from pipelines.registry import register_detector, register_trained, who_is_acting
 
     params = params_or_fail(params_file, profile)
-    for name in chosen_components(params, component, all_components):
-        # --all registers what the last run trained; a component it skipped keeps its champion.
-        skipped = models_dir / name / SKIPPED_FILE
-        if all_components and skipped.is_file():
-            reason = json.loads(skipped.read_text(encoding="utf-8")).get("reason", "")
-            say(f"{name}: [yellow]not trained in the last run[/] ({reason}); the champion stays")
-            continue
-        if all_components and not (models_dir / name / CLASSIFIER_FILE).is_file():
-            say(f"{name}: [yellow]no trained model[/] in {models_dir / name}; nothing to register")
-            continue
-        done = registry_call(
-            params,
-            lambda name=name: register_trained(
-                params,
-                name,
-                models_dir / name,
-                crops,
-                labels,
-                who or who_is_acting(),
-                progress=say,
-            ),
-        )
+    if component == DETECTOR and not all_components:
+        names = [DETECTOR]
+    else:
+        names = chosen_components(params, component, all_components) + ([DETECTOR] if all_components else [])
+    for name in names:
+        if name == DETECTOR:
+            if all_components and not (models_dir / DETECTOR / DETECTOR_FILE).is_file():
+                say(f"{DETECTOR}: [yellow]no trained detector[/] in {models_dir / DETECTOR}; nothing to register")
+                continue
+            register_one = partial(register_detector, params, models_dir / DETECTOR, annotations)
+        else:
+            # --all registers what the last run trained; a component it skipped keeps its champion.
+            skipped = models_dir / name / SKIPPED_FILE
+            if all_components and skipped.is_file():
+                reason = json.loads(skipped.read_text(encoding="utf-8")).get("reason", "")
+                say(f"{name}: [yellow]not trained in the last run[/] ({reason}); the champion stays")
+                continue
+            if all_components and not (models_dir / name / CLASSIFIER_FILE).is_file():
+                say(f"{name}: [yellow]no trained model[/] in {models_dir / name}; nothing to register")
+                continue
+            register_one = partial(register_trained, params, name, models_dir / name, crops, labels)
+        done = registry_call(params, partial(register_one, who or who_is_acting(), progress=say))
         outcome = f"[green]→ {done.decision.alias}[/]" if done.decision.alias else "[yellow]→ no alias[/]"
         say(f"{name}: v{done.version} {outcome}  {done.decision.reason}")
 
 
 @app.command("list")
 def list_models(profile: Profile = None, params_file: ParamsFile = DEFAULT_PARAMS_PATH) -> None:
-    """Every component's registered model: versions, champion, challenger, last alias move."""
+    """Every component's registered model and the detector's: versions, champion, challenger, last alias move."""
     from rich.table import Table
 
-    from pipelines.registry import CHALLENGER, CHAMPION, Registry
+    from pipelines.registry import CHALLENGER, CHAMPION, Registry, registered_names
 
     params = params_or_fail(params_file, profile)
     registry = registry_call(params, lambda: Registry(params.registry))
-    table = Table("component", "versions", "champion", "challenger", "last move")
-    for name in params.components:
+    table = Table("model", "versions", "champion", "challenger", "last move")
+    for name in registered_names(params):
         if not registry_call(params, lambda name=name: registry.model_exists(name)):
             table.add_row(name, "0", "-", "-", "not registered")
             continue
@@ -110,8 +139,8 @@ def list_models(profile: Profile = None, params_file: ParamsFile = DEFAULT_PARAM
         table.add_row(
             name,
             str(len(versions)),
-            _scored(by_number, aliases.get(CHAMPION), params.registry.gate_metric),
-            _scored(by_number, aliases.get(CHALLENGER), params.registry.gate_metric),
+            _scored(by_number, aliases.get(CHAMPION), gate_metric(params, name)),
+            _scored(by_number, aliases.get(CHALLENGER), gate_metric(params, name)),
             f"{last.time} {last.alias} v{last.from_version or '-'}→v{last.to_version or '-'} by {last.who}"
             if last
             else "-",
@@ -131,23 +160,24 @@ def _scored(versions: dict[str, Any], version: str | None, metric: str) -> str:
 
 @app.command("show")
 def show(
-    component: Annotated[str, typer.Argument(help="Component, e.g. shirt-pattern.")],
+    component: Model,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
-    """A component's versions and its alias history.
+    """A component's (or the detector's) versions and its alias history.
 
-    Per version: gate outcome, test metrics, base weights, data version and aliases; the
-    history lists every alias move, oldest first."""
+    Per version: gate outcome, test metrics (the detector's: COCO metrics on the held-out images),
+    base weights, data version and aliases; the history lists every alias move, oldest first."""
     from dataclasses import asdict
 
     from rich.table import Table
 
-    from pipelines.registry import Registry
+    from pipelines.registry import DETECTOR_METRICS, Registry
 
     params = params_or_fail(params_file, profile)
-    component_or_fail(params, component)
+    model_or_fail(params, component)
+    metrics = ("box_map", "box_map50", "mean_iou") if component == DETECTOR else ("macro_f1", "accuracy")
     registry = registry_call(params, lambda: Registry(params.registry))
     if not registry_call(params, lambda: registry.model_exists(component)):
         fail(f"{component}: not registered at {registry.uri} (seamline models register {component})")
@@ -163,8 +193,10 @@ def show(
             "created": _time(v.creation_timestamp),
             "aliases": holders.get(str(v.version), []),
             "gate": v.tags.get("seamline.gate", "-"),
-            "macro_f1": v.tags.get("seamline.gate_test_macro_f1", "-"),
-            "accuracy": v.tags.get("seamline.gate_test_accuracy", "-"),
+            **{
+                metric: v.tags.get(f"seamline.gate_test_{metric}", "-")
+                for metric in (DETECTOR_METRICS if component == DETECTOR else metrics)
+            },
             "base_weights": v.tags.get("seamline.base_weights", "-"),
             "data_version": v.tags.get("seamline.data_version", "-"),
             "run_id": v.run_id,
@@ -185,17 +217,14 @@ def show(
             )
         )
         return
-    table = Table(
-        "v", "created", "aliases", "gate", "macro-F1", "acc", "base weights", "data", "gate reason", title=component
-    )
+    table = Table("v", "created", "aliases", "gate", *metrics, "base weights", "data", "gate reason", title=component)
     for row in rows:
         table.add_row(
             row["version"],
             row["created"],
             ", ".join(row["aliases"]) or "-",
             row["gate"],
-            row["macro_f1"],
-            row["accuracy"],
+            *(row[metric] for metric in metrics),
             str(row["base_weights"]),
             row["data_version"],
             row["reason"],
@@ -223,43 +252,36 @@ def _time(milliseconds: int | None) -> str:
 
 @app.command("compare")
 def compare(
-    component: Annotated[str, typer.Argument(help="Component, e.g. shirt-pattern.")],
+    component: Model,
     first: Annotated[str, typer.Argument(help="A version number.")],
     second: Annotated[str, typer.Argument(help="Another version number.")],
     crops: Crops = Path("data/crops"),
     labels: Labels = Path("data/labels"),
+    annotations: Annotations = Path("data/annotations"),
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
-    """Two versions side by side, both scored now on the current test split.
+    """Two versions side by side, both scored now on the same data.
 
-    Accuracy, macro-F1 and each class's recall, and the training params in which their runs
-    differ."""
+    A classifier on the current test split (accuracy, macro-F1 and each class's recall); the
+    detector on the held-out annotated images (COCO box and mask mAP, mAP@0.5, mean IoU); then
+    the training params in which their runs differ."""
     from rich.table import Table
 
-    from pipelines.registry import Registry, score, test_images
+    from pipelines.registry import Registry
 
     params = params_or_fail(params_file, profile)
-    component_or_fail(params, component)
+    model_or_fail(params, component)
     registry = registry_call(params, lambda: Registry(params.registry))
-    test = registry_call(params, lambda: test_images(params, component, crops, labels))
-    scored = {}
-    runs = {}
     for version in (first, second):
-        found = registry_call(params, lambda version=version: registry.version(component, version))
-        scored[version] = registry_call(
-            params, lambda version=version: score(registry.load(component, version), test.paths, test.labels)
-        )
-        runs[version] = registry.client.get_run(found.run_id).data.params
-    table = Table("", f"v{first}", f"v{second}", "Δ", title=f"{component}: {len(test.paths)} test images")
-    for name, a, b in [
-        ("accuracy", scored[first].accuracy, scored[second].accuracy),
-        ("macro-F1", scored[first].macro_f1, scored[second].macro_f1),
-        *[
-            (f"recall {c}", scored[first].recall.get(c, 0.0), scored[second].recall.get(c, 0.0))
-            for c in params.components[component].classes
-        ],
-    ]:
+        registry_call(params, lambda version=version: registry.version(component, version))
+    scorer = _detector_scores if component == DETECTOR else _classifier_scores
+    title, rows = registry_call(
+        params, lambda: scorer(params, registry, component, (first, second), crops, labels, annotations)
+    )
+    runs = {v: registry.client.get_run(registry.version(component, v).run_id).data.params for v in (first, second)}
+    table = Table("", f"v{first}", f"v{second}", "Δ", title=title)
+    for name, a, b in rows:
         table.add_row(name, f"{a:.3f}", f"{b:.3f}", f"{b - a:+.3f}")
     out_console.print(table)
     differing = sorted(k for k in set(runs[first]) | set(runs[second]) if runs[first].get(k) != runs[second].get(k))
@@ -272,32 +294,71 @@ def compare(
         say("training params: identical")
 
 
+Rows = list[tuple[str, float, float]]
+
+
+def _classifier_scores(
+    params: Params, registry: Any, name: str, versions: tuple[str, str], crops: Path, labels: Path, _: Path
+) -> tuple[str, Rows]:
+    """Both versions scored on the component's current test split: the table's title and rows."""
+    from pipelines.registry import score, test_images
+
+    test = test_images(params, name, crops, labels)
+    first, second = (score(registry.load(name, v), test.paths, test.labels) for v in versions)
+    rows = [
+        ("accuracy", first.accuracy, second.accuracy),
+        ("macro-F1", first.macro_f1, second.macro_f1),
+        *[
+            (f"recall {c}", first.recall.get(c, 0.0), second.recall.get(c, 0.0))
+            for c in params.components[name].classes
+        ],
+    ]
+    return f"{name}: {len(test.paths)} test images", rows
+
+
+def _detector_scores(
+    params: Params, registry: Any, name: str, versions: tuple[str, str], _: Path, __: Path, annotations: Path
+) -> tuple[str, Rows]:
+    """Both detector versions scored with COCOeval on the held-out annotated images."""
+    from pipelines.registry import DETECTOR_METRICS, held_out_images, score_detector
+
+    held = held_out_images(params, annotations)
+    first, second = (score_detector(registry.load_detector(v), held, params) for v in versions)
+    rows = [(metric, first.metric(metric), second.metric(metric)) for metric in DETECTOR_METRICS]
+    return f"{name}: {len(held.paths)} held-out images", rows
+
+
 @app.command("promote")
 def promote(
-    component: Annotated[str, typer.Argument(help="Component, e.g. shirt-pattern.")],
+    component: Model,
     model_version: Annotated[str, typer.Argument(metavar="VERSION", help="The version to promote.")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the ledger (required).")],
     alias: Annotated[str, typer.Option("--alias", help="champion (default) or challenger.")] = "champion",
     crops: Crops = Path("data/crops"),
     labels: Labels = Path("data/labels"),
+    annotations: Annotations = Path("data/annotations"),
     who: Who = None,
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Point an alias (champion by default) at a version.
 
-    The version is first loaded back by URI and queried on known images. The move is recorded in
-    the registry and the ledger; if recording fails, the alias goes back where it was."""
+    The version is first loaded back by URI and queried on known images (the detector on its
+    held-out annotated images). The move is recorded in the registry and the ledger; if recording
+    fails, the alias goes back where it was."""
     from pipelines.registry import CHALLENGER, CHAMPION, promote, who_is_acting
 
     params = params_or_fail(params_file, profile)
-    component_or_fail(params, component)
+    model_or_fail(params, component)
     if alias not in (CHAMPION, CHALLENGER):
         fail(f"--alias {alias}: expected champion or challenger")
     if not reason.strip():
         fail("--reason must say why")
     entry = registry_call(
-        params, lambda: promote(params, component, model_version, reason, who or who_is_acting(), crops, labels, alias)
+        params,
+        lambda: promote(
+            params, component, model_version, reason, who or who_is_acting(), crops, labels, alias, annotations
+        ),
     )
     say(f"{component}: {entry.alias} v{entry.from_version or '-'} → v{entry.to_version} ({entry.who}: {entry.why})")
     if entry.alias == CHAMPION:
@@ -306,10 +367,11 @@ def promote(
 
 @app.command("rollback")
 def rollback(
-    component: Annotated[str, typer.Argument(help="Component, e.g. shirt-pattern.")],
+    component: Model,
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the ledger.")] = "",
     crops: Crops = Path("data/crops"),
     labels: Labels = Path("data/labels"),
+    annotations: Annotations = Path("data/annotations"),
     who: Who = None,
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
@@ -321,14 +383,17 @@ def rollback(
     from pipelines.registry import rollback, who_is_acting
 
     params = params_or_fail(params_file, profile)
-    component_or_fail(params, component)
-    entry = registry_call(params, lambda: rollback(params, component, reason, who or who_is_acting(), crops, labels))
+    model_or_fail(params, component)
+    entry = registry_call(
+        params, lambda: rollback(params, component, reason, who or who_is_acting(), crops, labels, annotations)
+    )
     say(f"{component}: champion v{entry.from_version} → v{entry.to_version} ({entry.who}: {entry.why})")
     say(_RETAG_HINT)
 
 
 _RETAG_HINT = (
-    "search: a running `seamline serve` switches to the new champion and re-tags its catalogue within "
+    "search and predict: `seamline predict` uses the new champion now; a running `seamline serve` switches to it "
+    "and re-tags its catalogue within "
     "search.reload_minutes; "
     "`seamline index` re-tags it now"
 )

@@ -1,4 +1,5 @@
-"""`seamline predict`: tag photos with each component's registered models (the champions by default)."""
+"""`seamline predict`: tag photos with the registered models (each component's and the detector's
+champion by default)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Annotated
 import typer
 
 from pipelines.cli.common import (
-    DetectorDir,
     ParamsFile,
     Profile,
     component_or_fail,
@@ -34,16 +34,19 @@ def predict(
     alias: Annotated[
         str, typer.Option("--alias", help="Which registered version of each component to use.")
     ] = "champion",
+    detector_alias: Annotated[
+        str, typer.Option("--detector-alias", help="Which registered version of the detector to use.")
+    ] = "champion",
     batch: Annotated[int, typer.Option("--batch", help="Photos per detector/classifier batch.", min=1)] = 16,
-    detector_dir: DetectorDir = Path("models/detector"),
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Tag photos with each component's champion model from the registry.
 
-    The detector finds the garment, each component's region is cropped as in training, and the
-    classifier answers (shirt components only on shirts, jeans components only on jeans). A label below the
-    threshold tuned on validation prints as `unknown`, with the best guess beside it.
+    The detector's champion (registered model `detector`; --detector-alias for another) finds the
+    garment, each component's region is cropped as in training, and the classifier answers (shirt
+    components only on shirts, jeans components only on jeans). A label below the threshold tuned
+    on validation prints as `unknown`, with the best guess beside it.
     """
     from pipelines.detect import DetectorError, chunks, read_rgb
     from pipelines.predict import Tagger
@@ -52,12 +55,14 @@ def predict(
     for name in component or []:
         component_or_fail(params, name)
     try:
-        tagger = registry_call(params, lambda: Tagger.from_registry(params, detector_dir, component, alias))
+        tagger = registry_call(
+            params, lambda: Tagger.from_registry(params, component, alias, detector_alias=detector_alias)
+        )
     except DetectorError as error:
         fail(str(error))
     if not as_json:
         chosen = ", ".join(f"{name} v{c.version}" for name, c in tagger.classifiers.items())
-        say(f"models ({alias}): {chosen}")
+        say(f"models ({alias}): {chosen}; detector ({detector_alias}) v{tagger.detector.registered_version}")
     failed = 0
     for group in chunks(images, batch):
         pixels = {path: read_rgb(path) for path in group}

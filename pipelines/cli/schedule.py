@@ -15,6 +15,7 @@ from pipelines.config import DEFAULT_PARAMS_PATH
 app = typer.Typer()
 
 REPORT = Path("reports/retrain/latest.json")
+LOCKED = 3  # flows.weekly_retrain's exit status when another retrain holds the workspace
 
 
 @app.command("retrain")
@@ -26,6 +27,9 @@ def retrain(
     component: Annotated[
         list[str] | None, typer.Option("--component", "-c", help="Train only these components (repeatable).")
     ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If a retrain is running in this workspace, wait for it (else exit 3).")
+    ] = False,
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:
@@ -36,11 +40,16 @@ def retrain(
     ephemeral API unless PREFECT_API_URL names a server). Stages whose inputs did not change are
     skipped by DVC, so a run stopped half-way and started again redoes only what is unfinished.
     The report is printed and written to reports/retrain/latest.md.
+
+    One retrain per workspace at a time: a second one names the first and exits 3 (or waits,
+    with --wait). A --profile other than the params file's `profile:` is written into the file
+    first, since every DVC stage reads the file. Stopping this command (SIGTERM, Ctrl-C) stops
+    the flow, its running stage and Prefect's temporary server, and exits with the flow's status.
     """
-    arguments = ["--params", str(params_file), *profile_arguments(profile)]
+    arguments = ["--params", str(params_file), *profile_arguments(profile), *(["--wait"] if wait else [])]
     arguments += [f"--source={name}" for name in source or []] + [f"--component={name}" for name in component or []]
     code = run_module("flows.weekly_retrain", arguments)
-    if REPORT.is_file():
+    if REPORT.is_file() and code != LOCKED:  # a refused run wrote no report: the one there is the holder's
         print_summary(json.loads(REPORT.read_text(encoding="utf-8")))
     if code != 0:
         raise typer.Exit(code)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import DetectorDir, ParamsFile, Profile, fail, params_or_fail, registry_call, say
+from pipelines.cli.common import ParamsFile, Profile, fail, params_or_fail, registry_call, say
 from pipelines.config import DEFAULT_PARAMS_PATH
 
 app = typer.Typer()
@@ -32,7 +32,6 @@ def index(
     manifest: Manifest = MANIFEST,
     images: Images = Path("data/raw"),
     crops: CropCache = Path("data/crops"),
-    detector_dir: DetectorDir = Path("models/detector"),
     catalogue: Catalogue = None,
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
@@ -54,7 +53,6 @@ def index(
             params,
             lambda: run_refresh(
                 params,
-                detector_dir,
                 manifest,
                 images,
                 crops,
@@ -90,7 +88,6 @@ def serve(
     manifest: Manifest = MANIFEST,
     images: Images = Path("data/raw"),
     crops: CropCache = Path("data/crops"),
-    detector_dir: DetectorDir = Path("models/detector"),
     catalogue: Catalogue = None,
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
@@ -122,7 +119,7 @@ def serve(
     if not refresh and not target.is_file():
         fail(f"{target}: no catalogue yet; run `seamline index` or serve with --refresh")
     try:
-        service = registry_call(params, lambda: load_service(params, detector_dir, images, target, manifest, crops))
+        service = registry_call(params, lambda: load_service(params, images, target, manifest, crops))
         missing = [name for name in params.components if name not in service.tagger.classifiers]
         if missing:
             say(f"no champion for {', '.join(missing)}: not searchable until one is promoted")

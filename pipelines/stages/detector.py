@@ -1,6 +1,6 @@
 """The `detector` stage: train Model Garden's Mask R-CNN on the COCO annotations
 (`pipelines.detector_training`), evaluate it with pycocotools on held-out images, and track both
-in MLflow.
+in MLflow, the detector as the run's `model` for the registry (`seamline models register detector`).
 
     python -m pipelines.stages.detector --params params.yaml --annotations data/annotations \
         --out models/detector --metrics metrics/detector.json
@@ -29,7 +29,7 @@ from pipelines.detector_training import (
     train_maskrcnn,
     write_tfrecords,
 )
-from pipelines.tracking import flat_params, mlflow_run
+from pipelines.tracking import flat_params, log_detector_model, mlflow_run
 
 
 def progress_printer(total: int) -> Callable[[int, dict[str, float], float], None]:
@@ -113,7 +113,8 @@ def train_detector(params: Params, annotations: Path, out: Path, metrics_path: P
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
         metrics_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         (out / "history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
-        mlflow.log_artifacts(str(out), "detector")
+        # As the run's `model` (an MLmodel folder), which the registry registers as `detector`.
+        log_detector_model(out)
         mlflow.log_artifact(str(metrics_path))
     return summary
 

@@ -1,6 +1,6 @@
-"""The weekly flow's `index` step: every validated image tagged by each component's champion into
-the search catalogue (`pipelines.catalogue`), incrementally. What `seamline index` does, for the
-flow's child process.
+"""The weekly flow's `index` step: every validated image tagged by each component's champion, cropped
+by the detector's champion, into the search catalogue (`pipelines.catalogue`), incrementally. What
+`seamline index` does, for the flow's child process. Every model comes from the registry by alias.
 
     python -m pipelines.stages.index --params params.yaml [--profile P] [--summary reports/catalogue_summary.json]
 """
@@ -25,7 +25,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default=None, help="params profile (default: params.yaml's `profile`)")
     parser.add_argument("--manifest", type=Path, default=Path("data/validated/manifest.parquet"))
     parser.add_argument("--images", type=Path, default=Path("data/raw"))
-    parser.add_argument("--detector", type=Path, default=Path("models/detector"))
     parser.add_argument(
         "--crops", type=Path, default=Path("data/crops"), help="the crop stage's output (its detection cache is reused)"
     )
@@ -37,13 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = load_params(args.params, args.profile)
         catalogue = args.catalogue or Path(params.search.catalogue)
         summary = run_refresh(
-            params,
-            args.detector,
-            args.manifest,
-            args.images,
-            args.crops,
-            catalogue,
-            progress=lambda line: print(line, flush=True),
+            params, args.manifest, args.images, args.crops, catalogue, progress=lambda line: print(line, flush=True)
         )
     except NoChampion as error:
         # The first weeks may promote nothing: that is the registry's verdict, not an indexing failure.

@@ -34,7 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    rows = [row for path in iter_manifests(args.manifests) for row in read_manifest(path).rows]
+    reads = {path: read_manifest(path) for path in iter_manifests(args.manifests)}
+    rows = [row for read in reads.values() for row in read.rows]
+    unreadable = {str(path): read.skipped_lines for path, read in reads.items() if read.skipped_lines}
+    for path, numbers in unreadable.items():
+        # Left out of this run, and said so: the line (a crash's torn write, a hand edit) is
+        # still in the manifest for a person to look at; the images it named stay in data/raw.
+        print(f"warning: {path}: {unreadable_lines(numbers)} cannot be read, left out", file=sys.stderr)
     if not rows:
         print(f"error: no manifest rows under {args.manifests}; crawl a source first", file=sys.stderr)
         return 1
@@ -45,17 +51,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome.valid.to_parquet(args.out / "manifest.parquet", index=False)
     outcome.quarantine.to_csv(args.out / "quarantine.csv", index=False)
     reasons = outcome.quarantine["reason"].value_counts().sort_index().to_dict()
-    summary = {"rows": len(rows), "valid": len(outcome.valid), "quarantined": reasons, "dataset_problems": problems}
+    summary = {
+        "rows": len(rows),
+        "valid": len(outcome.valid),
+        "quarantined": reasons,
+        "unreadable_lines": unreadable,
+        "dataset_problems": problems,
+    }
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     args.summary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     quarantined = ", ".join(f"{reason} {n}" for reason, n in reasons.items()) or "none"
+    lost = sum(len(numbers) for numbers in unreadable.values())
     print(
-        f"validated {len(rows)} rows: {len(outcome.valid)} valid, quarantined: {quarantined}; Data Docs: {outcome.docs}"
+        f"validated {len(rows)} rows: {len(outcome.valid)} valid, quarantined: {quarantined}"
+        + (f", unreadable manifest lines: {lost}" if lost else "")
+        + f"; Data Docs: {outcome.docs}"
     )
     if problems:
         print(f"error: validation failed: {'; '.join(problems)} (Data Docs: {outcome.docs})", file=sys.stderr)
         return 1
     return 0
+
+
+def unreadable_lines(numbers: Sequence[int]) -> str:
+    """`line 7` or `lines 3, 9, 12` (the first 20, then how many more)."""
+    shown = ", ".join(str(n) for n in numbers[:20]) + (f" and {len(numbers) - 20} more" if len(numbers) > 20 else "")
+    return f"line {shown}" if len(numbers) == 1 else f"lines {shown}"
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ by DVC from the Prefect flow (a tiny detector, 32 px classifiers).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import PROJECT_ROOT
 from tests.e2e.conftest import run
 
 # A whole weekly run, stopped, resumed and repeated, on 2 cores: well past the suite's 15-minute default.
@@ -32,9 +34,10 @@ BIN = Path(sys.executable).parent
 
 
 def stop_during_training(root: Path, env: dict[str, str]) -> list[str]:
-    """Run the flow in a child process and stop it (SIGTERM) once a training stage starts."""
+    """Run `seamline retrain` and stop it (SIGTERM to that process alone, as `kill PID` or a
+    process supervisor does) once a training stage starts: every process it started must stop."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.weekly_retrain", "--profile", "tiny"],
+        [str(BIN / "seamline"), "retrain", "--profile", "tiny"],
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,
@@ -48,19 +51,23 @@ def stop_during_training(root: Path, env: dict[str, str]) -> list[str]:
         seen.append(line)
         if "train jeans-color: epoch 1" in line or time.monotonic() > deadline:
             break
-    process.send_signal(signal.SIGTERM)  # as `kill` would; Prefect marks the run crashed and stops its stage
+    started = _descendants(process.pid)  # the flow, its stage, Prefect's temporary server
+    process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=120)
+        code = process.wait(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        raise AssertionError("the flow did not stop within 2 minutes of SIGTERM") from None
+        raise AssertionError("seamline retrain did not stop within 2 minutes of SIGTERM") from None
     time.sleep(2)
     stages = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_stage_in(p, root)]
-    group = [_command_of(p) for p in Path("/proc").iterdir() if p.name.isdigit() and _group_of(p) == process.pid]
-    with contextlib.suppress(ProcessLookupError):  # whatever is left of its group: a failure leaves nothing running
-        os.killpg(process.pid, signal.SIGTERM)
-    assert not stages, "a stage outlived the stopped flow"
-    assert not group, f"outlived the stopped flow (Prefect's temporary API server?): {group}"
+    left = {pid: command for pid, command in started.items() if _alive(pid)}
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not stages, "a stage outlived the stopped retrain"
+    assert not left, f"outlived the stopped retrain: {left}"
+    assert code == 128 + signal.SIGTERM, code  # the flow's own status, passed on
+    assert len(started) >= 2, started  # the flow and its stage at least: the check above looked at something
     return seen
 
 
@@ -72,8 +79,19 @@ def test_weekly_retrain_resumes_after_a_stop_then_is_a_no_op(
     project: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, env = project
+    from pipelines.config import write_file_profile
+
+    # The file names another profile than the flag: the flag wins in every stage, and the file says
+    # so (as `dvc exp run -S profile=tiny` would), so dvc.lock and the registry agree with it.
+    write_file_profile(root / "params.yaml", "demo")
     seen = stop_during_training(root, env)
     assert any("train jeans-color: epoch 1" in line for line in seen), "".join(seen[-40:])
+    assert any("params.yaml: profile demo → tiny" in line for line in seen), "".join(seen[:40])
+    from pipelines.config import read_params_file
+
+    assert read_params_file(root / "params.yaml")["profile"] == "tiny"
+    resolved = json.loads((root / "reports" / "params" / "train-jeans-color.json").read_text())
+    assert resolved["training"]["image_size"] == 32, resolved  # tiny's, not demo's
     assert (root / "models" / "detector" / "detector.json").is_file()
     assert not (root / "metrics" / "jeans-color.json").exists()  # stopped mid-way through this one
 
@@ -189,12 +207,32 @@ def test_a_shop_selling_one_item_runs_the_week_to_the_end(
         assert Registry(params.registry).alias_version(component, CHAMPION) == champions[component], component
 
 
-def _group_of(proc: Path) -> int | None:
-    """The process group of a /proc entry (field 5 of its stat line), or None once it is gone."""
+def _descendants(pid: int) -> dict[int, str]:
+    """Every live process under `pid` (by parent links in /proc), with its command line."""
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child in (c for c, p in parents.items() if p == parent and c not in found):
+            found[child] = _command_of(Path(f"/proc/{child}"))
+            frontier.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent to read its status."""
     try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2])
-    except (OSError, IndexError, ValueError):
-        return None
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _command_of(proc: Path) -> str:
@@ -216,11 +254,15 @@ def _is_stage_in(proc: Path, root: Path) -> bool:
 def test_a_gpu_worker_trains_in_its_own_checkout_and_the_parent_takes_it_back(
     project: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
-    """execution: distributed, without the Kubernetes part: the inputs are published to the git
-    and DVC remotes, a worker trains in a fresh clone, and its result lands in this workspace.
+    """execution: distributed, without the Kubernetes part: the deployments registered by `seamline
+    deploy` (prefect.yaml) on a Prefect server, the GPU pool served by a worker process with its own
+    home and working directory; the parent runs the deployment as the weekly flow does
+    (run_deployment), and the result comes back through the git and DVC remotes alone.
     jeans-washing: a frozen-phase-only training in the tiny profile, the quickest to repeat."""
-    from flows.train_worker import take_back, train_in_checkout
-    from flows.weekly_retrain import publish_training_inputs
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.weekly_retrain import dispatch_training, publish_training_inputs
 
     root, env = project
     remote = tmp_path.parent / "shared-dvc-remote"
@@ -234,16 +276,41 @@ def test_a_gpu_worker_trains_in_its_own_checkout_and_the_parent_takes_it_back(
     run(["git", "commit", "-qam", "shared DVC remote"], root, env)
     old_cwd = os.getcwd()
     os.chdir(root)
+    worker = None
     try:
         os.environ.update({k: v for k, v in env.items() if k.startswith(("GIT_", "PATH"))})
-        repo_url, revision = publish_training_inputs.fn(str(root), None)
-        assert repo_url == str(origin)
-        assert revision in run(["git", "ls-remote", str(origin)], root, env).stdout
+        with prefect_test_harness(server_startup_timeout=120):
+            api = str(PREFECT_API_URL.value())
+            client_env = {**env, "PREFECT_API_URL": api}
+            _process_pool("gpu")  # params retrain.gpu_work_pool; a Kubernetes pool in production
+            run([str(BIN / "seamline"), "deploy", "--project-dir", str(PROJECT_ROOT)], PROJECT_ROOT, client_env)
+            home = tmp_path / "worker-home"
+            (home / "cwd").mkdir(parents=True)
+            worker_env = {**client_env, "HOME": str(home), "PREFECT_HOME": str(home / ".prefect")}
+            worker = subprocess.Popen(
+                [str(BIN / "prefect"), "worker", "start", "--pool", "gpu", "--type", "process"],
+                cwd=home / "cwd",
+                env=worker_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+            repo_url, revision = publish_training_inputs.fn(str(root), None)
+            assert repo_url == str(origin)
+            assert revision in run(["git", "ls-remote", str(origin)], root, env).stdout
 
-        bundle = train_in_checkout("jeans-washing", repo_url, revision, None, 900, workdir=tmp_path)
-        assert bundle["ran"] and bundle["stage"] == "train@jeans-washing"
-        assert any(out["path"] == "models/jeans-washing" for out in bundle["lock"]["outs"])
-        assert "metrics/jeans-washing.json" in bundle["files"]
+            bundle = dispatch_training.fn("jeans-washing", str(root), repo_url, revision, None, 900)
+            assert bundle["ran"] and bundle["stage"] == "train@jeans-washing"
+            assert any(out["path"] == "models/jeans-washing" for out in bundle["lock"]["outs"])
+            assert "metrics/jeans-washing.json" in bundle["files"]
+            assert (
+                f"seamline-results/{revision[:12]}/jeans-washing"
+                in run(["git", "ls-remote", str(origin)], root, env).stdout
+            )
+            _stop(worker)  # while its API still answers, so it reports itself stopped
+
+        from flows.train_worker import take_back
 
         shutil.rmtree(root / "models" / "jeans-washing")
         take_back(root, bundle, None)
@@ -252,3 +319,23 @@ def test_a_gpu_worker_trains_in_its_own_checkout_and_the_parent_takes_it_back(
         assert "up to date" in status or not status.strip(), status
     finally:
         os.chdir(old_cwd)
+        if worker is not None and worker.returncode is None:
+            _stop(worker)
+
+
+def _stop(worker: subprocess.Popen[str]) -> None:
+    """Stop the worker process (its whole group) and show the end of its log."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGTERM)
+    output, _ = worker.communicate(timeout=60)
+    print(output[-3000:])
+
+
+def _process_pool(name: str) -> None:
+    """A `process` work pool of that name on the current Prefect API (`seamline deploy` leaves an
+    existing pool as it is, so the GPU deployment lands on it)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=name, type="process"))

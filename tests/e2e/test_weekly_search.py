@@ -49,7 +49,7 @@ def service(searchable: tuple[Path, dict[str, str], Path]) -> Any:
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)  # the registry's SQLite store is relative to the project
         params = load_params(root / "params.yaml", "tiny")
-        loaded = load_service(params, root / "models" / "detector", root / "data" / "raw", catalogue)
+        loaded = load_service(params, root / "data" / "raw", catalogue)
     return loaded
 
 

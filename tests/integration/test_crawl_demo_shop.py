@@ -257,6 +257,40 @@ def test_a_killed_crawl_leaves_a_valid_manifest_and_the_next_one_completes(shop:
     assert {r.sha256 for r in half.rows} <= {r.sha256 for r in done.rows}
 
 
+def test_two_crawls_of_one_source_at_once_one_waits_and_no_row_is_written_twice(
+    shop: Path, server, tmp_path: Path
+) -> None:
+    """A scheduled crawl and a hand-started one of the same source: the second is refused naming
+    the first (exit 3), or with --wait runs after it; the manifest gets every image once."""
+    slow_sources = tmp_path / "sources"  # a polite crawl, so the first is still running when the others start
+    slow_sources.mkdir()
+    tree = yaml.safe_load((SOURCES_DIR / "demo.yaml").read_text())
+    tree["politeness"] = {"concurrent_requests_per_domain": 1, "download_delay_s": 0.02, "autothrottle": False}
+    (slow_sources / "demo.yaml").write_text(yaml.safe_dump(tree))
+    data_root = tmp_path / "raw"
+    env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": server[0]}
+    command = [SEAMLINE, "crawl", "demo", "--data-root", str(data_root), "--reports-root", str(reports_of(data_root))]
+    command += ["--sources-dir", str(slow_sources)]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = data_root.parent / ".locks" / "crawl-demo.lock"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (lock.exists() and lock.read_text().strip()):
+        time.sleep(0.05)
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    waited = subprocess.Popen(
+        [*command, "--wait"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    assert waited.wait(timeout=300) == 0, waited.stderr.read()
+    assert refused.returncode == 3, refused.stderr
+    crawler_pid = json.loads(lock.read_text() or "{}").get("pid")  # released: emptied
+    assert crawler_pid is None
+    assert "the crawl of demo is already running: pid" in refused.stderr and "since" in refused.stderr
+    read = read_manifest(data_root / "demo" / "manifest.jsonl")
+    assert read.skipped_lines == []  # no torn line
+    assert len(read.rows) == len({row.sha256 for row in read.rows}) == clean_images(shop)  # no row twice
+
+
 def test_sources_check_shows_products_and_stores_nothing(server, tmp_path: Path, shipped_params_path: Path) -> None:
     env = {**os.environ, "SEAMLINE_DEMO_SHOP_URL": server[0]}
     result = subprocess.run(

@@ -7,7 +7,6 @@ accuracy, which the demo profile's run reports.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import shutil
@@ -16,63 +15,28 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from pipelines.annotations import import_labelme_dir
 from pipelines.crop_set import read_crop_set
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import tiny_detector_project, train_tiny_detector
 
 pytestmark = pytest.mark.slow
 
 SEAMLINE = str(Path(sys.executable).with_name("seamline"))
-TINY_DETECTOR = {
-    "resnet_depth": 18,
-    "image_size": 128,
-    "min_level": 3,
-    "max_level": 6,
-    "anchor_size": 4.0,
-    "decoder_filters": 32,
-    "batch_size": 2,
-    "steps": 4,
-    "warmup_steps": 1,
-    "score_threshold": 0.0,
-    "validation_fraction": 0.3,
-}
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, demo_shop: Path) -> Path:
     """A working folder with the shop's annotations imported and params for a tiny detector."""
-    root = tmp_path_factory.mktemp("detector-project")
-    tree = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    tiny = copy.deepcopy(tree["profiles"]["demo"])
-    tiny["detector"] = {**tiny.get("detector", {}), **TINY_DETECTOR}
-    tiny["crop"] = {"size": 32, "on_no_detection": "full_image"}
-    tree["profiles"]["tiny"] = tiny
-    tree["profile"] = "tiny"
-    tree["registry"]["tracking_uri"] = f"sqlite:///{root / 'mlflow.db'}"
-    tree["registry"]["artifact_root"] = str(root / "artifacts")
-    (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
-    categories = tree["detector"]["categories"]
-    result = import_labelme_dir(demo_shop / "annotations", root / "data" / "annotations", categories)
-    assert result.imported and not result.problems
-    return root
+    return tiny_detector_project(tmp_path_factory.mktemp("detector-project"), demo_shop)
 
 
 @pytest.fixture(scope="module")
 def trained(project: Path) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-m", "pipelines.stages.detector", "--params", "params.yaml"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "detector: step 4/4" in result.stdout
-    return json.loads((project / "metrics" / "detector.json").read_text())
+    return train_tiny_detector(project)
 
 
 def test_the_detector_stage_reports_coco_metrics_and_saves_a_versioned_model(project: Path, trained: dict) -> None:
@@ -95,8 +59,14 @@ def test_the_detector_run_is_in_mlflow_with_metrics_and_the_model(project: Path,
     assert "train_total_loss" in run.data.metrics
     assert run.data.params["detector.image_size"] == "128"
     assert run.data.tags["seamline.detector_version"] == trained["version"]
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "detector")}
-    assert "detector/detector.json" in artifacts
+    # The detector is the run's `model`, an MLflow model the registry can register as `detector`.
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert model.metadata.flavors["python_function"]["loader_module"] == "pipelines.detect"
+    client = mlflow.MlflowClient()
+    data = model.metadata.flavors["python_function"]["data"]
+    assert f"model/{data}/detector.json" in {a.path for a in client.list_artifacts(run.info.run_id, f"model/{data}")}
+    image = np.zeros((96, 128, 3), np.uint8)
+    assert list(model.predict([image]).columns) == ["image", "category", "score", "x0", "y0", "x1", "y1"]
 
 
 def write_inputs(project: Path, images: list[Path], components: list[str]) -> None:

@@ -36,7 +36,7 @@ def brightness_classifier(light_above: float, deep_below: float) -> object:
     import keras
 
     inputs = keras.Input((SIZE, SIZE, 3), name="image")
-    mean = keras.layers.GlobalAveragePooling2D()(inputs)
+    mean = keras.layers.GlobalAveragePooling2D(name="gap")(inputs)  # the name the tagger takes features from
     outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(mean)
     model = keras.Model(inputs, outputs)
     slope = 0.2 / 3  # per channel: the three channels add up to 0.2 × brightness
@@ -58,6 +58,23 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> tup
     from pipelines.config import load_params
 
     root = tmp_path_factory.mktemp("registry-project")
+    write_grey_crops(root)
+    params = load_params(PROJECT_ROOT / "params.yaml", "demo")
+    registry = params.registry.model_copy(
+        update={
+            "tracking_uri": mlflow_server,
+            "ledger": str(root / "ledger.jsonl"),
+            "min_class_recall": 0.5,
+            "min_improvement": 0.0,
+            "auto_promote": False,
+        }
+    )
+    return root, params.model_copy(update={"registry": registry})
+
+
+def write_grey_crops(root: Path) -> None:
+    """COMPONENT's test and val crops (grey squares in three brightness bands) under root/data/crops,
+    with the label and crop-index files the registry reads its test split from."""
     crops, labels = root / "data" / "crops", root / "data" / "labels"
     (crops / COMPONENT).mkdir(parents=True)
     labels.mkdir(parents=True)
@@ -79,17 +96,6 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> tup
         csv.writer(handle).writerows(
             [["component", "sha256", "split", "file", "status", "reason", "score", "box", "recipe"], *index_rows]
         )
-    params = load_params(PROJECT_ROOT / "params.yaml", "demo")
-    registry = params.registry.model_copy(
-        update={
-            "tracking_uri": mlflow_server,
-            "ledger": str(root / "ledger.jsonl"),
-            "min_class_recall": 0.5,
-            "min_improvement": 0.0,
-            "auto_promote": False,
-        }
-    )
-    return root, params.model_copy(update={"registry": registry})
 
 
 def train_and_log(root: Path, params: object, model: object, name: str) -> Path:
@@ -102,7 +108,7 @@ def train_and_log(root: Path, params: object, model: object, name: str) -> Path:
     meta = {
         "component": COMPONENT,
         "classes": classes,
-        "thresholds": [0.0] * len(classes),
+        "thresholds": dict.fromkeys(classes, 0.0),  # as classifier.json stores them
         "image_size": SIZE,
         "item": "jeans",
         "crop_region": "jeans",

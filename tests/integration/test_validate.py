@@ -117,6 +117,24 @@ def test_each_bad_row_is_quarantined_under_its_reason_and_nothing_is_deleted(
     )
 
 
+def test_an_unreadable_manifest_line_is_reported_with_its_number_never_skipped_silently(
+    tmp_path: Path, shipped_params_path: Path
+) -> None:
+    raw = tmp_path / "raw"
+    manifest = raw / "shop" / "manifest.jsonl"
+    append_rows(manifest, [add_image(raw, "a", jpeg(photo(1)), "0000000000000000")])
+    with manifest.open("a") as handle:  # a torn write in the middle, then a valid row after it
+        handle.write('{"sha256": "bbbb", "path": "shop/ima\n')
+    append_rows(manifest, [add_image(raw, "b", jpeg(photo(2)), "ffffffffffffffff")])
+    result = run_validate(shipped_params_path, raw, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"warning: {manifest}: line 2 cannot be read, left out" in result.stderr
+    assert "unreadable manifest lines: 1" in result.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["valid"] == 2 and summary["unreadable_lines"] == {str(manifest): [2]}
+    assert len(manifest.read_text().splitlines()) == 3  # the line stays for a person to look at
+
+
 def test_duplicates_keep_the_first_of_their_kind() -> None:
     # Without fingerprints the pHash decides: "c" is within 2 bits of "a".
     rule = SamePhotoParams()

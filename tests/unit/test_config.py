@@ -17,6 +17,7 @@ from pipelines.config import (
     load_params,
     read_params_file,
     resolve_params,
+    write_file_profile,
 )
 
 
@@ -346,3 +347,32 @@ def test_params_rewritten_by_dvc_exp_run_read_the_same(tmp_path: Path, shipped_p
     assert tree["labels"]["negations"] == ["non", "no", "not", "without"]
     assert tree["crawl"]["obey_robots"] is True and tree["crawl"]["autothrottle"] is True
     assert resolve_params(tree, "demo").labels.negations == ("non", "no", "not", "without")
+
+
+def test_a_chosen_profile_is_written_into_the_file_every_stage_reads(tmp_path: Path, shipped_params_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(shipped_params_path.read_text())
+    before = path.read_text().splitlines()
+    assert write_file_profile(path, "real") == "demo"
+    assert load_params(path).profile == "real"  # what a stage run with no --profile now reads
+    after = path.read_text().splitlines()
+    changed = [(old, new) for old, new in zip(before, after, strict=True) if old != new]
+    assert len(changed) == 1 and changed[0][1].startswith("profile: real   # ")  # its comment kept
+    assert write_file_profile(path, "real") is None  # already so: the file is not touched
+
+
+def test_an_unknown_profile_is_refused_and_the_file_left_alone(tmp_path: Path, shipped_params_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(shipped_params_path.read_text())
+    with pytest.raises(ParamsError, match="unknown profile 'nope'"):
+        write_file_profile(path, "nope")
+    assert path.read_text() == shipped_params_path.read_text()
+
+
+def test_a_file_without_a_profile_key_gets_one(tmp_path: Path, shipped_params_path: Path) -> None:
+    tree = yaml.safe_load(shipped_params_path.read_text())
+    del tree["profile"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    write_file_profile(path, "demo")
+    assert load_params(path).profile == "demo" and path.read_text().startswith("profile: demo\n")

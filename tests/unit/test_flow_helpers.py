@@ -134,10 +134,28 @@ def test_a_skipped_component_is_reported_skipped_and_its_champion_kept(tmp_path:
 
     report = RetrainReport(profile="demo", started="t0")
     done = _register(None, tmp_path, "params.yaml", ["jeans-fit"], {"jeans-fit": SKIPPED}, report)  # type: ignore[arg-type]
-    assert report.steps == [StepOutcome("register jeans-fit", "skipped", 0.0, "not trained: the champion stays")]
+    assert report.steps == [
+        StepOutcome("register jeans-fit", "skipped", 0.0, "not trained: the champion stays"),
+        StepOutcome("register detector", "skipped", 0.0, "no trained detector"),  # no models/detector here
+    ]
     row = component_row("jeans-fit", SKIPPED, done["jeans-fit"], "macro_f1", "")
     assert (row["trained"], row["decision"], row["reason"]) == (
         "skipped",
         "champion kept",
         f"not trained this run: {reason}",
     )
+
+
+def test_a_detector_registered_before_is_not_registered_again(tmp_path: Path) -> None:
+    """The register step takes the detector too; the run that trained models/detector, registered
+    by an earlier week, is reported as already registered, without starting the child process."""
+    from flows.weekly_retrain import REGISTRY_REPORTS, _register
+
+    (tmp_path / "models" / "detector").mkdir(parents=True)
+    (tmp_path / "models" / "detector" / "detector.json").write_text('{"version": "abc", "mlflow_run_id": "r1"}')
+    (tmp_path / REGISTRY_REPORTS).mkdir(parents=True)
+    (tmp_path / REGISTRY_REPORTS / "detector.json").write_text('{"run_id": "r1", "version": "3", "alias": null}')
+    report = RetrainReport(profile="demo", started="t0")
+    done = _register(None, tmp_path, "params.yaml", [], {}, report)  # type: ignore[arg-type]
+    assert report.steps == [StepOutcome("register detector", "skipped", 0.0, "v3 already registered")]
+    assert done["detector"]["version"] == "3" and done["detector"]["new"] is False

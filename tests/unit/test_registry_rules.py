@@ -1,5 +1,6 @@
-"""The registry's pure rules: the gate, the champion lineage behind rollback, the load-and-query
-check on a model's answers, and how predict turns probabilities into a label or `unknown`."""
+"""The registry's pure rules: the classifiers' and the detector's gates, the champion lineage behind
+rollback, the load-and-query checks on a model's answers, and how predict turns probabilities into
+a label or `unknown`."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ import numpy as np
 import pytest
 
 from pipelines.config import RegistryParams
+from pipelines.detect import Detection
 from pipelines.predict import label_of, resize_crop
 from pipelines.registry import (
     CHALLENGER,
     CHAMPION,
+    DetectorScores,
     LedgerEntry,
     RegistryError,
     Scores,
     champion_lineage,
+    check_detections,
     check_outputs,
+    detector_gate,
+    detector_scores_from_metrics,
     gate,
     scores_from_report,
 )
@@ -98,6 +104,57 @@ def test_check_outputs_accepts_probability_rows() -> None:
 def test_check_outputs_refuses_what_cannot_be_served(answers: np.ndarray, declared: list[str], message: str) -> None:
     with pytest.raises(RegistryError, match=message):
         check_outputs(answers, 2, ["a", "b"], declared)
+
+
+def detector_scores(box_map: float, mean_iou: float = 0.5) -> DetectorScores:
+    return DetectorScores(box_map=box_map, box_map50=0.9, mask_map=0.3, mask_map50=0.8, mean_iou=mean_iou)
+
+
+def test_the_first_detector_to_load_and_answer_becomes_champion() -> None:
+    decision = detector_gate(detector_scores(0.1), None, None, RULES)
+    assert decision.passed and decision.alias == CHAMPION and "box_map 0.1000" in decision.reason
+
+
+@pytest.mark.parametrize(("new", "alias"), [(0.53, CHALLENGER), (0.515, None), (0.40, None)])
+def test_a_detector_must_beat_the_champions_box_map_by_the_margin(new: float, alias: str | None) -> None:
+    decision = detector_gate(detector_scores(new), detector_scores(0.5), "2", RULES)
+    assert decision.alias == alias and decision.passed is (alias is not None)
+    assert "box_map" in decision.reason and "v2's 0.5000" in decision.reason
+
+
+def test_the_detector_gate_metric_comes_from_the_registry_params() -> None:
+    by_iou = RULES.model_copy(update={"detector_gate_metric": "mean_iou", "auto_promote": True})
+    decision = detector_gate(detector_scores(0.1, mean_iou=0.9), detector_scores(0.9, mean_iou=0.5), "1", by_iou)
+    assert decision.alias == CHAMPION and "mean_iou 0.9000" in decision.reason
+    with pytest.raises(ValueError, match="detector_gate_metric"):
+        RegistryParams(detector_gate_metric="ap")
+
+
+def test_detector_scores_from_the_stages_metrics() -> None:
+    metrics = {"images": 60, "box_map": 0.88, "box_map50": 1.0, "mask_map": 0.7, "mask_map50": 0.95, "mean_iou": 0.93}
+    assert detector_scores_from_metrics(metrics) == DetectorScores(0.88, 1.0, 0.7, 0.95, 0.93)
+
+
+def detection(category: str = "shirt", score: float = 0.9, box: tuple = (0.0, 0.0, 10.0, 10.0)) -> Detection:
+    return Detection(category, score, box, None)
+
+
+def test_check_detections_accepts_known_categories_and_no_detections() -> None:
+    check_detections([[detection(), detection("collar", 0.0)], []], 2, ["shirt", "collar", "jeans"])
+
+
+@pytest.mark.parametrize(
+    ("found", "message"),
+    [
+        ([[detection()]], "answered for 1 of 2"),
+        ([[detection("hat")], []], "detects 'hat'"),
+        ([[detection(score=1.5)], []], "not detections"),
+        ([[detection(box=(0.0, float("nan"), 1.0, 1.0))], []], "not detections"),
+    ],
+)
+def test_check_detections_refuses_what_cannot_be_served(found: list, message: str) -> None:
+    with pytest.raises(RegistryError, match=message):
+        check_detections(found, 2, ["shirt", "collar", "jeans"])
 
 
 def test_label_of_abstains_below_the_classes_threshold() -> None:
