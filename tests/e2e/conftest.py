@@ -15,23 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT, tiny_profile_base
+from tests.conftest import PROJECT_ROOT, TINY_DETECTOR, tiny_profile_base
 
 BIN = Path(sys.executable).parent
 TINY = {
-    "detector": {
-        "resnet_depth": 18,
-        "image_size": 128,
-        "min_level": 3,
-        "max_level": 6,
-        "anchor_size": 4.0,
-        "decoder_filters": 32,
-        "batch_size": 2,
-        "steps": 4,
-        "warmup_steps": 1,
-        "score_threshold": 0.0,
-        "validation_fraction": 0.3,
-    },
+    "detector": TINY_DETECTOR,
     "crop": {"size": 32, "on_no_detection": "full_image"},
     "training": {
         "weights": None,
