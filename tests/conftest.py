@@ -68,6 +68,16 @@ def moto_s3(tmp_path: Path) -> Iterator[str]:
     server.wait(timeout=10)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _no_mlflow_tracking_uri_from_an_earlier_module() -> Iterator[None]:
+    """The same between modules: a module-scoped fixture is set up before any function-scoped
+    one, and an earlier module's fixture teardown can export the URI of a server it then stops
+    (a training stage run by the next module's fixture failed with "connection refused")."""
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture(autouse=True)
 def _no_inherited_mlflow_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """`mlflow.set_tracking_uri` exports MLFLOW_TRACKING_URI so that subprocesses inherit it; left

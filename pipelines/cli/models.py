@@ -393,7 +393,5 @@ def rollback(
 
 _RETAG_HINT = (
     "search and predict: `seamline predict` uses the new champion now; a running `seamline serve` switches to it "
-    "and re-tags its catalogue within "
-    "search.reload_minutes; "
-    "`seamline index` re-tags it now"
+    "and re-tags its catalogue within search.reload_minutes; `seamline index` re-tags it now"
 )

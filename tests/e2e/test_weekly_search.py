@@ -366,7 +366,7 @@ def test_a_running_service_switches_to_a_promoted_champion_and_re_tags_its_catal
         root,
         env,
     )
-    assert "switches to the new champion" in promoted.stdout
+    assert "a running `seamline serve` switches to it" in promoted.stdout
     deadline = time.monotonic() + 240
     health: dict[str, Any] = {}
     while time.monotonic() < deadline:
