@@ -350,6 +350,20 @@ class PretrainParams(_Section):
     seed: int = 7
 
 
+class GarmentBaseParams(_Section):
+    """The garment base Seamline pretrains once, supervised on every component, and ships
+    (`make base`, pipelines/garment_base.py): its recipe, and the file it writes."""
+
+    file: str = "weights/garment-base-densenet121-64.weights.h5"
+    backbone: Literal["densenet121", "vgg16", "resnet50"] = "densenet121"
+    image_size: Annotated[int, Field(ge=32, le=1024)] = 64
+    batch_size: Annotated[int, Field(ge=8)] = 32
+    epochs: PositiveInt = 15
+    learning_rate: LearningRate = 1e-3  # cosine-decayed to 0 over the epochs
+    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    seed: int = 5
+
+
 class RegistryParams(_Section):
     tracking_uri: Annotated[str, Field(min_length=1)] = "sqlite:///mlflow/mlflow.db"
     artifact_root: Annotated[str, Field(min_length=1)] = "mlflow/artifacts"
@@ -399,6 +413,7 @@ class Params(_Section):
     training: TrainingParams
     components: Annotated[dict[str, ComponentParams], Field(min_length=1)]
     pretrain: PretrainParams = PretrainParams()
+    garment_base: GarmentBaseParams = GarmentBaseParams()
     registry: RegistryParams
     retrain: RetrainParams = RetrainParams()
     search: SearchParams = SearchParams()

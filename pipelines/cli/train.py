@@ -1,8 +1,10 @@
 """`seamline train` and `seamline pretrain`: run the classifier stages now, as `dvc repro` would
-(each in a child process: the stage modules are entry points of their own)."""
+(each in a child process: the stage modules are entry points of their own); `seamline
+garment-base`: the last step of `make base`, which rebuilds the base the demo ships with."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,6 +17,7 @@ from pipelines.cli.common import (
     params_or_fail,
     profile_arguments,
     run_module,
+    say,
 )
 from pipelines.config import DEFAULT_PARAMS_PATH
 
@@ -62,3 +65,32 @@ def pretrain(
     code = run_module("pipelines.stages.pretrain", arguments)
     if code != 0:
         raise typer.Exit(code)
+
+
+@app.command("garment-base")
+def garment_base(
+    crops: Annotated[Path, typer.Option("--crops", help="Crop folder of the shop the base learns from.")],
+    labels: Annotated[Path, typer.Option("--labels", help="Its label folder (the label stage's output).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Weights file to write (default: params garment_base.file).")
+    ] = None,
+    profile: Profile = None,
+    params_file: ParamsFile = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Pretrain the garment base: one DenseNet121 supervised on every component's crops and labels
+    at once (params `garment_base`), written in float16 with a card beside it (its data, recipe,
+    and accuracy per component and split). `make base` runs the whole recipe: a demo shop of
+    another seed (profile garment-base), crawled, labelled and cut in a scratch workspace, then this.
+    """
+    from pipelines.garment_base import GarmentBaseError, build_base, card_path
+
+    params = params_or_fail(params_file, profile)
+    target = out or Path(params.garment_base.file)
+    try:
+        card = build_base(params, crops, labels, target, progress=say)
+    except GarmentBaseError as error:
+        fail(f"garment base: {error}")
+    say(
+        f"garment base: {target} ({target.stat().st_size / 2**20:.1f} MB, float16); test accuracy by component "
+        f"{card['accuracy_by_split'].get('test')}; card {card_path(target)}"
+    )

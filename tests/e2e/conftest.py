@@ -21,8 +21,7 @@ BIN = Path(sys.executable).parent
 TINY = {
     "detector": TINY_DETECTOR,
     "crop": {"size": 32, "on_no_detection": "full_image"},
-    "training": {
-        "weights": None,
+    "training": {  # the demo's weights: the shipped garment base, loaded at 32 px
         "image_size": 32,
         "batch_size": 8,
         "early_stopping_patience": 1,
@@ -54,6 +53,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, weekly_shop: Path) -> Iter
     shutil.copytree(PROJECT_ROOT / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
     shutil.copytree(PROJECT_ROOT / "crawlers" / "sources", root / "crawlers" / "sources")
     shutil.copytree(PROJECT_ROOT / "pipelines", root / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_ROOT / "weights", root / "weights")
     tree = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     tiny = tiny_profile_base(tree)
     for section, values in TINY.items():

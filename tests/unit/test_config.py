@@ -19,6 +19,7 @@ from pipelines.config import (
     resolve_params,
     write_file_profile,
 )
+from tests.conftest import PROJECT_ROOT
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def tree(shipped_params_path: Path) -> dict[str, Any]:
 
 
 def test_shipped_file_resolves_every_profile(shipped_params_path: Path) -> None:
-    assert sorted(check_all_profiles(shipped_params_path)) == ["demo", "paper", "real"]
+    assert sorted(check_all_profiles(shipped_params_path)) == ["demo", "demo-scratch", "garment-base", "paper", "real"]
 
 
 def test_paper_profile_carries_the_papers_settings(tree: dict[str, Any]) -> None:
@@ -45,18 +46,38 @@ def test_paper_profile_carries_the_papers_settings(tree: dict[str, Any]) -> None
 def test_demo_profile_is_sized_for_a_cpu_without_downloads(tree: dict[str, Any]) -> None:
     params = resolve_params(tree, "demo")
     for component in params.components.values():
-        # No download: every base trains from scratch, long enough to leave its plateau at chance.
+        # No download: every classifier starts from the garment base the project ships, in two phases.
+        training = component.training
+        assert training.weights == params.garment_base.file and (PROJECT_ROOT / training.weights).is_file()
+        assert training.frozen.epochs > 0 and training.frozen.cached_features and training.fine_tune.epochs > 0
+        assert not training.batchnorm_trains  # a pretrained base keeps its statistics
+        assert training.image_size == params.garment_base.image_size == params.crop.size
+    # The demo profile's general values beat the paper's component-level choices.
+    assert params.component("jeans-fit").training.fine_tune.unfreeze_from == 0
+    assert params.component("jeans-damage").training.loss == "categorical_crossentropy"
+    assert params.detector.image_size % 2**params.detector.max_level == 0
+
+
+def test_the_long_demo_recipe_stays_a_profile_from_scratch(tree: dict[str, Any]) -> None:
+    params = resolve_params(tree, "demo-scratch")
+    for component in params.components.values():
+        # No base at all: every DenseNet121 trains from scratch, long enough to leave its plateau at chance.
         training = component.training
         assert training.weights is None and training.batchnorm_trains
         assert training.frozen.epochs == 0  # a frozen random base learns nothing worth a phase
         assert training.early_stopping_start < training.fine_tune.epochs
         assert training.image_size <= 128  # the crops are 64 px; only pattern upsamples them
-    # The demo profile's general values beat the paper's component-level choices.
-    assert params.component("jeans-fit").training.fine_tune.unfreeze_from == 0
-    assert params.component("jeans-damage").training.loss == "categorical_crossentropy"
     assert params.component("shirt-pattern").training.image_size == 2 * params.crop.size
     assert params.component("shirt-collar").training.image_size == params.crop.size
-    assert params.detector.image_size % 2**params.detector.max_level == 0
+    assert params.detector == resolve_params(tree, "demo").detector  # the same shop, detector and crops
+
+
+def test_the_base_s_data_is_another_shop_than_the_demo_s(tree: dict[str, Any]) -> None:
+    base, demo = resolve_params(tree, "garment-base"), resolve_params(tree, "demo")
+    assert base.crawl.demo_shop.seed != demo.crawl.demo_shop.seed
+    # cut as the demo cuts them, so the base sees what the demo's classifiers will see
+    assert base.detector == demo.detector and base.crop == demo.crop
+    assert all(base.crop_for(name) == demo.crop_for(name) for name in demo.components)
 
 
 def test_default_profile_comes_from_the_file(tree: dict[str, Any]) -> None:
@@ -273,7 +294,8 @@ def test_general_training_problem_is_reported_once_not_per_component(tree: dict[
 
 
 def test_unknown_profile_lists_the_known_ones(tree: dict[str, Any]) -> None:
-    with pytest.raises(ParamsError, match=r"--profile: unknown profile 'prod' \(expected one of: paper, demo, real\)"):
+    known = "paper, demo, garment-base, demo-scratch, real"
+    with pytest.raises(ParamsError, match=rf"--profile: unknown profile 'prod' \(expected one of: {known}\)"):
         resolve_params(tree, "prod")
 
 
@@ -310,7 +332,9 @@ def test_a_profile_extends_another(tree: dict[str, Any]) -> None:
     # what `real` does not say comes from `demo`, not from the top level
     assert real.detector == demo.detector
     assert real.component("jeans-color").training.weights is None
-    assert real.component("jeans-color").training.ema_decay == demo.component("jeans-color").training.ema_decay
+    scratch = resolve_params(tree, "demo-scratch")  # which itself extends demo
+    assert real.component("jeans-color").training.ema_decay == scratch.component("jeans-color").training.ema_decay
+    assert scratch.crop.margin == demo.crop.margin
     assert real.component("shirt-pattern").crop_margin == pytest.approx(-0.2)
 
 

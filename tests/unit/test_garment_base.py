@@ -1,0 +1,128 @@
+"""The garment base: its multi-task examples and loss, its float16 file, and the file Seamline ships."""
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from pipelines.config import load_params
+from pipelines.garment_base import (
+    GarmentBaseError,
+    multitask_sets,
+    save_half,
+    slice_accuracy,
+    sliced_cross_entropy,
+    slices_of,
+)
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.fixture
+def params():
+    return load_params(PROJECT_ROOT / "params.yaml", "demo")
+
+
+def write_component(crops: Path, labels: Path, component: str, rows: list[tuple[str, str, str]]) -> None:
+    """`rows`: (sha, label, split); every crop file exists (its content does not matter here)."""
+    (crops / component).mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    with (labels / f"{component}.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sha256", "label", "split", "label_source"])
+        writer.writerows([sha, label, split, "weak"] for sha, label, split in rows)
+    with (crops / component / "index.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["component", "sha256", "split", "file", "status", "reason", "score", "box", "recipe"])
+        for sha, _, split in rows:
+            (crops / component / f"{sha}.png").write_bytes(b"")
+            writer.writerow([component, sha, split, f"{component}/{sha}.png", "cropped", "", "", "", "bbox:64"])
+
+
+def test_a_jeans_crop_labelled_by_two_components_is_one_example_with_both_targets(params, tmp_path: Path) -> None:
+    crops, labels = tmp_path / "crops", tmp_path / "labels"
+    write_component(crops, labels, "jeans-color", [("a", "deep", "train"), ("b", "light", "val")])
+    write_component(crops, labels, "jeans-damage", [("a", "damage", "train"), ("c", "non_damage", "train")])
+    write_component(crops, labels, "shirt-pattern", [("a", "dot", "train"), ("d", "solid", "val")])
+
+    sets = multitask_sets(params, crops, labels)
+    slices = {piece.component: piece for piece in slices_of(params)}
+
+    train = dict(zip(sets["train"].paths, sets["train"].targets))
+    assert len(train) == 3  # jeans a (colour and damage), jeans c, shirt a: a shirt crop is another crop
+    jeans_a = train[str(crops / "jeans-color" / "a.png")]
+    colour, damage = slices["jeans-color"], slices["jeans-damage"]
+    assert jeans_a[colour.start + colour.classes.index("deep")] == 1.0
+    assert jeans_a[damage.start + damage.classes.index("damage")] == 1.0
+    assert jeans_a.sum() == 2.0
+    pattern = slices["shirt-pattern"]
+    assert train[str(crops / "shirt-pattern" / "a.png")][pattern.start + pattern.classes.index("dot")] == 1.0
+    assert len(sets["val"]) == 2 and len(sets["test"]) == 0
+
+
+def test_no_validation_crops_is_one_clear_error(params, tmp_path: Path) -> None:
+    write_component(tmp_path / "crops", tmp_path / "labels", "jeans-color", [("a", "deep", "train")])
+    with pytest.raises(GarmentBaseError, match="no labelled crops in the val split"):
+        multitask_sets(params, tmp_path / "crops", tmp_path / "labels")
+
+
+def test_the_loss_is_each_labelled_slice_s_cross_entropy_and_an_unlabelled_slice_adds_nothing(params) -> None:
+    slices = slices_of(params)
+    width = slices[-1].stop
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, width)).astype("float32")
+    truth = np.zeros((2, width), "float32")
+    first, second = slices[0], slices[3]
+    truth[0, first.start + 1] = 1.0  # example 0: one label in the first slice
+    truth[1, second.start] = 1.0  # example 1: one label in the fourth
+
+    def cross_entropy(row: int, piece) -> float:
+        z = logits[row, piece.start : piece.stop].astype("float64")
+        return float(-(z - np.log(np.exp(z).sum()))[int(truth[row, piece.start : piece.stop].argmax())])
+
+    loss = np.asarray(sliced_cross_entropy(slices)(truth, logits))
+    np.testing.assert_allclose(loss, [cross_entropy(0, first), cross_entropy(1, second)], rtol=1e-5)
+
+
+def test_slice_accuracy_counts_only_the_examples_a_component_labels(params) -> None:
+    slices = slices_of(params)
+    width = slices[-1].stop
+    piece = slices[1]
+    truth, logits = np.zeros((3, width)), np.zeros((3, width))
+    truth[0, piece.start] = truth[1, piece.start + 1] = 1.0  # the third example has no label here
+    logits[0, piece.start] = logits[1, piece.start] = 5.0  # right once, wrong once
+    scores = slice_accuracy(slices, truth, logits)
+    assert scores[piece.component] == 0.5 and scores[slices[0].component] is None
+
+
+def test_the_half_precision_file_loads_into_a_float32_model_with_the_same_values(tmp_path: Path) -> None:
+    import keras
+
+    def model() -> keras.Model:
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")], name="tiny")
+
+    source = model()
+    save_half(source, tmp_path / "tiny.weights.h5")
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.weights.h5"]  # no staging file left behind
+    with h5py.File(tmp_path / "tiny.weights.h5") as store:
+        dtypes = []
+        store.visititems(lambda name, node: dtypes.append(node.dtype) if isinstance(node, h5py.Dataset) else None)
+    assert dtypes and all(dtype == np.float16 for dtype in dtypes)
+    target = model()
+    target.load_weights(tmp_path / "tiny.weights.h5")
+    for before, after in zip(source.get_weights(), target.get_weights()):
+        assert after.dtype == np.float32
+        np.testing.assert_allclose(after, before, atol=1e-3)
+
+
+def test_the_shipped_base_is_what_its_card_says_and_never_saw_the_demo_shop(params) -> None:
+    weights = PROJECT_ROOT / params.garment_base.file
+    card = json.loads(weights.with_name(weights.name.removesuffix(".weights.h5") + ".json").read_text())
+    assert params.training.weights == params.garment_base.file  # the demo starts from it
+    assert card["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert weights.stat().st_size <= 30 * 2**20 and card["dtype"] == "float16"
+    assert card["data"]["shop"]["seed"] != params.crawl.demo_shop.seed  # another shop than make demo builds
+    assert card["image_size"] == params.garment_base.image_size and card["backbone"] == params.garment_base.backbone
