@@ -77,6 +77,9 @@ def multitask_sets(params: Params, crops: Path, labels: Path) -> dict[str, Multi
     """Per split, one example per image and crop recipe, with every component's label it has."""
     slices = slices_of(params)
     width = slices[-1].stop
+    if alpha := [name for name in params.components if params.crop_for(name).mode == "mask_alpha"]:
+        # The base reads RGB; a mask_alpha classifier composites on black, so the two would see other pixels.
+        raise GarmentBaseError(f"{', '.join(alpha)}: mask_alpha crops are not a base's input (use bbox or mask)")
     examples: dict[tuple[str, str], dict[str, Any]] = {}
     for piece in slices:
         labels_path, index = labels / f"{piece.component}.csv", crop_index_path(crops, piece.component)
@@ -197,6 +200,7 @@ def train_garment_base(
         validation_data=dataset(sets["val"], base_params, shuffle=False),
         epochs=base_params.epochs,
         callbacks=[
+            # Never stops (patience = every epoch): it only hands back the best validation epoch's weights.
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=base_params.epochs, restore_best_weights=True),
             _Report(),
         ],

@@ -45,19 +45,23 @@ def write_component(crops: Path, labels: Path, component: str, rows: list[tuple[
 def test_a_jeans_crop_labelled_by_two_components_is_one_example_with_both_targets(params, tmp_path: Path) -> None:
     crops, labels = tmp_path / "crops", tmp_path / "labels"
     write_component(crops, labels, "jeans-color", [("a", "deep", "train"), ("b", "light", "val")])
-    write_component(crops, labels, "jeans-damage", [("a", "damage", "train"), ("c", "non_damage", "train")])
+    write_component(crops, labels, "jeans-fit", [("a", "skinny", "train"), ("c", "wide", "train")])
+    # damage is cut from the jeans' middle half in the demo: another crop of the same photo
+    write_component(crops, labels, "jeans-damage", [("a", "damage", "train")])
     write_component(crops, labels, "shirt-pattern", [("a", "dot", "train"), ("d", "solid", "val")])
 
     sets = multitask_sets(params, crops, labels)
     slices = {piece.component: piece for piece in slices_of(params)}
 
     train = dict(zip(sets["train"].paths, sets["train"].targets))
-    assert len(train) == 3  # jeans a (colour and damage), jeans c, shirt a: a shirt crop is another crop
-    jeans_a = train[str(crops / "jeans-color" / "a.png")]
-    colour, damage = slices["jeans-color"], slices["jeans-damage"]
+    assert len(train) == 4  # jeans a (colour and fit), jeans c, jeans a's middle half, shirt a
+    jeans_a = train[str(crops / "jeans-fit" / "a.png")]  # the first of the two in params order
+    colour, fit, damage = slices["jeans-color"], slices["jeans-fit"], slices["jeans-damage"]
     assert jeans_a[colour.start + colour.classes.index("deep")] == 1.0
-    assert jeans_a[damage.start + damage.classes.index("damage")] == 1.0
+    assert jeans_a[fit.start + fit.classes.index("skinny")] == 1.0
     assert jeans_a.sum() == 2.0
+    middle = train[str(crops / "jeans-damage" / "a.png")]
+    assert middle[damage.start + damage.classes.index("damage")] == 1.0 and middle.sum() == 1.0
     pattern = slices["shirt-pattern"]
     assert train[str(crops / "shirt-pattern" / "a.png")][pattern.start + pattern.classes.index("dot")] == 1.0
     assert len(sets["val"]) == 2 and len(sets["test"]) == 0
@@ -126,3 +130,13 @@ def test_the_shipped_base_is_what_its_card_says_and_never_saw_the_demo_shop(para
     assert weights.stat().st_size <= 30 * 2**20 and card["dtype"] == "float16"
     assert card["data"]["shop"]["seed"] != params.crawl.demo_shop.seed  # another shop than make demo builds
     assert card["image_size"] == params.garment_base.image_size and card["backbone"] == params.garment_base.backbone
+
+
+def test_mask_alpha_crops_are_refused_in_one_line(tmp_path: Path) -> None:
+    from pipelines.config import read_params_file, resolve_params
+
+    tree = read_params_file(PROJECT_ROOT / "params.yaml")
+    tree["profiles"]["demo"]["crop"]["mode"] = "mask_alpha"
+    write_component(tmp_path / "crops", tmp_path / "labels", "jeans-color", [("a", "deep", "train")])
+    with pytest.raises(GarmentBaseError, match="mask_alpha crops are not a base's input"):
+        multitask_sets(resolve_params(tree, "demo"), tmp_path / "crops", tmp_path / "labels")
