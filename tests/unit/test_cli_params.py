@@ -29,7 +29,7 @@ def project(tmp_path: Path, shipped_params_path: Path) -> Path:
 def test_check_passes_on_the_shipped_file_for_every_profile(project: Path) -> None:
     result = run("params", "check", cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "ok (profiles: paper, demo, real)" in result.stdout
+    assert "ok (profiles: paper, demo, garment-base, demo-scratch, real)" in result.stdout
 
 
 @pytest.mark.parametrize("profile", ["demo", "paper"])
@@ -68,7 +68,7 @@ def test_show_prints_the_resolved_component_as_json(project: Path) -> None:
     shown = json.loads(result.stdout)
     assert shown["classes"] == ["bootcut", "regular", "skinny", "wide"]
     assert shown["training"]["image_size"] == 64
-    assert shown["training"]["dropout"] == 0.0
+    assert shown["training"]["dropout"] == 0.2
 
 
 def test_show_whole_paper_profile_as_yaml(project: Path) -> None:
@@ -120,7 +120,7 @@ def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_python_dash_m_runs_the_same_cli_with_every_command_registered(project: Path) -> None:
     result = run_module("params", "check", cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "ok (profiles: paper, demo, real)" in result.stdout
+    assert "ok (profiles: paper, demo, garment-base, demo-scratch, real)" in result.stdout
     listed = run_module("--help", cwd=project)
     assert listed.returncode == 0, listed.stderr
     assert all(f" {command} " in listed.stdout for command in ("models", "serve", "deploy")), listed.stdout
