@@ -19,7 +19,7 @@ export DO_NOT_TRACK ?= true
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint bench demo demo-retrain base lock clean
+.PHONY: help install test lint bench demo demo-retrain base-data base lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -76,15 +76,21 @@ demo-retrain:
 	  for i in $$(seq 60); do $(BIN)/python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$(SHOP_PORT)/')" 2>/dev/null && break; sleep 0.5; done; \
 	  SEAMLINE_DEMO_SHOP_URL=http://127.0.0.1:$(SHOP_PORT) $(BIN)/seamline retrain
 
-# The garment base the demo starts from (weights/, params `garment_base`), rebuilt from nothing: a
-# demo shop of another seed (profile garment-base) crawled, validated, labelled by its titles, its
-# detector trained and its crops cut as the demo's are, in a scratch workspace with an MLflow store
-# of its own; then the base pretrained on those crops.
+# The garment base the demo starts from (weights/, params `garment_base`), rebuilt from nothing in
+# two steps. base-data: a demo shop of another seed (profile garment-base) crawled, validated,
+# labelled by its titles, its detector trained, its crops cut twice (by the detector, as the demo's
+# are, and by the shop's own annotations) in a scratch workspace with an MLflow store of its own;
+# then every crop, and the real photos by garment type (BASE_PHOTOS), decoded into one pack.
+# base: the base pretrained on that pack, here. The shipped base was trained from such a pack on a
+# lent GPU, Keras on JAX, with profile garment-base-gpu (docs/base-weights.md says how).
 BASE_WORKSPACE ?= .cache/garment-base
 BASE_PORT ?= 8766
 BASE_PARAMS ?= params.yaml
+BASE_PROFILE ?= garment-base
+BASE_PHOTOS ?= $(wildcard ../shared/real-photos/clothing-dataset-small/train)
+BASE_PACK_ARGS ?=
 BASE_OUT ?=
-base: install ## Rebuild the shipped garment base from nothing (weights/; about an hour on 2 cores)
+base-data: install ## The garment base's data from nothing: a shop of its own, its crops two ways, one pack
 	@set -e; W=$(BASE_WORKSPACE); P="--params $(BASE_PARAMS) --profile garment-base"; \
 	  mkdir -p $$W; export MLFLOW_TRACKING_URI=sqlite:///$$(cd $$W && pwd)/mlflow.db; \
 	  $(BIN)/seamline demo-shop build $$P --out $$W/shop; \
@@ -99,10 +105,17 @@ base: install ## Rebuild the shipped garment base from nothing (weights/; about 
 	  $(BIN)/python -m pipelines.stages.label $$P --manifest $$W/validated/manifest.parquet --out $$W/labels; \
 	  $(BIN)/python -m pipelines.stages.detector $$P --annotations $$W/annotations --out $$W/detector \
 	    --metrics $$W/reports/detector.json; \
-	  $(BIN)/python -m pipelines.stages.crop $$P --labels $$W/labels --manifest $$W/validated/manifest.parquet \
-	    --images $$W/raw --detector $$W/detector --annotations $$W/annotations --out $$W/crops \
-	    --summary $$W/reports/crop_summary.json; \
-	  $(BIN)/seamline garment-base $$P --crops $$W/crops --labels $$W/labels $(if $(BASE_OUT),--out $(BASE_OUT))
+	  for cut in garment-base:crops garment-base-annotation:crops-annotation; do \
+	    $(BIN)/python -m pipelines.stages.crop --params $(BASE_PARAMS) --profile $${cut%%:*} --labels $$W/labels \
+	      --manifest $$W/validated/manifest.parquet --images $$W/raw --detector $$W/detector \
+	      --annotations $$W/annotations --out $$W/$${cut##*:} --summary $$W/reports/$${cut##*:}_summary.json; \
+	  done; \
+	  $(BIN)/seamline garment-base $$P --crops $$W/crops --crops $$W/crops-annotation --labels $$W/labels \
+	    $(if $(BASE_PHOTOS),--photos $(BASE_PHOTOS)) --save-arrays $$W/pack.npz $(BASE_PACK_ARGS)
+
+base: base-data ## Rebuild the garment base from nothing here (weights/; about an hour more on 2 cores)
+	$(BIN)/seamline garment-base --params $(BASE_PARAMS) --profile $(BASE_PROFILE) \
+	  --arrays $(BASE_WORKSPACE)/pack.npz $(if $(BASE_OUT),--out $(BASE_OUT))
 
 # requirements.lock: production (what infra/Dockerfile installs); requirements-test.lock: only what
 # the `test` extra adds, resolved against requirements.lock so the shared versions agree. Pins

@@ -361,6 +361,10 @@ class GarmentBaseParams(_Section):
     epochs: PositiveInt = 15
     learning_rate: LearningRate = 1e-3  # cosine-decayed to 0 over the epochs
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    # a random shift of up to this share of the side (edge pixels repeated), with the flips; 0 = flips only
+    shift: Annotated[float, Field(ge=0.0, le=0.25)] = 0.0
+    # mixed_bfloat16 where a GPU has it (the GPU profile); the saved weights are float32 either way
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     seed: int = 5
 
 

@@ -4,6 +4,8 @@ garment-base`: the last step of `make base`, which rebuilds the base the demo sh
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -69,8 +71,34 @@ def pretrain(
 
 @app.command("garment-base")
 def garment_base(
-    crops: Annotated[Path, typer.Option("--crops", help="Crop folder of the shop the base learns from.")],
-    labels: Annotated[Path, typer.Option("--labels", help="Its label folder (the label stage's output).")],
+    crops: Annotated[
+        list[Path] | None,
+        typer.Option("--crops", help="Crop folder of the shop the base learns from (repeat for a shop cut two ways)."),
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="Its label folder (the label stage's output).")
+    ] = None,
+    photos: Annotated[
+        Path | None,
+        typer.Option("--photos", help="Real photos in one folder per garment type: the base learns the type too."),
+    ] = None,
+    arrays: Annotated[
+        Path | None,
+        typer.Option("--arrays", help="Train from a pack --save-arrays wrote (no crops or TensorFlow read)."),
+    ] = None,
+    save_arrays: Annotated[
+        Path | None, typer.Option("--save-arrays", help="Decode the crops and photos into this .npz pack and stop.")
+    ] = None,
+    jpeg_quality: Annotated[
+        int | None,
+        typer.Option("--jpeg-quality", min=50, max=100, help="With --save-arrays: store JPEGs, about a quarter."),
+    ] = None,
+    train_only: Annotated[
+        bool, typer.Option("--train-only", help="With --save-arrays: leave the test split out (a smaller pack).")
+    ] = False,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", min=0.1, help="Stop after the epoch that passes this many minutes.")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Weights file to write (default: params garment_base.file).")
     ] = None,
@@ -81,13 +109,28 @@ def garment_base(
     at once (params `garment_base`), written in float16 with a card beside it (its data, recipe,
     and accuracy per component and split). `make base` runs the whole recipe: a demo shop of
     another seed (profile garment-base), crawled, labelled and cut in a scratch workspace, then this.
+
+    The decoding needs TensorFlow, the training only Keras: `--save-arrays` then `--arrays` splits
+    them, so the training can run on a GPU machine with Keras on JAX (docs/base-weights.md).
     """
-    from pipelines.garment_base import GarmentBaseError, build_base, card_path
+    from pipelines.classifier import SPLITS
+    from pipelines.garment_base import GarmentBaseError, build_base, card_path, load_pack, pack_data, save_pack
 
     params = params_or_fail(params_file, profile)
     target = out or Path(params.garment_base.file)
+    command = shlex.join(["seamline", *sys.argv[1:]])  # recorded in the pack and the card
     try:
-        card = build_base(params, crops, labels, target, progress=say)
+        if arrays is not None:
+            pack = load_pack(arrays, params.garment_base.image_size)
+        elif crops and labels is not None:
+            pack = pack_data(params, crops, labels, photos, progress=say)
+        else:
+            fail("garment base: give --crops and --labels, or --arrays")
+        if save_arrays is not None:
+            save_pack(pack, save_arrays, jpeg_quality, ("train", "val") if train_only else SPLITS, command)
+            say(f"garment base: {save_arrays} ({save_arrays.stat().st_size / 2**20:.1f} MB) holds the decoded images")
+            return
+        card = build_base(params, pack, target, progress=say, minutes=minutes, command=command)
     except GarmentBaseError as error:
         fail(f"garment base: {error}")
     say(

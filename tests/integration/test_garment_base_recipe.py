@@ -1,6 +1,6 @@
 """`make base`, the one command that rebuilds the shipped garment base, run whole on a small shop:
-build it, serve it on 127.0.0.1, crawl, validate, label, train its detector, crop, pretrain; the
-file it writes loads into a demo classifier."""
+build it, serve it on 127.0.0.1, crawl, validate, label, train its detector, crop two ways, pack
+the crops with real photos, pretrain; the file it writes loads into a demo classifier."""
 
 import json
 import socket
@@ -43,6 +43,7 @@ def test_make_base_rebuilds_a_base_from_a_shop_of_its_own(tmp_path: Path) -> Non
             f"BASE_WORKSPACE={tmp_path / 'workspace'}",
             f"BASE_OUT={out}",
             f"BASE_PORT={free_port()}",
+            f"BASE_PHOTOS={PROJECT_ROOT / 'tests' / 'fixtures' / 'real-photos'}",
         ],
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -58,7 +59,11 @@ def test_make_base_rebuilds_a_base_from_a_shop_of_its_own(tmp_path: Path) -> Non
     assert (tmp_path / "workspace" / "detector").is_dir() and (tmp_path / "workspace" / "mlflow.db").is_file()
     trained = card["data"]["examples"]["train"]
     assert all(trained[c] > 0 for c in ("shirt-pattern", "jeans-color", "shirt-collar")), trained
-    assert set(card["accuracy_by_split"]["train"]) == set(tree["components"])
+    assert set(card["accuracy_by_split"]["train"]) == {*tree["components"], "garment-type"}
+    crops, annotated, photos = card["data"]["sources"]
+    assert crops["crops"].endswith("crops") and annotated["crops"].endswith("crops-annotation")
+    assert photos["classes"] == ["pants", "shirt", "t-shirt"] and sum(photos["examples"].values()) > 0
+    assert card["recipe"]["command"].startswith("seamline garment-base") and "--arrays" in card["recipe"]["command"]
     with h5py.File(out) as store:
         kinds = []
         store.visititems(lambda name, node: kinds.append(node.dtype) if isinstance(node, h5py.Dataset) else None)

@@ -28,7 +28,15 @@ def tree(shipped_params_path: Path) -> dict[str, Any]:
 
 
 def test_shipped_file_resolves_every_profile(shipped_params_path: Path) -> None:
-    assert sorted(check_all_profiles(shipped_params_path)) == ["demo", "demo-scratch", "garment-base", "paper", "real"]
+    assert sorted(check_all_profiles(shipped_params_path)) == [
+        "demo",
+        "demo-scratch",
+        "garment-base",
+        "garment-base-annotation",
+        "garment-base-gpu",
+        "paper",
+        "real",
+    ]
 
 
 def test_paper_profile_carries_the_papers_settings(tree: dict[str, Any]) -> None:
@@ -78,6 +86,10 @@ def test_the_base_s_data_is_another_shop_than_the_demo_s(tree: dict[str, Any]) -
     # cut as the demo cuts them, so the base sees what the demo's classifiers will see
     assert base.detector == demo.detector and base.crop == demo.crop
     assert all(base.crop_for(name) == demo.crop_for(name) for name in demo.components)
+    # its second view: the same shop cut by its annotations; and the GPU run only trains longer
+    annotated, gpu = resolve_params(tree, "garment-base-annotation"), resolve_params(tree, "garment-base-gpu")
+    assert annotated.crop.mode == "annotation" and annotated.crawl == base.crawl
+    assert gpu.crawl == base.crawl and gpu.crop == base.crop and gpu.garment_base.precision == "mixed_bfloat16"
 
 
 def test_default_profile_comes_from_the_file(tree: dict[str, Any]) -> None:
@@ -294,7 +306,7 @@ def test_general_training_problem_is_reported_once_not_per_component(tree: dict[
 
 
 def test_unknown_profile_lists_the_known_ones(tree: dict[str, Any]) -> None:
-    known = "paper, demo, garment-base, demo-scratch, real"
+    known = "paper, demo, garment-base, garment-base-annotation, garment-base-gpu, demo-scratch, real"
     with pytest.raises(ParamsError, match=rf"--profile: unknown profile 'prod' \(expected one of: {known}\)"):
         resolve_params(tree, "prod")
 

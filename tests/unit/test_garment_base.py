@@ -29,17 +29,9 @@ def params():
 def write_component(crops: Path, labels: Path, component: str, rows: list[tuple[str, str, str]]) -> None:
     """`rows`: (sha, label, split); every crop file exists (its content does not matter here)."""
     (crops / component).mkdir(parents=True, exist_ok=True)
-    labels.mkdir(parents=True, exist_ok=True)
-    with (labels / f"{component}.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["sha256", "label", "split", "label_source"])
-        writer.writerows([sha, label, split, "weak"] for sha, label, split in rows)
-    with (crops / component / "index.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["component", "sha256", "split", "file", "status", "reason", "score", "box", "recipe"])
-        for sha, _, split in rows:
-            (crops / component / f"{sha}.png").write_bytes(b"")
-            writer.writerow([component, sha, split, f"{component}/{sha}.png", "cropped", "", "", "", "bbox:64"])
+    for sha, _, _ in rows:
+        (crops / component / f"{sha}.png").write_bytes(b"")
+    write_index_only(crops, labels, component, rows)
 
 
 def test_a_jeans_crop_labelled_by_two_components_is_one_example_with_both_targets(params, tmp_path: Path) -> None:
@@ -140,3 +132,136 @@ def test_mask_alpha_crops_are_refused_in_one_line(tmp_path: Path) -> None:
     write_component(tmp_path / "crops", tmp_path / "labels", "jeans-color", [("a", "deep", "train")])
     with pytest.raises(GarmentBaseError, match="mask_alpha crops are not a base's input"):
         multitask_sets(resolve_params(tree, "demo"), tmp_path / "crops", tmp_path / "labels")
+
+
+# --- the pack: decoded images that travel to wherever the base trains --------------------------
+
+
+def tiny_pack(params, count: int = 6, side: int = 64):
+    from pipelines.garment_base import Pack
+
+    slices = slices_of(params)
+    rng = np.random.default_rng(1)
+    images = {split: rng.integers(0, 256, (count, side, side, 3), dtype=np.uint8) for split in ("train", "val", "test")}
+    targets = {split: np.eye(slices[-1].stop, dtype=np.float32)[:count] for split in images}
+    data = {"examples": {split: {"shirt-collar": count} for split in images}}
+    return Pack(slices, images, targets, data)
+
+
+def test_a_pack_saved_as_it_is_loads_back_exactly(params, tmp_path: Path) -> None:
+    from pipelines.garment_base import load_pack, save_pack
+
+    pack = tiny_pack(params)
+    save_pack(pack, tmp_path / "pack.npz", command="seamline garment-base --save-arrays pack.npz")
+    loaded = load_pack(tmp_path / "pack.npz", 64)
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(loaded.images[split], pack.images[split])
+        np.testing.assert_array_equal(loaded.targets[split], pack.targets[split])
+    assert loaded.slices == pack.slices
+    assert loaded.data["pixels"] == "as decoded" and loaded.data["packed_by"].startswith("seamline garment-base")
+
+
+def test_a_jpeg_pack_keeps_every_pixel_near_and_can_leave_the_test_split_out(params, tmp_path: Path) -> None:
+    from pipelines.garment_base import load_pack, save_pack
+
+    pack = tiny_pack(params)
+    smooth = np.linspace(0, 255, 64, dtype=np.float32)  # JPEG keeps smooth images; noise it would not
+    for split in pack.images:
+        pack.images[split][:] = (smooth[None, :, None, None] * np.array([1.0, 0.5, 0.2])).astype(np.uint8)
+    save_pack(pack, tmp_path / "pack.npz", jpeg_quality=95, splits=("train", "val"))
+    loaded = load_pack(tmp_path / "pack.npz", 64)
+    error = np.abs(loaded.images["train"].astype(int) - pack.images["train"].astype(int))
+    assert error.mean() < 2.0 and error.max() <= 12
+    assert len(loaded.images["test"]) == 0 and loaded.targets["test"].shape == (0, pack.slices[-1].stop)
+    assert set(loaded.data["examples"]) == {"train", "val"} and loaded.data["pixels"].startswith("jpeg 95")
+
+
+def test_a_pack_of_another_size_or_no_pack_at_all_is_one_clear_error(params, tmp_path: Path) -> None:
+    from pipelines.garment_base import load_pack, save_pack
+
+    save_pack(tiny_pack(params, side=32), tmp_path / "pack.npz")
+    with pytest.raises(GarmentBaseError, match="not 64 px"):
+        load_pack(tmp_path / "pack.npz", 64)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(GarmentBaseError, match="not a garment-base pack"):
+        load_pack(tmp_path / "junk.npz", 64)
+
+
+def test_augmentation_flips_and_shifts_but_never_changes_a_colour() -> None:
+    from pipelines.garment_base import augment
+
+    rng = np.random.default_rng(0)
+    batch = np.zeros((64, 16, 16, 3), np.uint8)
+    batch[:, :, :8] = (200, 10, 30)  # left half red, right half black
+    out = augment(batch, rng, shift=0.125)
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    colours = {tuple(pixel) for pixel in out.reshape(-1, 3)}
+    assert colours <= {(200, 10, 30), (0, 0, 0)}  # edge-repeat padding, no new colours
+    flipped = out[:, 8, 15, 0] == 200  # the red half seen on the right
+    assert 10 < flipped.sum() < 54  # about half flipped
+    shifted = [int((image[8, :, 0] == 200).sum()) for image in out]
+    assert len(set(shifted)) > 1  # the edge moved by a few pixels in some images
+
+
+def test_batches_cover_every_example_once_an_epoch_in_float32(params) -> None:
+    from pipelines.garment_base import batches
+
+    images = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 3), np.uint8)
+    targets = np.eye(10, dtype=np.float32)
+    feed = batches(images, targets, batch_size=4, train=True, seed=3, shift=0.0)
+    assert len(feed) == 3
+    seen = []
+    for index in range(len(feed)):
+        pixels, target = feed[index]
+        assert pixels.dtype == np.float32
+        assert np.array_equal(pixels[:, 0, 0, 0].astype(int), target.argmax(axis=1))  # still paired
+        seen.extend(target.argmax(axis=1).tolist())
+    assert sorted(seen) == list(range(10))
+    first = list(seen)
+    feed.on_epoch_end()
+    assert [int(t) for i in range(3) for t in feed[i][1].argmax(axis=1)] != first  # reshuffled
+
+
+def test_photos_add_a_garment_type_slice_a_tenth_for_validation(params, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pipelines.garment_base import PHOTO_SLICE, pack_data, photo_examples
+
+    crops, labels = tmp_path / "crops", tmp_path / "labels"
+    for sha, colour in (("a", (10, 20, 30)), ("b", (200, 100, 50))):
+        (crops / "jeans-color").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40, 80), colour).save(crops / "jeans-color" / f"{sha}.png")
+    write_index_only(crops, labels, "jeans-color", [("a", "deep", "train"), ("b", "light", "val")])
+    photos = tmp_path / "photos"
+    for kind in ("pants", "shirt"):
+        (photos / kind).mkdir(parents=True)
+        for i in range(20):
+            Image.new("RGB", (60, 40), (i, i, i)).save(photos / kind / f"{kind}-{i}.jpg")
+    kinds, by_split = photo_examples(photos)
+    assert kinds == ("pants", "shirt") and len(by_split["train"]) + len(by_split["val"]) == 40
+    assert 0 < len(by_split["val"]) < 12 and not by_split["test"]
+
+    pack = pack_data(params, [crops], labels, photos, progress=lambda line: None)
+    assert pack.slices[-1].component == PHOTO_SLICE and pack.slices[-1].classes == kinds
+    assert pack.images["train"].shape[1:] == (64, 64, 3) and pack.images["train"].dtype == np.uint8
+    assert len(pack.images["train"]) == 1 + len(by_split["train"])
+    np.testing.assert_array_equal(pack.images["train"][0, 10, 10], (10, 20, 30))  # a flat crop stays flat
+    colour = next(piece for piece in pack.slices if piece.component == "jeans-color")
+    assert pack.targets["train"][0, colour.start + colour.classes.index("deep")] == 1.0
+    assert pack.data["examples"]["train"][PHOTO_SLICE] == len(by_split["train"])
+    with pytest.raises(GarmentBaseError, match="no garment-type folders"):
+        photo_examples(tmp_path / "labels")
+
+
+def write_index_only(crops: Path, labels: Path, component: str, rows: list[tuple[str, str, str]]) -> None:
+    """Labels and an index for crop files already written."""
+    labels.mkdir(parents=True, exist_ok=True)
+    with (labels / f"{component}.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sha256", "label", "split", "label_source"])
+        writer.writerows([sha, label, split, "weak"] for sha, label, split in rows)
+    with (crops / component / "index.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["component", "sha256", "split", "file", "status", "reason", "score", "box", "recipe"])
+        for sha, _, split in rows:
+            writer.writerow([component, sha, split, f"{component}/{sha}.png", "cropped", "", "", "", "bbox:64"])

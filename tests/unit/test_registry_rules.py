@@ -190,3 +190,27 @@ def test_resize_crop_gives_the_pixels_training_decoded(tmp_path, size: int) -> N
     served = resize_crop(crop, size)
     assert served.shape == decoded.shape == (size, size, 3)
     assert np.abs(served - decoded).max() < 1e-3
+
+
+def test_the_detector_stage_s_own_scores_stand_in_only_where_the_gate_would_score_the_same() -> None:
+    from types import SimpleNamespace
+
+    from pipelines.config import load_params
+    from pipelines.registry import stage_scores
+    from pipelines.tracking import flat_params
+    from tests.conftest import PROJECT_ROOT
+
+    params = load_params(PROJECT_ROOT / "params.yaml", "demo")
+    logged = flat_params(params.detector.model_dump(mode="json"), "detector.")  # as the stage logs them
+    metrics = {"box_map": 0.55, "box_map50": 0.75, "mask_map": 0.56, "mask_map50": 0.7, "mean_iou": 0.72}
+
+    def run(params_logged: dict, metrics_logged: dict) -> SimpleNamespace:
+        return SimpleNamespace(data=SimpleNamespace(params=params_logged, metrics=metrics_logged))
+
+    scores = stage_scores(run(logged, metrics), params)
+    assert scores is not None and scores.box_map == 0.55 and scores.mean_iou == 0.72
+    other_split = {**logged, "detector.validation_fraction": "0.3"}
+    assert stage_scores(run(other_split, metrics), params) is None
+    other_threshold = {**logged, "detector.score_threshold": "0.9"}
+    assert stage_scores(run(other_threshold, metrics), params) is None
+    assert stage_scores(run(logged, {"box_map": 0.55}), params) is None  # a run that logged no evaluation
