@@ -29,7 +29,10 @@ def project(tmp_path: Path, shipped_params_path: Path) -> Path:
 def test_check_passes_on_the_shipped_file_for_every_profile(project: Path) -> None:
     result = run("params", "check", cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "ok (profiles: paper, demo, garment-base, demo-scratch, real)" in result.stdout
+    assert (
+        "ok (profiles: paper, demo, garment-base, garment-base-annotation, garment-base-gpu, demo-scratch, real)"
+        in (result.stdout)
+    )
 
 
 @pytest.mark.parametrize("profile", ["demo", "paper"])
@@ -120,7 +123,10 @@ def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_python_dash_m_runs_the_same_cli_with_every_command_registered(project: Path) -> None:
     result = run_module("params", "check", cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "ok (profiles: paper, demo, garment-base, demo-scratch, real)" in result.stdout
+    assert (
+        "ok (profiles: paper, demo, garment-base, garment-base-annotation, garment-base-gpu, demo-scratch, real)"
+        in (result.stdout)
+    )
     listed = run_module("--help", cwd=project)
     assert listed.returncode == 0, listed.stderr
     assert all(f" {command} " in listed.stdout for command in ("models", "serve", "deploy")), listed.stdout

@@ -109,7 +109,7 @@ def test_the_experiments_table_reads_dvc_exp_show(shipped_params_path: Path) -> 
             "backbone": "densenet121",
             "base": "garment-base-densenet121-64.weights.h5",  # the demo profile starts from the shipped base
             "frozen": 20,
-            "fine_tune": 6,
+            "fine_tune": tree["profiles"]["demo"]["training"]["fine_tune"]["epochs"],  # the demo's own
             "photos": 114,
             "accuracy": 0.45,
             "macro_f1": 0.21,
