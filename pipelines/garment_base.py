@@ -134,6 +134,8 @@ class Pack:
 def photo_examples(folder: Path) -> tuple[tuple[str, ...], dict[str, list[tuple[Path, int]]]]:
     """`folder/<garment type>/<photo>`: the types, and per split (a tenth of each type, chosen by
     the hash of its name, is validation) the photos with their type's index."""
+    if not folder.is_dir():
+        raise GarmentBaseError(f"{folder}: no such folder of photos")
     kinds = tuple(sorted(entry.name for entry in folder.iterdir() if entry.is_dir()))
     if not kinds:
         raise GarmentBaseError(f"{folder}: no garment-type folders of photos in it")

@@ -251,6 +251,8 @@ def test_photos_add_a_garment_type_slice_a_tenth_for_validation(params, tmp_path
     assert pack.data["examples"]["train"][PHOTO_SLICE] == len(by_split["train"])
     with pytest.raises(GarmentBaseError, match="no garment-type folders"):
         photo_examples(tmp_path / "labels")
+    with pytest.raises(GarmentBaseError, match="no such folder of photos"):
+        photo_examples(tmp_path / "missing")
 
 
 def write_index_only(crops: Path, labels: Path, component: str, rows: list[tuple[str, str, str]]) -> None:
