@@ -117,20 +117,23 @@ base: base-data ## Rebuild the garment base from nothing here (weights/; about a
 	$(BIN)/seamline garment-base --params $(BASE_PARAMS) --profile $(BASE_PROFILE) \
 	  --arrays $(BASE_WORKSPACE)/pack.npz $(if $(BASE_OUT),--out $(BASE_OUT))
 
-# requirements.lock: production (what infra/Dockerfile installs); requirements-test.lock: only what
-# the `test` extra adds, resolved against requirements.lock so the shared versions agree. Pins
+# requirements.lock: production (what infra/Dockerfile installs); requirements-test.lock and
+# requirements-gpu.lock: only what the `test` and `gpu` extras add (the GPU image's CUDA libraries),
+# each resolved against requirements.lock so the shared versions agree. Pins
 # already in a lock are kept: LOCK_ARGS=--upgrade (or --upgrade-package NAME) moves them.
 # setuptools stays below 82, which removed pkg_resources (tensorboard and tensorflow_hub import it).
 LOCK_ARGS ?=
 UV_COMPILE = .lock-venv/bin/uv pip compile pyproject.toml --python-version 3.11 --python-platform linux \
 	--generate-hashes --custom-compile-command "make lock" --quiet $(LOCK_ARGS)
 
-lock: ## Re-resolve pyproject.toml into requirements.lock and requirements-test.lock, with hashes
+lock: ## Re-resolve pyproject.toml into requirements.lock, -test.lock and -gpu.lock, with hashes
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet uv==$(UV_VERSION)
 	echo 'setuptools<82' > .lock-venv/constraints.txt
 	$(UV_COMPILE) -c .lock-venv/constraints.txt -o requirements.lock
 	$(UV_COMPILE) --extra test -c requirements.lock -o requirements-test.lock \
+	  $$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/--no-emit-package \1/p' requirements.lock)
+	$(UV_COMPILE) --extra gpu -c requirements.lock -o requirements-gpu.lock \
 	  $$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/--no-emit-package \1/p' requirements.lock)
 	rm -rf .lock-venv
 

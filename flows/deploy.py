@@ -73,7 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default=None)
     parser.add_argument("--cpu-pool", default="seamline-cpu", help="work pool of the weekly flow (type process)")
     parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="where workers find this repository")
-    parser.add_argument("--image", default="seamline:latest", help="container image of the GPU workers' jobs")
+    parser.add_argument(
+        "--image",
+        default="seamline-gpu:latest",
+        help="container image of the GPU workers' jobs (infra/Dockerfile, GPU=1)",
+    )
     args = parser.parse_args(argv)
     try:
         url = api_url()

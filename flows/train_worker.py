@@ -28,6 +28,7 @@ import yaml
 from prefect import flow, get_run_logger
 
 from flows.stages import StageFailed, project_env, repro, run_command
+from pipelines.gpu import gpu_required, require_gpu
 
 TRAIN_INPUTS = ("data/crops", "data/labels", "models/pretrain")
 # Results beside the inputs' branch (seamline-retrain/<sha12>), not under it: git cannot hold a
@@ -161,5 +162,10 @@ def train_component_on_worker(
     component: str, repo_url: str, revision: str, remote: str | None = None, timeout_s: float = 4 * 3600
 ) -> dict[str, Any]:
     """The `train-component` deployment's flow, run by a worker of the `gpu` work pool. Its return
-    value (where the result is) is for the Prefect UI; the parent reads the result branch."""
+    value (where the result is) is for the Prefect UI; the parent reads the result branch.
+
+    In the GPU image (SEAMLINE_REQUIRE_GPU=1) a run that finds no GPU fails here, before it clones
+    or pulls anything, with the one line that names what is missing."""
+    if gpu_required(False):
+        get_run_logger().info("GPUs: %s", ", ".join(require_gpu().devices))
     return train_in_checkout(component, repo_url, revision, remote, timeout_s, get_run_logger().info)

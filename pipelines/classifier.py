@@ -323,7 +323,35 @@ def decode_crop(path: Any, image_size: int, alpha: bool) -> Any:
     return classifier_pixels(tf.io.decode_png(tf.io.read_file(path), channels=4 if alpha else 3), image_size)
 
 
+def uses_tf_data(training: TrainingParams) -> bool:
+    """tf.data on TensorFlow unless `input_pipeline` says arrays; arrays on every other backend."""
+    if training.input_pipeline == "auto":
+        return keras.backend.backend() == "tensorflow"
+    if training.input_pipeline == "tf_data" and keras.backend.backend() != "tensorflow":
+        raise TrainingError(
+            f"training.input_pipeline: tf_data needs the TensorFlow backend, not {keras.backend.backend()}"
+        )
+    return training.input_pipeline == "tf_data"
+
+
 def make_dataset(
+    examples: Examples,
+    classes: int,
+    training: TrainingParams,
+    alpha: bool,
+    shuffle: bool,
+    augment: Callable[..., Any] | None = None,
+) -> Any:
+    """The batches one split feeds a phase: tf.data, or a `CropBatches` where
+    `uses_tf_data` says arrays."""
+    if not uses_tf_data(training):
+        targets = np.eye(classes, dtype=np.float32)[examples.labels]
+        pixels = crop_arrays(examples.paths, training.image_size, alpha)
+        return CropBatches(pixels, targets, training.batch_size, shuffle, training.seed, augment)
+    return make_tf_dataset(examples, classes, training, alpha, shuffle, augment)
+
+
+def make_tf_dataset(
     examples: Examples,
     classes: int,
     training: TrainingParams,
@@ -350,6 +378,64 @@ def make_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def crop_array(path: str, image_size: int, alpha: bool) -> np.ndarray:
+    """A crop PNG as uint8 pixels at `image_size`, decoded without TensorFlow: the same
+    composite and antialiased bilinear resize as `classifier_pixels`, through keras.ops."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGBA" if alpha else "RGB"), dtype=np.float32)
+    if alpha:
+        pixels = pixels[..., :3] * (pixels[..., 3:] / 255.0)
+    if pixels.shape[:2] != (image_size, image_size):
+        resized = keras.ops.image.resize(pixels, (image_size, image_size), interpolation="bilinear", antialias=True)
+        pixels = keras.ops.convert_to_numpy(resized)
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def crop_arrays(paths: Sequence[str], image_size: int, alpha: bool) -> np.ndarray:
+    """Every crop of a split decoded once, (N, size, size, 3) uint8: a tenth of float32's memory."""
+    pixels = np.zeros((len(paths), image_size, image_size, 3), dtype=np.uint8)
+    for row, path in enumerate(paths):
+        pixels[row] = crop_array(path, image_size, alpha)
+    return pixels
+
+
+class CropBatches(keras.utils.PyDataset):
+    """Batches of decoded crops for any Keras backend (what tf.data does on TensorFlow): float32
+    0–255 pixels and one-hot targets, reshuffled every epoch from `seed`, augmented by the
+    component's Keras augmentation layers when given."""
+
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        targets: np.ndarray,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        augment: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.pixels, self.targets, self.batch_size = pixels, targets, batch_size
+        self.shuffle, self.augment = shuffle, augment
+        self._random = np.random.default_rng(seed)
+        self._order = self._random.permutation(len(pixels)) if shuffle else np.arange(len(pixels))
+
+    def __len__(self) -> int:
+        return -(-len(self.pixels) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        images = self.pixels[rows].astype(np.float32)
+        if self.augment is not None:
+            images = keras.ops.convert_to_numpy(self.augment(images, training=True))
+        return images, self.targets[rows]
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self._order = self._random.permutation(len(self.pixels))
+
+
 def predict_probabilities(model: Any, dataset: Any) -> np.ndarray:
     return np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)
 
@@ -367,16 +453,62 @@ def crop_probabilities(
 # --- the two phases ---------------------------------------------------------------------------
 
 
-def distribution() -> Any:
-    """MirroredStrategy with mixed precision across GPUs when there are any; the default
-    (one-device) strategy in float32 on a CPU."""
-    import tensorflow as tf
+@dataclass(frozen=True)
+class Placement:
+    """Where a training runs: the scope models are built in, how many replicas share each batch
+    (the global batch is `batch_size` per replica times this), and the float policy."""
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return tf.distribute.get_strategy()
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.OneDeviceStrategy("/gpu:0")
+    scope: Callable[[], Any]
+    replicas: int
+    precision: str
+
+
+def placement(require_gpu: bool = False) -> Placement:
+    """Every GPU the backend sees, in mixed precision (bfloat16 from compute capability 8.0,
+    Ampere on; float16 before): TensorFlow's MirroredStrategy, Keras's DataParallel on the other
+    backends. On a CPU, float32 on the one device, unless a GPU is required (`training.require_gpu`
+    or the GPU image's SEAMLINE_REQUIRE_GPU): then NoGpu says what is missing."""
+    import contextlib
+
+    from pipelines.gpu import gpu_report, gpu_required
+    from pipelines.gpu import require_gpu as check
+
+    report = gpu_report()
+    if gpu_required(require_gpu):
+        check(report)
+    backend = keras.backend.backend()
+    if not report.devices:
+        return Placement(contextlib.nullcontext, 1, "float32")
+    precision = "mixed_bfloat16" if all(capability >= (8, 0) for capability in gpu_capabilities()) else "mixed_float16"
+    keras.mixed_precision.set_global_policy(precision)
+    replicas = len(report.devices)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy() if replicas > 1 else tf.distribute.OneDeviceStrategy("/gpu:0")
+        return Placement(strategy.scope, replicas, precision)
+    if replicas > 1:
+        keras.distribution.set_distribution(keras.distribution.DataParallel(keras.distribution.list_devices("gpu")))
+    return Placement(contextlib.nullcontext, replicas, precision)
+
+
+def gpu_capabilities() -> list[tuple[int, int]]:
+    """CUDA compute capability of each GPU the backend sees (empty where it cannot say)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        details = [tf.config.experimental.get_device_details(g) for g in tf.config.list_physical_devices("GPU")]
+        return [tuple(d["compute_capability"]) for d in details if "compute_capability" in d]
+    if backend == "jax":
+        import jax
+
+        return [tuple(int(p) for p in str(d.compute_capability).split(".")) for d in jax.devices("gpu")]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())]
+    return []
 
 
 @dataclass
@@ -417,7 +549,9 @@ def train_classifier(
     """Phase 1 (frozen base; on cached features when `frozen.cached_features`), then phase 2
     (fine-tuning from `unfreeze_from`), each with early stopping on validation loss that keeps the
     best weights."""
-    training = component.training
+    where = placement(component.training.require_gpu)
+    # Each replica takes `batch_size`: the global batch grows with the GPUs, the step count shrinks.
+    training = component.training.model_copy(update={"batch_size": component.training.batch_size * where.replicas})
     classes = len(component.classes)
     keras.utils.set_random_seed(training.seed)
     augment = augmentation_model(training.augmentation, training.seed)
@@ -429,7 +563,7 @@ def train_classifier(
     )
     log = EpochLog(on_epoch)
 
-    with distribution().scope():
+    with where.scope():
         model = build_classifier(
             backbone=training.backbone,
             classes=component.classes,
@@ -504,6 +638,8 @@ def train_classifier(
 def phase_callbacks(training: TrainingParams) -> list[Any]:
     """Weight averaging (when `ema_decay` is set), then early stopping: in that order, so early
     stopping judges and keeps the averaged weights."""
+    if training.ema_decay is not None and keras.backend.backend() != "tensorflow":
+        raise TrainingError(f"training.ema_decay needs the TensorFlow backend, not {keras.backend.backend()}")
     averaging = [WeightAverage(training.ema_decay)] if training.ema_decay is not None else []
     return [*averaging, early_stopping(training)]
 

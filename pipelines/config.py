@@ -224,6 +224,10 @@ class TrainingParams(_Section):
     # A per-step weight average (BatchNorm too) that validation and the saved model use (docs/results.md).
     ema_decay: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     seed: int = 42
+    # Refuse to train without a GPU (one line naming what is missing) instead of running on the CPU.
+    require_gpu: bool = False
+    # tf_data on TensorFlow; arrays (decoded crops in memory, a keras PyDataset) on any backend.
+    input_pipeline: Literal["auto", "tf_data", "arrays"] = "auto"
     frozen: FrozenPhaseParams = FrozenPhaseParams()
     fine_tune: FineTunePhaseParams = FineTunePhaseParams()
     augmentation: AugmentationParams = AugmentationParams()

@@ -97,7 +97,9 @@ def deploy(
     project_dir: Annotated[
         Path | None, typer.Option("--project-dir", help="Where workers find this repository (default: here).")
     ] = None,
-    image: Annotated[str, typer.Option("--image", help="Container image the GPU jobs run.")] = "seamline:latest",
+    image: Annotated[
+        str, typer.Option("--image", help="Container image the GPU jobs run (infra/Dockerfile built with GPU=1).")
+    ] = "seamline-gpu:latest",
     profile: Profile = None,
     params_file: ParamsFile = DEFAULT_PARAMS_PATH,
 ) -> None:

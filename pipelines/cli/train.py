@@ -48,6 +48,19 @@ def train(
             fail(f"training {name} failed (exit {code}); the components before it are trained")
 
 
+@app.command("gpu")
+def gpu() -> None:
+    """Say which GPUs training would use, or, with none, the one reason why (no driver, which CUDA
+    libraries are missing, or no visible device), and exit non-zero: a GPU worker's start-up check."""
+    from pipelines.gpu import gpu_report
+
+    report = gpu_report()
+    problem = report.problem()
+    if problem is not None:
+        fail(problem)
+    say(f"{report.backend}: {len(report.devices)} GPU(s): {', '.join(report.devices)}")
+
+
 @app.command("pretrain")
 def pretrain(
     force: Annotated[

@@ -38,6 +38,7 @@ from pipelines.evaluate import (
     write_evaluation_files,
     write_skipped_files,
 )
+from pipelines.gpu import NoGpu, gpu_required, require_gpu
 from pipelines.labels import GateError, read_gate
 from pipelines.tracking import flat_params, log_classifier_model, mlflow_run
 from pipelines.weights import WeightsError
@@ -69,6 +70,8 @@ def train_and_evaluate(
 
     component = params.component(component_name)
     training = component.training
+    if gpu_required(training.require_gpu):
+        require_gpu()  # before anything is read or written: a GPU worker without one stops here
     gate = read_gate(labels, component_name)
     if gate is not None and gate.skipped:
         return skip(params, component_name, gate.skipped, out, metrics_path, plots, progress)
@@ -227,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.plots or Path("plots") / name,
             progress=lambda line: print(line, flush=True),
         )
-    except (ParamsError, TrainingError, WeightsError, GateError) as error:
+    except (ParamsError, TrainingError, WeightsError, GateError, NoGpu) as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
     print(summary_line(name, metrics), flush=True)

@@ -78,6 +78,10 @@ def test_compose_file_is_valid_and_publishes_only_what_users_need() -> None:
     gpu = services["worker-gpu"]
     assert gpu["runtime"] == "nvidia"
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    # The GPU image (CUDA libraries added) under its own name, and a start that checks for a GPU.
+    assert gpu["build"]["args"]["GPU"] == "1" and "GPU" not in services["worker-cpu"]["build"].get("args", {})
+    assert gpu["image"] != services["worker-cpu"]["image"]
+    assert gpu["command"][-1].startswith("seamline gpu && exec prefect worker start")
 
 
 @needs_compose
@@ -154,6 +158,7 @@ def test_gpu_job_template_declares_every_placeholder_and_requests_a_gpu() -> Non
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "{{ gpu_count }}"
     assert container["envFrom"][0]["secretRef"]["name"] == "{{ secrets_name }}"
     jsonschema.validate({"gpu_count": 1, "memory_request": "24Gi"}, template["variables"])
+    assert template["variables"]["properties"]["image"]["default"] == "seamline-gpu:latest"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"gpu_count": 0}, template["variables"])
 

@@ -16,6 +16,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION_LOCK = ROOT / "requirements.lock"
 TEST_LOCK = ROOT / "requirements-test.lock"
+GPU_LOCK = ROOT / "requirements-gpu.lock"
 # What only the tests and `make lint` use; none of it may ship in the image.
 TEST_TOOLS = ("pytest", "pytest-timeout", "pytest-xdist", "moto", "selenium", "ruff", "responses", "trio")
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)(?P<rest>.*)$")
@@ -49,7 +50,7 @@ def test_only() -> dict[str, tuple[str, list[str]]]:
     return lock_entries(TEST_LOCK)
 
 
-@pytest.mark.parametrize("lock", [PRODUCTION_LOCK, TEST_LOCK], ids=lambda p: p.name)
+@pytest.mark.parametrize("lock", [PRODUCTION_LOCK, TEST_LOCK, GPU_LOCK], ids=lambda p: p.name)
 def test_every_locked_package_is_pinned_with_its_hashes(lock: Path) -> None:
     entries = lock_entries(lock)
     assert entries, f"{lock.name} pins nothing"
@@ -99,3 +100,19 @@ def test_make_install_checks_the_hashes_of_both_locks() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert "--require-hashes -r requirements.lock -r requirements-test.lock" in makefile
     assert "--generate-hashes" in makefile
+
+
+def test_the_gpu_lock_adds_only_tensorflows_cuda_libraries_and_only_the_gpu_image_installs_it(
+    production: dict[str, tuple[str, list[str]]],
+) -> None:
+    gpu = lock_entries(GPU_LOCK)
+    assert {"nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12"} <= set(gpu)
+    assert all(name.startswith("nvidia-") for name in gpu), sorted(gpu)
+    assert not set(gpu) & set(production), "a package pinned twice: resolve the gpu extra against requirements.lock"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (extra,) = (Requirement(spec) for spec in project["optional-dependencies"]["gpu"])
+    assert extra.extras == {"and-cuda"} and extra.specifier.contains(production["tensorflow"][0])
+    dockerfile = re.sub(r"\\\n", " ", (ROOT / "infra" / "Dockerfile").read_text(encoding="utf-8"))
+    (install,) = [line for line in dockerfile.splitlines() if "-r requirements-gpu.lock" in line]
+    assert '[ "$GPU" = 1 ]' in install and "--require-hashes" in install
+    assert "ARG GPU=0" in dockerfile  # the default build is the CPU image
