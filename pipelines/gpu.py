@@ -109,7 +109,8 @@ def gpu_report(backend: str | None = None, wheel_dirs: Sequence[Path] | None = N
 
     backend = backend or keras.backend.backend()
     folders = nvidia_library_dirs() if wheel_dirs is None else list(wheel_dirs)
-    driver = library_found(DRIVER_LIBRARY, [])
+    # The driver's library, or its control device where the library sits off the loader's path.
+    driver = library_found(DRIVER_LIBRARY, []) or Path("/dev/nvidiactl").exists()
     # No driver, no device: asking the backend anyway only adds its own cuInit error to the log.
     devices = gpu_devices(backend) if driver else ()
     missing = () if devices else tuple(name for name in CUDA_LIBRARIES if not library_found(name, folders))

@@ -34,6 +34,7 @@ import keras
 import numpy as np
 
 from pipelines.classifier import (
+    Examples,
     build_classifier,
     compile_classifier,
     load_examples,
@@ -111,9 +112,9 @@ def measure(component_name: str, component: ComponentParams, args: argparse.Name
         compile_classifier(model, training.loss, training.fine_tune.learning_rate)
         bare = bare_step_rate(model, training.image_size, classes, batch, args.steps)
         at_batch = training.model_copy(update={"batch_size": batch})
-        fed = fed_rate(
-            model, make_dataset(examples["train"], classes, at_batch, False, shuffle=True), len(examples["train"])
-        )
+        # The training crops repeated, so that even the wide batch makes enough steps to time.
+        repeated = Examples(examples["train"].paths * args.repeat, np.tile(examples["train"].labels, args.repeat))
+        fed = fed_rate(model, make_dataset(repeated, classes, at_batch, False, shuffle=True), len(repeated))
         report.setdefault("throughput", []).append(
             {
                 "batch": batch,
@@ -156,11 +157,12 @@ def main() -> int:
     parser.add_argument("--components", nargs="+", default=["jeans-fit"])
     parser.add_argument("--wide-batch", type=int, default=256, help="a second batch for the throughput figures")
     parser.add_argument("--steps", type=int, default=20, help="timed bare steps per batch size")
+    parser.add_argument("--repeat", type=int, default=8, help="passes over the training crops in a timed fed epoch")
     parser.add_argument("--no-train", action="store_true", help="throughput only")
     parser.add_argument("--out", type=Path, default=Path("device-out"))
     args = parser.parse_args()
     params = load_params(args.params, args.profile)
-    where = placement(require_gpu=False)
+    where = placement(require_gpu=False)  # SEAMLINE_REQUIRE_GPU=1 makes a run without a GPU stop here
     machine = {"backend": keras.backend.backend(), "replicas": where.replicas, "precision": where.precision}
     print(json.dumps(machine), flush=True)
     for name in args.components:
