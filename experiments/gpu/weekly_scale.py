@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pipelines.config import ComponentParams, Params, load_params  # noqa: E402
+from pipelines.config import ComponentParams, Params, load_params
 
 FORWARD_SHARE = 1 / 3  # a forward pass against a forward + backward training step
 
