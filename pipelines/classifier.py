@@ -539,6 +539,19 @@ class EpochLog:
         return _Callback()
 
 
+def component_classifier(component: ComponentParams) -> keras.Model:
+    """`build_classifier` with the component's classes and its training's backbone and base."""
+    training = component.training
+    return build_classifier(
+        backbone=training.backbone,
+        classes=component.classes,
+        image_size=training.image_size,
+        dropout=training.dropout,
+        weights=training.weights,
+        batchnorm_momentum=training.batchnorm_momentum,
+    )
+
+
 def train_classifier(
     component: ComponentParams,
     examples: Mapping[str, Examples],
@@ -564,14 +577,7 @@ def train_classifier(
     log = EpochLog(on_epoch)
 
     with where.scope():
-        model = build_classifier(
-            backbone=training.backbone,
-            classes=component.classes,
-            image_size=training.image_size,
-            dropout=training.dropout,
-            weights=training.weights,
-            batchnorm_momentum=training.batchnorm_momentum,
-        )
+        model = component_classifier(component)
     result = TrainResult(model)
     if training.frozen.epochs:
         started = time.perf_counter()

@@ -35,8 +35,8 @@ import numpy as np
 
 from pipelines.classifier import (
     Examples,
-    build_classifier,
     compile_classifier,
+    component_classifier,
     load_examples,
     make_dataset,
     placement,
@@ -101,13 +101,7 @@ def measure(component_name: str, component: ComponentParams, args: argparse.Name
     examples = load_examples(args.crops, args.labels, component_name, component.classes)
     report["examples"] = {split: len(chunk) for split, chunk in examples.items()}
     for batch in sorted({training.batch_size, args.wide_batch}):
-        model = build_classifier(
-            backbone=training.backbone,
-            classes=component.classes,
-            image_size=training.image_size,
-            dropout=training.dropout,
-            weights=training.weights,
-        )
+        model = component_classifier(component)
         set_trainable(model, "fine_tune", training.fine_tune.unfreeze_from, training.batchnorm_trains)
         compile_classifier(model, training.loss, training.fine_tune.learning_rate)
         bare = bare_step_rate(model, training.image_size, classes, batch, args.steps)
