@@ -16,7 +16,7 @@ The hand labels are read here and in tests only, never by the pipeline.
 
 Usage: python -m experiments.real_photos [--models models] [--detector models/detector]
        [--labels data/labels] [--crops data/crops] [--components C ...] [--small-cnn]
-       [--root ../shared/real-photos] [--out metrics/real-photos.json]
+       [--root ../shared/real-photos] [--leave-out-under FOLDER ...] [--out metrics/real-photos.json]
 Run from the repository root after `seamline train` (or a `dvc exp run`).
 """
 
@@ -87,17 +87,25 @@ def seen_photos(labels: Path | None, component: str) -> set[str]:
 
 
 def scored_photos(
-    hand: Sequence[HandLabel], component: str, classes: Sequence[str], seen: set[str]
+    hand: Sequence[HandLabel],
+    component: str,
+    classes: Sequence[str],
+    seen: set[str],
+    folders_seen: Sequence[str] = (),
 ) -> tuple[list[HandLabel], dict[str, int]]:
     """The component's hand-labelled photos a model with `classes` is fairly scored on, and how
-    many were left out and why (seen in training or validation; a class the model has not: the
-    3-class jeans fit has no `regular`)."""
-    chosen, left_out = [], {"seen_in_training": 0, "class_not_in_model": 0}
+    many were left out and why (seen in training or validation; under one of `folders_seen`, the
+    folders a base was pretrained on; a class the model has not: the 3-class jeans fit has no
+    `regular`)."""
+    chosen, left_out = [], {"seen_in_training": 0, "in_a_folder_seen": 0, "class_not_in_model": 0}
+    prefixes = tuple(folder.rstrip("/") + "/" for folder in folders_seen)
     for row in hand:
         if row.component != component:
             continue
         if row.sha256 in seen:
             left_out["seen_in_training"] += 1
+        elif prefixes and row.path.startswith(prefixes):
+            left_out["in_a_folder_seen"] += 1
         elif row.label not in classes:
             left_out["class_not_in_model"] += 1
         else:
@@ -235,7 +243,9 @@ def score_component(
 
     meta = json.loads((model_dir / "classifier.json").read_text(encoding="utf-8"))
     classes, size = list(meta["classes"]), int(meta["image_size"])
-    photos, left_out = scored_photos(hand, component, classes, seen_photos(args.labels, component))
+    photos, left_out = scored_photos(
+        hand, component, classes, seen_photos(args.labels, component), args.leave_out_under
+    )
     if not photos:
         return {"component": component, "photos": 0, "left_out": left_out}
     model = keras.models.load_model(model_dir / "model.keras")
@@ -295,6 +305,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS_PATH)
     parser.add_argument("--profile", default=None)
     parser.add_argument("--small-cnn", action="store_true", help="also train and score the small CNN baseline")
+    parser.add_argument(
+        "--leave-out-under",
+        nargs="+",
+        default=[],
+        metavar="FOLDER",
+        help="also leave out photos under these folders of --root (those a base was pretrained on)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--skip-untrained", action="store_true", help="record a component without a model (or no photos), exit 0"

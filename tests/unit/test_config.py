@@ -36,6 +36,7 @@ def test_shipped_file_resolves_every_profile(shipped_params_path: Path) -> None:
         "garment-base-gpu",
         "paper",
         "real",
+        "real-base",
     ]
 
 
@@ -306,7 +307,7 @@ def test_general_training_problem_is_reported_once_not_per_component(tree: dict[
 
 
 def test_unknown_profile_lists_the_known_ones(tree: dict[str, Any]) -> None:
-    known = "paper, demo, garment-base, garment-base-annotation, garment-base-gpu, demo-scratch, real"
+    known = "paper, demo, garment-base, garment-base-annotation, garment-base-gpu, demo-scratch, real, real-base"
     with pytest.raises(ParamsError, match=rf"--profile: unknown profile 'prod' \(expected one of: {known}\)"):
         resolve_params(tree, "prod")
 

@@ -45,8 +45,23 @@ def test_photos_a_model_saw_or_has_no_class_for_are_left_out(tmp_path: Path) -> 
     assert seen == {"c"}  # a test-split photo is fair
     chosen, left_out = scored_photos(hand, "jeans-fit", ["bootcut", "skinny", "wide"], seen)
     assert [p.sha256 for p in chosen] == ["a", "d"]
-    assert left_out == {"seen_in_training": 1, "class_not_in_model": 1}
+    assert left_out == {"seen_in_training": 1, "in_a_folder_seen": 0, "class_not_in_model": 1}
     assert seen_photos(tmp_path, "jeans-color") == set() and seen_photos(None, "jeans-fit") == set()
+
+
+def test_photos_under_a_folder_a_base_saw_are_left_out_when_asked() -> None:
+    hand = [
+        HandLabel("a", "shirt-pattern", "solid", "set/train/shirt/a.jpg"),
+        HandLabel("b", "shirt-pattern", "stripe", "set/test/shirt/b.jpg"),
+        HandLabel("c", "shirt-pattern", "check", "set/train-extra/c.jpg"),  # a sibling folder, not under train/
+        HandLabel("d", "shirt-pattern", "dot", "set/train/shirt/d.jpg"),
+    ]
+    classes = ["check", "dot", "floral", "solid", "stripe"]
+    chosen, left_out = scored_photos(hand, "shirt-pattern", classes, seen={"d"}, folders_seen=["set/train/"])
+    assert [p.sha256 for p in chosen] == ["b", "c"]
+    assert left_out == {"seen_in_training": 1, "in_a_folder_seen": 1, "class_not_in_model": 0}
+    everything, _ = scored_photos(hand, "shirt-pattern", classes, seen=set())
+    assert len(everything) == 4
 
 
 def test_a_photo_without_a_crop_counts_wrong_and_lowers_coverage() -> None:
