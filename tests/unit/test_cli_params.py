@@ -30,8 +30,8 @@ def test_check_passes_on_the_shipped_file_for_every_profile(project: Path) -> No
     result = run("params", "check", cwd=project)
     assert result.returncode == 0, result.stderr
     assert (
-        "ok (profiles: paper, demo, garment-base, garment-base-annotation, garment-base-gpu, demo-scratch, real, real-base)"
-        in (result.stdout)
+        "ok (profiles: paper, demo, garment-base, garment-base-annotation, garment-base-gpu, demo-scratch, real, "
+        "real-base)" in (result.stdout)
     )
 
 
@@ -124,8 +124,8 @@ def test_python_dash_m_runs_the_same_cli_with_every_command_registered(project: 
     result = run_module("params", "check", cwd=project)
     assert result.returncode == 0, result.stderr
     assert (
-        "ok (profiles: paper, demo, garment-base, garment-base-annotation, garment-base-gpu, demo-scratch, real, real-base)"
-        in (result.stdout)
+        "ok (profiles: paper, demo, garment-base, garment-base-annotation, garment-base-gpu, demo-scratch, real, "
+        "real-base)" in (result.stdout)
     )
     listed = run_module("--help", cwd=project)
     assert listed.returncode == 0, listed.stderr
