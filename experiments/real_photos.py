@@ -86,6 +86,19 @@ def seen_photos(labels: Path | None, component: str) -> set[str]:
         return {row["sha256"] for row in csv.DictReader(handle) if row["split"] in SEEN_SPLITS}
 
 
+def folder_prefixes(folders: Sequence[str]) -> tuple[str, ...]:
+    """Each folder as a path prefix ending in one slash, so `train` never matches `train-extra/`."""
+    return tuple(folder.rstrip("/") + "/" for folder in folders)
+
+
+def folders_matching_nothing(hand: Sequence[HandLabel], folders: Sequence[str]) -> list[str]:
+    """The folders no hand-labelled photo is under: a mistyped `--leave-out-under` would
+    otherwise leave nothing out and say nothing."""
+    return [
+        f for f, prefix in zip(folders, folder_prefixes(folders)) if not any(r.path.startswith(prefix) for r in hand)
+    ]
+
+
 def scored_photos(
     hand: Sequence[HandLabel],
     component: str,
@@ -98,13 +111,13 @@ def scored_photos(
     folders a base was pretrained on; a class the model has not: the 3-class jeans fit has no
     `regular`)."""
     chosen, left_out = [], {"seen_in_training": 0, "in_a_folder_seen": 0, "class_not_in_model": 0}
-    prefixes = tuple(folder.rstrip("/") + "/" for folder in folders_seen)
+    prefixes = folder_prefixes(folders_seen)
     for row in hand:
         if row.component != component:
             continue
         if row.sha256 in seen:
             left_out["seen_in_training"] += 1
-        elif prefixes and row.path.startswith(prefixes):
+        elif row.path.startswith(prefixes):
             left_out["in_a_folder_seen"] += 1
         elif row.label not in classes:
             left_out["class_not_in_model"] += 1
@@ -344,7 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         results = [{"component": c, "skipped": reason} for c in names]
     elif trained := [c for c in names if c not in untrained]:
-        hand, detector = read_hand_labels(args.eval_set), load_detector(args.detector)
+        hand = read_hand_labels(args.eval_set)
+        if unmatched := folders_matching_nothing(hand, args.leave_out_under):
+            print(f"--leave-out-under: no hand-labelled photo is under {', '.join(unmatched)}", file=sys.stderr)
+            return 2
+        detector = load_detector(args.detector)
         results += [score_component(c, args.models / c, hand, args, params, detector) for c in trained]
     print_table(results)
     if args.out:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from experiments.real_photos import HandLabel, read_hand_labels, report, scored_photos, seen_photos
+from experiments.real_photos import (
+    HandLabel,
+    folders_matching_nothing,
+    read_hand_labels,
+    report,
+    scored_photos,
+    seen_photos,
+)
 from pipelines.config import load_params
 
 EVAL_SET = Path(__file__).resolve().parents[2] / "eval" / "real-photos"
@@ -62,6 +69,8 @@ def test_photos_under_a_folder_a_base_saw_are_left_out_when_asked() -> None:
     assert left_out == {"seen_in_training": 1, "in_a_folder_seen": 1, "class_not_in_model": 0}
     everything, _ = scored_photos(hand, "shirt-pattern", classes, seen=set())
     assert len(everything) == 4
+    # a mistyped folder is named, not silently ignored
+    assert folders_matching_nothing(hand, ["set/train", "set/tarin", "set/test/"]) == ["set/tarin"]
 
 
 def test_a_photo_without_a_crop_counts_wrong_and_lowers_coverage() -> None:
