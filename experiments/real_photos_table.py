@@ -1,9 +1,12 @@
 """The experiments of `dvc exp show` as one markdown table of real-photo scores: per experiment and
 component, the settings the paper's tables vary (crop mode, backbone, base weights, frozen and
-fine-tuned epochs, classes) and what `score_real@<c>` measured on the hand-labelled photos.
+fine-tuned epochs, classes, seed) and what `score_real@<c>` measured on the hand-labelled photos.
 `dvc exp show --md` has every column; this keeps the ones the tables in docs/real-photos.md need.
+`--by-setting` folds the runs that differ only in `training.seed` into one row: their mean and
+spread, and how many of them answered a single class for every photo (a run that collapsed).
 
-Usage: python -m experiments.real_photos_table [--components C ...] [--json FILE (default: run `dvc exp show --json`)]
+Usage: python -m experiments.real_photos_table [--components C ...] [--by-setting]
+                                               [--json FILE (default: run `dvc exp show --json`)]
 An experiment commits every metrics file of the workspace, so name the components it trained.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,6 +24,8 @@ from typing import Any
 from pipelines.config import resolve_params
 
 METRICS = "metrics/real-photos/{component}.json"
+# What a run measured, as opposed to what it was set to: `--by-setting` groups on everything else.
+MEASURED = ("experiment", "seed", "photos", "accuracy", "macro_f1", "classes_answered")
 
 
 def revisions(shown: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -54,10 +60,47 @@ def rows_of(name: str, data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             "base": "random" if training.weights is None else Path(str(training.weights)).name,
             "frozen": training.frozen.epochs,
             "fine_tune": training.fine_tune.epochs,
+            "seed": training.seed,
             "photos": scored["model"]["photos"],
             "accuracy": scored["model"]["accuracy"],
             "macro_f1": scored["model"]["macro_f1"],
+            "classes_answered": classes_answered(scored["model"].get("confusion_matrix") or []),
         }
+
+
+def classes_answered(confusion: Sequence[Sequence[int]]) -> int:
+    """How many classes the model gave at least once (confusion rows are true, columns predicted)."""
+    return sum(1 for column in zip(*confusion) if sum(column) > 0)
+
+
+def _mean_and_spread(values: Sequence[float]) -> str:
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {statistics.stdev(values):.3f}"
+
+
+def by_setting(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per setting (every column but the measured ones), in the order settings first
+    appear: the seeds run, accuracy and macro-F1 as mean ± sample standard deviation, and the
+    runs that answered one class only."""
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        key = tuple((column, value) for column, value in row.items() if column not in MEASURED)
+        groups.setdefault(key, []).append(row)
+    folded = []
+    for key, runs in groups.items():
+        folded.append(
+            {
+                **dict(key),
+                "seeds": ",".join(str(run["seed"]) for run in runs),
+                "photos": "/".join(sorted({str(run["photos"]) for run in runs})),
+                "accuracy": _mean_and_spread([run["accuracy"] for run in runs]),
+                "macro_f1": _mean_and_spread([run["macro_f1"] for run in runs]),
+                "one_class_runs": sum(1 for run in runs if run["classes_answered"] <= 1),
+            }
+        )
+    return folded
 
 
 def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -71,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=None, help="a saved `dvc exp show --json`")
     parser.add_argument("--components", nargs="+", default=None, help="only these components' rows")
+    parser.add_argument(
+        "--by-setting", action="store_true", help="one row per setting: the mean and spread over its seeds"
+    )
     args = parser.parse_args(argv)
     if args.json:
         text = args.json.read_text(encoding="utf-8")
@@ -89,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rows:
         print("no experiment has a real-photo score yet (run a score_real@<c> stage)", file=sys.stderr)
         return 1
-    print(markdown(rows))
+    print(markdown(by_setting(rows) if args.by_setting else rows))
     return 0
 
 

@@ -103,7 +103,9 @@ def test_the_experiments_table_reads_dvc_exp_show(shipped_params_path: Path) -> 
 
     tree = read_params_file(shipped_params_path)
     tree["crop"]["mode"] = "mask"
-    scored = {"jeans-color": {"crop_mode": "mask", "model": {"photos": 114, "accuracy": 0.45, "macro_f1": 0.21}}}
+    confusion = [[0, 5, 0], [0, 9, 0], [0, 7, 0]]  # every photo answered "middle"
+    model = {"photos": 114, "accuracy": 0.45, "macro_f1": 0.21, "confusion_matrix": confusion}
+    scored = {"jeans-color": {"crop_mode": "mask", "model": model}}
     data = {
         "params": {"params.yaml": {"data": tree}},
         "metrics": {
@@ -134,9 +136,31 @@ def test_the_experiments_table_reads_dvc_exp_show(shipped_params_path: Path) -> 
             "base": "garment-base-densenet121-64.weights.h5",  # the demo profile starts from the shipped base
             "frozen": 20,
             "fine_tune": tree["profiles"]["demo"]["training"]["fine_tune"]["epochs"],  # the demo's own
+            "seed": 42,
             "photos": 114,
             "accuracy": 0.45,
             "macro_f1": 0.21,
+            "classes_answered": 1,
         }
     ]
     assert markdown(rows).splitlines()[2].startswith("| m | jeans-color | 3 | mask |")
+
+
+def test_runs_that_differ_only_in_seed_fold_into_one_row() -> None:
+    from experiments.real_photos_table import by_setting, classes_answered
+
+    assert classes_answered([[3, 1, 0], [2, 4, 0], [1, 0, 0]]) == 2
+    assert classes_answered([]) == 0
+    setting = {"component": "jeans-color", "crop": "bbox", "frozen": 20, "fine_tune": 3}
+
+    def run(name: str, seed: int, accuracy: float, answered: int, crop: str = "bbox") -> dict[str, object]:
+        scores = {"photos": 114, "accuracy": accuracy, "macro_f1": accuracy - 0.1, "classes_answered": answered}
+        return {**setting, "crop": crop, "experiment": name, "seed": seed, **scores}
+
+    runs = [run("a", 42, 0.8, 3), run("b", 1, 0.6, 1), run("c", 42, 0.5, 3, crop="mask")]
+    folded = by_setting(runs)
+    assert [row["crop"] for row in folded] == ["bbox", "mask"]
+    assert folded[0]["seeds"] == "42,1"
+    assert folded[0]["accuracy"] == "0.700 ± 0.141"  # mean and sample standard deviation
+    assert folded[0]["one_class_runs"] == 1
+    assert folded[1]["macro_f1"] == "0.400"  # one run: no spread to give
