@@ -17,7 +17,9 @@ The hand labels are read here and in tests only, never by the pipeline.
 Usage: python -m experiments.real_photos [--models models] [--detector models/detector]
        [--labels data/labels] [--crops data/crops] [--components C ...] [--small-cnn]
        [--root ../shared/real-photos] [--leave-out-under FOLDER ...] [--out metrics/real-photos.json]
-Run from the repository root after `seamline train` (or a `dvc exp run`).
+Run from the repository root after `seamline train` (or a `dvc exp run`). SEAMLINE_REAL_PHOTOS, where
+set, replaces --root's default: a queued `dvc exp run --queue` runs in a copy of the repository under
+.dvc/tmp/exps, from which ../shared is not the photos' folder.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ from pipelines.evaluate import UNKNOWN, classification_report
 
 EVAL_SET = Path("eval/real-photos")
 REAL_PHOTOS = Path("../shared/real-photos")
+REAL_PHOTOS_VARIABLE = "SEAMLINE_REAL_PHOTOS"
+
+
+def default_root() -> Path:
+    """The photos' folder when --root is not given: SEAMLINE_REAL_PHOTOS, else ../shared/real-photos."""
+    return Path(os.environ.get(REAL_PHOTOS_VARIABLE) or REAL_PHOTOS)
+
+
 # The paper's fine-tuned test accuracy per component (shared/paper-notes.md); jeans fit's 4-class
 # figure (81.59%), its 3-class variant 91.73%.
 PAPER = {
@@ -313,7 +323,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--crops", type=Path, default=Path("data/crops"), help="training crops, for --small-cnn")
     parser.add_argument("--components", nargs="+", default=None, help="default: every component with a model")
     parser.add_argument("--eval-set", type=Path, default=EVAL_SET)
-    parser.add_argument("--root", type=Path, default=REAL_PHOTOS, help="folder the hand-labelled paths are under")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=default_root(),
+        help=f"folder the hand-labelled paths are under (default: ${REAL_PHOTOS_VARIABLE}, else {REAL_PHOTOS})",
+    )
     parser.add_argument("--cache", type=Path, default=Path("data/real-photos-detections"))
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS_PATH)
     parser.add_argument("--profile", default=None)
@@ -351,7 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if not args.root.is_dir():
         # An experiment stage in dvc.yaml: a clone without the photos records why it has no score.
-        reason = f"no real photos at {args.root} (eval/real-photos/README.md says where they come from)"
+        reason = (
+            f"no real photos at {args.root} (eval/real-photos/README.md says where they come from; "
+            f"--root or {REAL_PHOTOS_VARIABLE} names another folder)"
+        )
         if not args.skip_untrained:
             print(reason, file=sys.stderr)
             return 1

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from experiments.real_photos import (
+    REAL_PHOTOS,
     HandLabel,
+    default_root,
     folders_matching_nothing,
     read_hand_labels,
     report,
@@ -71,6 +73,16 @@ def test_photos_under_a_folder_a_base_saw_are_left_out_when_asked() -> None:
     assert len(everything) == 4
     # a mistyped folder is named, not silently ignored
     assert folders_matching_nothing(hand, ["set/train", "set/tarin", "set/test/"]) == ["set/tarin"]
+
+
+def test_the_photos_folder_comes_from_the_environment_where_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a queued experiment runs in a copy under .dvc/tmp/exps, where ../shared is somewhere else
+    monkeypatch.delenv("SEAMLINE_REAL_PHOTOS", raising=False)
+    assert default_root() == REAL_PHOTOS
+    monkeypatch.setenv("SEAMLINE_REAL_PHOTOS", "/data/real-photos")
+    assert default_root() == Path("/data/real-photos")
+    monkeypatch.setenv("SEAMLINE_REAL_PHOTOS", "")  # set but empty: the default, not the working folder
+    assert default_root() == REAL_PHOTOS
 
 
 def test_a_photo_without_a_crop_counts_wrong_and_lowers_coverage() -> None:
