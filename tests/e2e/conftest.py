@@ -48,7 +48,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, weekly_shop: Path) -> Iter
     demo_shop = weekly_shop
     root = tmp_path_factory.mktemp("weekly") / "project"
     root.mkdir()
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "prefect.yaml"):
+    (root / "data").mkdir()
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "data/.gitignore", "prefect.yaml"):
         shutil.copy(PROJECT_ROOT / name, root / name)
     shutil.copytree(PROJECT_ROOT / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
     shutil.copytree(PROJECT_ROOT / "crawlers" / "sources", root / "crawlers" / "sources")

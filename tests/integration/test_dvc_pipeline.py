@@ -150,9 +150,15 @@ def test_push_and_pull_through_s3_served_by_moto(repo, moto_s3: str) -> None:
     assert (root / "data" / "raw" / "demo" / "manifest.jsonl").read_bytes() == manifest
 
 
+def copy_ignore_files(root: Path) -> None:
+    (root / "data").mkdir(exist_ok=True)
+    for name in (".gitignore", "data/.gitignore"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+
+
 def test_annotations_import_is_versioned_with_dvc_add(repo, demo_shop: Path) -> None:
     root, env = repo
-    shutil.copy(PROJECT_ROOT / ".gitignore", root / ".gitignore")
+    copy_ignore_files(root)
     run(
         [str(BIN / "seamline"), "annotations", "import", str(demo_shop / "annotations"), "--out", "data/annotations"],
         root,
@@ -164,3 +170,38 @@ def test_annotations_import_is_versioned_with_dvc_add(repo, demo_shop: Path) -> 
     assert subprocess.run(["git", "check-ignore", "-q", str(pointer)], cwd=root).returncode == 1
     assert subprocess.run(["git", "check-ignore", "-q", "data/annotations/instances.json"], cwd=root).returncode == 0
     run(["dvc", "push"], root, env)
+
+
+def test_a_queued_experiment_finds_the_imported_annotations(tmp_path: Path) -> None:
+    """`dvc exp run --queue` and `--temp` run in a copy under .dvc/tmp/exps; the copy must check out
+    data/annotations (a `dvc add` pointer, as `seamline annotations import` writes) before a stage
+    that reads it. With the ignore rules of the project's .gitignore files it does."""
+    root = tmp_path / "project"
+    root.mkdir()
+    copy_ignore_files(root)
+    shutil.copy(PROJECT_ROOT / ".dvcignore", root / ".dvcignore")
+    shutil.copytree(PROJECT_ROOT / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.*"))
+    (root / "data" / "annotations").mkdir()
+    (root / "data" / "annotations" / "instances.json").write_text('{"images": [1, 2, 3]}')
+    (root / "params.yaml").write_text("threshold: 1\n")
+    count = (
+        "import json; n = len(json.load(open('data/annotations/instances.json'))['images']); "
+        "open('count.txt', 'w').write(str(n))"
+    )
+    stage = {
+        "cmd": f'python -c "{count}"',
+        "deps": ["data/annotations"],
+        "params": ["threshold"],
+        "outs": ["count.txt"],
+    }
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"count": stage}}))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    run(["git", "init", "-q"], root, env)
+    run(["dvc", "add", "data/annotations"], root, env)
+    run(["dvc", "repro"], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "project"], root, env)
+    run(["dvc", "exp", "run", "--temp", "-n", "copy", "-S", "threshold=2"], root, env)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], root, env).stdout)
+    names = [e.get("name") for commit in shown for e in commit.get("experiments") or []]
+    assert "copy" in names
