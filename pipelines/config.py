@@ -487,9 +487,11 @@ def stage_settings(params: Params) -> dict[str, Any]:
             "modes": {name: params.crop_for(name).mode for name in params.components},
         },
     }
+    # Whether the stage pretrains or skips depends on which weights each component names: a
+    # component moved from the shipped base onto models/pretrain/base.weights.h5 must rerun it.
     settings["pretrain"] = {
         **params.pretrain.model_dump(mode="json"),
-        "used_by": sorted(n for n, c in params.components.items() if c.training.weights not in (None, "imagenet")),
+        "weights_by_component": {name: c.training.weights for name, c in sorted(params.components.items())},
     }
     for name, component in params.components.items():
         settings[f"train-{name}"] = {

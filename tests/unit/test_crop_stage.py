@@ -119,6 +119,27 @@ def test_resolved_stage_settings_apply_the_profile(shipped_params_path: Path) ->
     json.dumps(demo)  # what the stage writes must be JSON
 
 
+def test_pretrain_settings_change_when_a_component_moves_onto_the_pretrained_base(shipped_params_path: Path) -> None:
+    # The demo's components all start from the shipped base; the SimCLR experiments point one at
+    # the pretrain stage's output. Both name a weights file, and only the second needs the stage.
+    demo = load_params(shipped_params_path, "demo")
+    color = demo.components["jeans-color"]
+    onto_simclr = demo.model_copy(
+        update={
+            "components": {
+                **demo.components,
+                "jeans-color": color.model_copy(
+                    update={
+                        "training": color.training.model_copy(update={"weights": "models/pretrain/base.weights.h5"})
+                    }
+                ),
+            }
+        }
+    )
+    assert stage_settings(onto_simclr)["pretrain"] != stage_settings(demo)["pretrain"]
+    assert stage_settings(onto_simclr)["train-jeans-fit"] == stage_settings(demo)["train-jeans-fit"]
+
+
 def test_pretraining_reads_each_image_region_once_and_never_the_test_split(
     tmp_path: Path, shipped_params_path: Path
 ) -> None:
