@@ -144,6 +144,9 @@ def report(truth: Sequence[str], answers: Sequence[str | None], classes: Sequenc
     predicted = np.asarray([UNKNOWN if a is None else position[a] for a in answers], dtype=np.int64)
     scores = classification_report(true, predicted, classes)
     cut = predicted != UNKNOWN
+    # `dvc exp show` drops lists (the confusion matrix) but keeps dicts: how often each class was
+    # answered is what tells a model that says one class to every photo.
+    answered = {name: int((predicted == i).sum()) for i, name in enumerate(classes)}
     return {
         "photos": len(truth),
         "coverage": round(float(cut.mean()), 4) if len(cut) else 0.0,
@@ -152,6 +155,7 @@ def report(truth: Sequence[str], answers: Sequence[str | None], classes: Sequenc
         "accuracy_on_cut": round(float((true[cut] == predicted[cut]).mean()), 4) if cut.any() else 0.0,
         "per_class": scores["per_class"],
         "confusion_matrix": scores["confusion_matrix"],
+        "answered": answered,
     }
 
 

@@ -29,16 +29,18 @@ MEASURED = ("experiment", "seed", "photos", "accuracy", "macro_f1", "classes_ans
 
 
 def revisions(shown: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """(name, data) of each commit and experiment `dvc exp show --json` lists; the workspace is
-    left out (it repeats the last experiment)."""
+    """(name, data) of each commit and finished experiment `dvc exp show --json` lists. Left out:
+    the workspace (it repeats the last experiment), a failed experiment (its metrics are its
+    baseline's) and a running one (DVC shows the workspace's data for it)."""
     for commit in shown:
         if commit.get("rev") == "workspace" or not commit.get("data"):
             continue
         yield str(commit.get("name") or commit["rev"][:7]), commit["data"]
         for experiment in commit.get("experiments") or []:
             revision = experiment["revs"][0]
-            if revision.get("data") and revision["rev"] != "workspace":
-                yield str(experiment.get("name") or revision["rev"][:7]), revision["data"]
+            data = revision.get("data")
+            if data and not revision.get("error") and "workspace" not in (revision["rev"], data.get("rev")):
+                yield str(experiment.get("name") or revision["rev"][:7]), data
 
 
 def rows_of(name: str, data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -64,13 +66,19 @@ def rows_of(name: str, data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             "photos": scored["model"]["photos"],
             "accuracy": scored["model"]["accuracy"],
             "macro_f1": scored["model"]["macro_f1"],
-            "classes_answered": classes_answered(scored["model"].get("confusion_matrix") or []),
+            "classes_answered": classes_answered(scored["model"]),
         }
 
 
-def classes_answered(confusion: Sequence[Sequence[int]]) -> int:
-    """How many classes the model gave at least once (confusion rows are true, columns predicted)."""
-    return sum(1 for column in zip(*confusion) if sum(column) > 0)
+def classes_answered(model: Mapping[str, Any]) -> int | None:
+    """How many classes the model gave at least once: from its per-class answer counts (what
+    `dvc exp show` keeps), else its confusion matrix (rows true, columns predicted; a metrics file
+    read directly), else None (a score written before either was recorded)."""
+    if answered := model.get("answered"):
+        return sum(1 for count in answered.values() if count > 0)
+    if confusion := model.get("confusion_matrix"):
+        return sum(1 for column in zip(*confusion) if sum(column) > 0)
+    return None
 
 
 def _mean_and_spread(values: Sequence[float]) -> str:
@@ -78,6 +86,12 @@ def _mean_and_spread(values: Sequence[float]) -> str:
     if len(values) < 2:
         return f"{mean:.3f}"
     return f"{mean:.3f} ± {statistics.stdev(values):.3f}"
+
+
+def _one_class_runs(runs: Sequence[Mapping[str, Any]]) -> int | str:
+    known = [run["classes_answered"] for run in runs if run["classes_answered"] is not None]
+    ones = sum(1 for answered in known if answered <= 1)
+    return ones if len(known) == len(runs) else f"{ones} of {len(known)} known"
 
 
 def by_setting(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -97,7 +111,7 @@ def by_setting(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "photos": "/".join(sorted({str(run["photos"]) for run in runs})),
                 "accuracy": _mean_and_spread([run["accuracy"] for run in runs]),
                 "macro_f1": _mean_and_spread([run["macro_f1"] for run in runs]),
-                "one_class_runs": sum(1 for run in runs if run["classes_answered"] <= 1),
+                "one_class_runs": _one_class_runs(runs),
             }
         )
     return folded
@@ -115,13 +129,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="a saved `dvc exp show --json`")
     parser.add_argument("--components", nargs="+", default=None, help="only these components' rows")
     parser.add_argument(
+        "--commits",
+        type=int,
+        default=1,
+        help="experiments of the last N commits (dvc exp show -n): a queued run stays on the commit it was queued on",
+    )
+    parser.add_argument(
         "--by-setting", action="store_true", help="one row per setting: the mean and spread over its seeds"
     )
     args = parser.parse_args(argv)
     if args.json:
         text = args.json.read_text(encoding="utf-8")
     else:
-        shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=False)
+        shown = subprocess.run(
+            ["dvc", "exp", "show", "--json", "-n", str(args.commits)], capture_output=True, text=True, check=False
+        )
         if shown.returncode != 0:
             print(f"dvc exp show failed: {shown.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             return 1

@@ -95,6 +95,7 @@ def test_a_photo_without_a_crop_counts_wrong_and_lowers_coverage() -> None:
     assert result["accuracy_on_cut"] == pytest.approx(2 / 3, abs=1e-4)
     # check: never found (F1 0); solid: 1 of 2 found, 1 false positive (F1 0.5); stripe: F1 1
     assert result["macro_f1"] == pytest.approx(0.5)
+    assert result["answered"] == {"check": 0, "solid": 2, "stripe": 1}  # the photo with no crop is no answer
 
 
 def test_search_precision_counts_only_hand_labelled_results() -> None:
@@ -115,8 +116,8 @@ def test_the_experiments_table_reads_dvc_exp_show(shipped_params_path: Path) -> 
 
     tree = read_params_file(shipped_params_path)
     tree["crop"]["mode"] = "mask"
-    confusion = [[0, 5, 0], [0, 9, 0], [0, 7, 0]]  # every photo answered "middle"
-    model = {"photos": 114, "accuracy": 0.45, "macro_f1": 0.21, "confusion_matrix": confusion}
+    # What dvc exp show gives: the answer counts, no confusion matrix (it drops lists).
+    model = {"photos": 114, "accuracy": 0.45, "macro_f1": 0.21, "answered": {"light": 0, "middle": 21, "deep": 0}}
     scored = {"jeans-color": {"crop_mode": "mask", "model": model}}
     data = {
         "params": {"params.yaml": {"data": tree}},
@@ -132,7 +133,12 @@ def test_the_experiments_table_reads_dvc_exp_show(shipped_params_path: Path) -> 
             "rev": "abc1234567",
             "name": "main",
             "data": data,
-            "experiments": [{"name": "m", "revs": [{"rev": "d", "data": data}]}],
+            "experiments": [
+                {"name": "m", "revs": [{"rev": "d", "data": data}]},
+                # as DVC lists a failed run (its baseline's metrics) and a running one (the workspace's)
+                {"name": "failed", "revs": [{"rev": "e", "data": data, "error": {"msg": "Experiment run failed"}}]},
+                {"name": "running", "revs": [{"rev": "f", "data": {**data, "rev": "workspace"}}]},
+            ],
         },
     ]
     named = [name for name, _ in revisions(shown)]
@@ -161,8 +167,9 @@ def test_the_experiments_table_reads_dvc_exp_show(shipped_params_path: Path) -> 
 def test_runs_that_differ_only_in_seed_fold_into_one_row() -> None:
     from experiments.real_photos_table import by_setting, classes_answered
 
-    assert classes_answered([[3, 1, 0], [2, 4, 0], [1, 0, 0]]) == 2
-    assert classes_answered([]) == 0
+    assert classes_answered({"confusion_matrix": [[3, 1, 0], [2, 4, 0], [1, 0, 0]]}) == 2
+    assert classes_answered({"answered": {"light": 0, "middle": 7, "deep": 1}, "confusion_matrix": []}) == 2
+    assert classes_answered({"photos": 3}) is None  # a score from before the counts were written
     setting = {"component": "jeans-color", "crop": "bbox", "frozen": 20, "fine_tune": 3}
 
     def run(name: str, seed: int, accuracy: float, answered: int, crop: str = "bbox") -> dict[str, object]:
@@ -176,3 +183,5 @@ def test_runs_that_differ_only_in_seed_fold_into_one_row() -> None:
     assert folded[0]["accuracy"] == "0.700 ± 0.141"  # mean and sample standard deviation
     assert folded[0]["one_class_runs"] == 1
     assert folded[1]["macro_f1"] == "0.400"  # one run: no spread to give
+    unknown = by_setting([run("a", 42, 0.8, 1), {**run("b", 1, 0.6, 3), "classes_answered": None}])
+    assert unknown[0]["one_class_runs"] == "1 of 1 known"
