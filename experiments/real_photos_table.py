@@ -56,6 +56,7 @@ def rows_of(name: str, data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         yield {
             "experiment": name,
             "component": component,
+            "sources": "+".join(params.crawl.sources),
             "classes": len(params.components[component].classes),  # dvc exp show drops lists
             "crop": scored["crop_mode"],
             "backbone": training.backbone,
@@ -91,6 +92,8 @@ def _mean_and_spread(values: Sequence[float]) -> str:
 def _one_class_runs(runs: Sequence[Mapping[str, Any]]) -> int | str:
     known = [run["classes_answered"] for run in runs if run["classes_answered"] is not None]
     ones = sum(1 for answered in known if answered <= 1)
+    if not known:
+        return "unknown"
     return ones if len(known) == len(runs) else f"{ones} of {len(known)} known"
 
 

@@ -148,6 +148,7 @@ def test_the_experiments_table_reads_dvc_exp_show(shipped_params_path: Path) -> 
         {
             "experiment": "m",
             "component": "jeans-color",
+            "sources": "demo",
             "classes": 3,
             "crop": "mask",
             "backbone": "densenet121",
@@ -161,7 +162,7 @@ def test_the_experiments_table_reads_dvc_exp_show(shipped_params_path: Path) -> 
             "classes_answered": 1,
         }
     ]
-    assert markdown(rows).splitlines()[2].startswith("| m | jeans-color | 3 | mask |")
+    assert markdown(rows).splitlines()[2].startswith("| m | jeans-color | demo | 3 | mask |")
 
 
 def test_runs_that_differ_only_in_seed_fold_into_one_row() -> None:
@@ -185,3 +186,4 @@ def test_runs_that_differ_only_in_seed_fold_into_one_row() -> None:
     assert folded[1]["macro_f1"] == "0.400"  # one run: no spread to give
     unknown = by_setting([run("a", 42, 0.8, 1), {**run("b", 1, 0.6, 3), "classes_answered": None}])
     assert unknown[0]["one_class_runs"] == "1 of 1 known"
+    assert by_setting([{**run("b", 1, 0.6, 3), "classes_answered": None}])[0]["one_class_runs"] == "unknown"
