@@ -141,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--by-setting", action="store_true", help="one row per setting: the mean and spread over its seeds"
     )
     args = parser.parse_args(argv)
+    if args.commits == 0:
+        parser.error("--commits: 1 or more (a negative number: every commit, as dvc exp show -n takes it)")
     if args.json:
         text = args.json.read_text(encoding="utf-8")
     else:

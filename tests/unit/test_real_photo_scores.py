@@ -187,3 +187,12 @@ def test_runs_that_differ_only_in_seed_fold_into_one_row() -> None:
     unknown = by_setting([run("a", 42, 0.8, 1), {**run("b", 1, 0.6, 3), "classes_answered": None}])
     assert unknown[0]["one_class_runs"] == "1 of 1 known"
     assert by_setting([{**run("b", 1, 0.6, 3), "classes_answered": None}])[0]["one_class_runs"] == "unknown"
+
+
+def test_the_table_refuses_zero_commits(capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments.real_photos_table import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--commits", "0"])
+    assert stopped.value.code == 2
+    assert "--commits: 1 or more" in capsys.readouterr().err
