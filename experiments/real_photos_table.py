@@ -5,7 +5,7 @@ fine-tuned epochs, classes, seed) and what `score_real@<c>` measured on the hand
 `--by-setting` folds the runs that differ only in `training.seed` into one row: their mean and
 spread, and how many of them answered a single class for every photo (a run that collapsed).
 
-Usage: python -m experiments.real_photos_table [--components C ...] [--by-setting]
+Usage: python -m experiments.real_photos_table [--components C ...] [--by-setting] [--commits N]
                                                [--json FILE (default: run `dvc exp show --json`)]
 An experiment commits every metrics file of the workspace, so name the components it trained.
 """
@@ -91,9 +91,9 @@ def _mean_and_spread(values: Sequence[float]) -> str:
 
 def _one_class_runs(runs: Sequence[Mapping[str, Any]]) -> int | str:
     known = [run["classes_answered"] for run in runs if run["classes_answered"] is not None]
-    ones = sum(1 for answered in known if answered <= 1)
     if not known:
         return "unknown"
+    ones = sum(1 for answered in known if answered <= 1)
     return ones if len(known) == len(runs) else f"{ones} of {len(known)} known"
 
 
